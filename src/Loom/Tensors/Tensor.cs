@@ -1,0 +1,118 @@
+using System.Runtime.CompilerServices;
+
+namespace Loom.Tensors;
+
+/// <summary>
+/// A float32 tensor: row-major, contiguous, at most 4 dimensions. Storage lives on the
+/// pinned object heap, so kernels may take raw pointers to it without pinning.
+/// Parameters are created with <see cref="Parameter"/>; activations come from a <see cref="Tape"/>,
+/// which reuses them from step to step.
+/// </summary>
+public sealed class Tensor
+{
+    float[] data;
+    int[] shape;
+
+    /// <summary>Gradient of the loss with respect to this tensor, same shape; null until backward reaches it.</summary>
+    public Tensor? Grad { get; internal set; }
+
+    /// <summary>Whether backward computes a gradient for this tensor.</summary>
+    public bool RequiresGrad { get; set; }
+
+    /// <summary>A name for errors and checkpoints (for parameters: the Hugging Face tensor name).</summary>
+    public string? Name { get; set; }
+
+    /// <summary>Elements in use.</summary>
+    public int Length { get; private set; }
+
+    /// <summary>Set when the tensor belongs to a tape's arena (its gradient then comes from the arena too).</summary>
+    internal bool IsActivation { get; init; }
+
+    /// <summary>Tape step in which <see cref="Grad"/> was last attached (activations only).</summary>
+    internal int GradStep { get; set; } = -1;
+
+    public Tensor(params ReadOnlySpan<int> shape)
+    {
+        this.shape = shape.ToArray();
+        Length = CheckedLength(this.shape);
+        data = GC.AllocateArray<float>(Math.Max(Length, 1), pinned: true);
+    }
+
+    /// <summary>A trainable tensor (gradient kept between backward calls until zeroed).</summary>
+    public static Tensor Parameter(string name, params ReadOnlySpan<int> shape) =>
+        new(shape) { Name = name, RequiresGrad = true };
+
+    /// <summary>A tensor holding a copy of <paramref name="values"/> in the given shape.</summary>
+    public static Tensor From(ReadOnlySpan<float> values, params ReadOnlySpan<int> shape)
+    {
+        var t = new Tensor(shape);
+        if (values.Length != t.Length)
+            throw new ArgumentException($"{values.Length} values do not fill shape [{string.Join(", ", shape.ToArray())}]", nameof(values));
+        values.CopyTo(t.Span);
+        return t;
+    }
+
+    public ReadOnlySpan<int> Shape => shape;
+    public int Rank => shape.Length;
+
+    /// <summary>Size of one axis; negative axes count from the end.</summary>
+    public int Dim(int axis) => shape[axis < 0 ? shape.Length + axis : axis];
+
+    /// <summary>Product of all axes but the last: the number of rows of the row-major matrix view.</summary>
+    public int Rows => shape.Length == 0 ? 1 : Length / Math.Max(shape[^1], 1);
+
+    public Span<float> Span => data.AsSpan(0, Length);
+
+    internal int Capacity => data.Length;
+
+    internal unsafe float* Pointer => (float*)Unsafe.AsPointer(ref data[0]);
+
+    public float this[int index]
+    {
+        get => Span[index];
+        set => Span[index] = value;
+    }
+
+    /// <summary>The single value of a one-element tensor (a loss).</summary>
+    public float Scalar() => Length == 1 ? data[0] : throw new InvalidOperationException($"Scalar() needs one element, the tensor has {Length}");
+
+    public void Zero() => Span.Clear();
+
+    /// <summary>The gradient tensor, created zeroed if absent (parameters keep theirs until <see cref="ZeroGrad"/>).</summary>
+    public Tensor EnsureGrad()
+    {
+        Grad ??= new Tensor(shape);
+        return Grad;
+    }
+
+    public void ZeroGrad() => Grad?.Zero();
+
+    public string ShapeText => "[" + string.Join(", ", shape) + "]";
+
+    public override string ToString() => $"{Name ?? "tensor"}{ShapeText}";
+
+    /// <summary>Gives this storage a new shape; reuses the arrays when they are large enough (arena reuse).</summary>
+    internal void Reshape(ReadOnlySpan<int> newShape)
+    {
+        if (shape.Length != newShape.Length) shape = new int[newShape.Length];
+        newShape.CopyTo(shape);
+        Length = CheckedLength(shape);
+        if (data.Length < Length) data = GC.AllocateArray<float>(Length, pinned: true);
+    }
+
+    /// <summary>Whether both tensors have the same shape.</summary>
+    public bool SameShape(Tensor other) => Shape.SequenceEqual(other.Shape);
+
+    static int CheckedLength(int[] shape)
+    {
+        if (shape.Length > 4) throw new ArgumentException($"at most 4 dimensions, got {shape.Length}");
+        long length = 1;
+        foreach (int d in shape)
+        {
+            if (d < 0) throw new ArgumentException($"negative dimension in [{string.Join(", ", shape)}]");
+            length *= d;
+        }
+        if (length > Array.MaxLength) throw new ArgumentException($"tensor [{string.Join(", ", shape)}] is too large");
+        return (int)length;
+    }
+}
