@@ -127,8 +127,17 @@ public sealed class Tape
     public void Backward(Tensor loss, float scale = 1f)
     {
         if (loss.Length != 1) throw new ArgumentException($"backward needs a scalar loss, got {loss.ShapeText}", nameof(loss));
-        if (!loss.RequiresGrad) throw new InvalidOperationException("the loss does not depend on any tensor that requires a gradient");
-        GradOf(loss).Span[0] = scale;
+        Span<float> seed = [scale];
+        Backward(loss, seed);
+    }
+
+    /// <summary>Backpropagates from any output, seeding its gradient with <paramref name="outputGrad"/> (a vector-Jacobian product).</summary>
+    public void Backward(Tensor output, ReadOnlySpan<float> outputGrad)
+    {
+        if (outputGrad.Length != output.Length)
+            throw new ArgumentException($"seed gradient has {outputGrad.Length} elements, output {output.ShapeText} has {output.Length}", nameof(outputGrad));
+        if (!output.RequiresGrad) throw new InvalidOperationException("the output does not depend on any tensor that requires a gradient");
+        outputGrad.CopyTo(GradOf(output).Span);
         for (int i = entryCount - 1; i >= 0; i--)
         {
             ref readonly var e = ref entries[i];
