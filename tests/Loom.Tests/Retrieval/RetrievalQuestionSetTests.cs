@@ -95,12 +95,17 @@ public sealed class RetrievalQuestionSetTests
     public void RenderingKeepsReferencesAsNames()
     {
         var member = XElement.Parse(
-            "<member name=\"M:X.Cancel\"><summary>Signals to a <see cref=\"T:System.Threading.CancellationToken\" /> that it should be canceled when <paramref name=\"value\" /> is <see langword=\"null\" />.</summary></member>");
+            "<member name=\"M:X.Cancel\"><summary>Signals to a <see cref=\"T:System.Threading.CancellationToken\" /> that <see cref=\"M:System.Collections.Generic.List`1.Add(`0)\" /> fails when <paramref name=\"value\" /> is <see langword=\"null\" />.</summary></member>");
 
-        var (full, shortNames) = Render(member);
+        var texts = Render(member);
 
-        Assert.Equal("Signals to a System.Threading.CancellationToken that it should be canceled when value is null.", full);
-        Assert.Equal("Signals to a CancellationToken that it should be canceled when value is null.", shortNames);
+        Assert.Equal(
+            [
+                "Signals to a System.Threading.CancellationToken that System.Collections.Generic.List`1.Add(`0) fails when value is null.",
+                "Signals to a CancellationToken that Add fails when value is null.",
+                "Signals to a CancellationToken that List<T>.Add fails when value is null.",
+            ],
+            texts);
     }
 
     private static IReadOnlyList<Question> LoadQuestions()
@@ -190,7 +195,7 @@ public sealed class RetrievalQuestionSetTests
         return files;
     }
 
-    /// <summary>Every member id in the SDK docs; for the wanted ones, their rendered texts (full and short reference names).</summary>
+    /// <summary>Every member id in the SDK docs; for the wanted ones, their rendered texts (see <see cref="Render"/>).</summary>
     private static IReadOnlyDictionary<string, List<string>> LoadDocumentation(HashSet<string> wanted)
     {
         var documentation = new Dictionary<string, List<string>>(StringComparer.Ordinal);
@@ -226,48 +231,55 @@ public sealed class RetrievalQuestionSetTests
                     continue;
                 }
 
-                var (full, shortNames) = Render((XElement)XNode.ReadFrom(reader));
-                texts.Add(full);
-                texts.Add(shortNames);
+                texts.AddRange(Render((XElement)XNode.ReadFrom(reader)));
             }
         }
 
         return documentation;
     }
 
-    /// <summary>
-    /// Plain text of a member's documentation: references become their names (with and without the
-    /// namespace), langwords their word, parameter references the parameter's name.
-    /// </summary>
-    private static (string Full, string ShortNames) Render(XElement member)
+    /// <summary>How a cross reference is written in a rendering of the documentation.</summary>
+    private enum ReferenceStyle
     {
-        var full = new StringBuilder();
-        var shortNames = new StringBuilder();
-        foreach (var child in member.Elements())
-        {
-            Append(child, full, shortNames);
-            full.Append(' ');
-            shortNames.Append(' ');
-        }
+        /// <summary><c>System.Collections.Generic.List`1.Add(`0)</c>: the id without its kind prefix.</summary>
+        Full,
 
-        return (Collapse(full.ToString()), Collapse(shortNames.ToString()));
+        /// <summary><c>Add</c>: the last name only.</summary>
+        LastName,
+
+        /// <summary><c>List&lt;T&gt;.Add</c>: declaring type and member, as the dotnet-docs corpus writes it.</summary>
+        TypeAndMember,
     }
 
-    private static void Append(XElement element, StringBuilder full, StringBuilder shortNames)
+    /// <summary>
+    /// Plain text of a member's documentation (all its sections), once per <see cref="ReferenceStyle"/>:
+    /// references become names, langwords their word, parameter references the parameter's name.
+    /// </summary>
+    private static List<string> Render(XElement member)
+    {
+        var texts = new List<string>();
+        foreach (var style in Enum.GetValues<ReferenceStyle>())
+        {
+            var text = new StringBuilder();
+            foreach (var section in member.Elements())
+            {
+                Append(section, style, text);
+                text.Append(' ');
+            }
+
+            texts.Add(Collapse(text.ToString()));
+        }
+
+        return texts;
+    }
+
+    private static void Append(XElement element, ReferenceStyle style, StringBuilder text)
     {
         var hasText = !string.IsNullOrWhiteSpace(element.Value);
         var name = element.Name.LocalName;
-        if ((name == "see" || name == "seealso") && !hasText && element.Attribute("cref") is { } cref)
-        {
-            var reference = cref.Value.Length > 2 && cref.Value[1] == ':' ? cref.Value[2..] : cref.Value;
-            full.Append(reference);
-            var withoutParameters = reference.Split('(')[0];
-            shortNames.Append(withoutParameters[(withoutParameters.LastIndexOf('.') + 1)..]);
-            return;
-        }
-
         var replacement = name switch
         {
+            "see" or "seealso" when !hasText && element.Attribute("cref") is { } cref => ReferenceName(cref.Value, style),
             "see" when element.Attribute("langword") is { } langword => langword.Value,
             "paramref" or "typeparamref" => element.Attribute("name")?.Value ?? string.Empty,
             "see" when !hasText && element.Attribute("href") is { } href => href.Value,
@@ -275,8 +287,7 @@ public sealed class RetrievalQuestionSetTests
         };
         if (replacement is not null)
         {
-            full.Append(replacement);
-            shortNames.Append(replacement);
+            text.Append(replacement);
             return;
         }
 
@@ -284,15 +295,45 @@ public sealed class RetrievalQuestionSetTests
         {
             switch (node)
             {
-                case XText text:
-                    full.Append(text.Value);
-                    shortNames.Append(text.Value);
+                case XText textNode:
+                    text.Append(textNode.Value);
                     break;
                 case XElement child:
-                    Append(child, full, shortNames);
+                    Append(child, style, text);
                     break;
             }
         }
+    }
+
+    private static string ReferenceName(string cref, ReferenceStyle style)
+    {
+        var isType = cref.StartsWith("T:", StringComparison.Ordinal);
+        var reference = cref.Length > 2 && cref[1] == ':' ? cref[2..] : cref;
+        if (style == ReferenceStyle.Full)
+        {
+            return reference;
+        }
+
+        var names = reference.Split('(')[0].Split('.');
+        if (style == ReferenceStyle.LastName || names.Length == 1)
+        {
+            return GenericName(names[^1]);
+        }
+
+        return isType ? GenericName(names[^1]) : GenericName(names[^2]) + "." + names[^1].Split('`')[0];
+    }
+
+    /// <summary><c>List`1</c> becomes <c>List&lt;T&gt;</c>, <c>Dictionary`2</c> becomes <c>Dictionary&lt;T,T&gt;</c>.</summary>
+    private static string GenericName(string name)
+    {
+        var tick = name.IndexOf('`');
+        if (tick < 0)
+        {
+            return name;
+        }
+
+        var arity = int.TryParse(name[(tick + 1)..], out var count) ? count : 0;
+        return arity == 0 ? name[..tick] : name[..tick] + "<" + string.Join(',', Enumerable.Repeat("T", arity)) + ">";
     }
 
     private static string Collapse(string text) =>
