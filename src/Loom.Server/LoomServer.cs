@@ -97,9 +97,9 @@ public static class LoomServer
                 turns = grounded.Turns;
                 sources = grounded.Sources;
             }
-            string prompt = ChatTemplate.Format(turns, addGenerationPrompt: true);
+            var prompt = served.Generator.EncodeChat(turns);
             var stop = (call.Stop ?? []).Append(ChatTemplate.End).ToList();
-            await Complete(context, served.Generator, metrics, call, prompt, stop, chat: true, sources);
+            await Complete(context, served.Generator, metrics, call, new GenerationRequest { PromptTokens = prompt }, stop, chat: true, sources);
         });
 
         app.MapPost("/v1/completions", async context =>
@@ -107,7 +107,7 @@ public static class LoomServer
             var call = OpenAiProtocol.ParseCompletion(await ReadBody(context, options), chat: false);
             CheckModel(call.Model, served.Generator.ModelName, rag: false);
             CheckLimits(call, options);
-            await Complete(context, served.Generator, metrics, call, call.Prompt!, call.Stop, chat: false, []);
+            await Complete(context, served.Generator, metrics, call, new GenerationRequest { Prompt = call.Prompt! }, call.Stop, chat: false, []);
         });
 
         app.MapPost("/v1/embeddings", async context =>
@@ -140,16 +140,14 @@ public static class LoomServer
     }
 
     static async Task Complete(HttpContext context, ITextGenerator generator, ServerMetrics metrics, CompletionCall call,
-        string prompt, IReadOnlyList<string>? stop, bool chat, IReadOnlyList<JsonObject> sources)
+        GenerationRequest prompt, IReadOnlyList<string>? stop, bool chat, IReadOnlyList<JsonObject> sources)
     {
         string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var requests = Enumerable.Range(0, call.N).Select(i => new GenerationRequest
+        var requests = Enumerable.Range(0, call.N).Select(i => prompt with
         {
-            Prompt = prompt,
             MaxTokens = call.MaxTokens,
             Stop = stop,
-            AddBos = true,
             Sampling = new SamplingOptions
             {
                 Temperature = call.Temperature ?? 1f,
@@ -161,7 +159,7 @@ public static class LoomServer
         }).ToList();
         foreach (var r in requests) r.Sampling.Validate();
         // Fail before any byte is sent if the prompt does not fit.
-        int promptTokens = generator.CountTokens(prompt);
+        int promptTokens = prompt.PromptTokens?.Length ?? generator.CountTokens(prompt.Prompt);
         if (promptTokens + 1 >= generator.ContextLength)
             throw new ApiException(400, $"the prompt has about {promptTokens} tokens; the context holds {generator.ContextLength}", param: chat ? "messages" : "prompt", code: "context_length_exceeded");
 

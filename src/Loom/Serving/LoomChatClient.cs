@@ -17,7 +17,7 @@ public sealed class LoomChatClient(ITextGenerator generator) : IChatClient
     {
         var text = new System.Text.StringBuilder();
         GenerationUpdate? last = null;
-        await foreach (var update in generator.GenerateAsync(Request(messages, options), cancellationToken).ConfigureAwait(false))
+        await foreach (var update in generator.GenerateAsync(Request(generator, messages, options), cancellationToken).ConfigureAwait(false))
         {
             text.Append(update.Text);
             last = update;
@@ -39,7 +39,7 @@ public sealed class LoomChatClient(ITextGenerator generator) : IChatClient
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         string responseId = Guid.NewGuid().ToString("N");
-        await foreach (var update in generator.GenerateAsync(Request(messages, options), cancellationToken).ConfigureAwait(false))
+        await foreach (var update in generator.GenerateAsync(Request(generator, messages, options), cancellationToken).ConfigureAwait(false))
         {
             var chunk = new ChatResponseUpdate(ChatRole.Assistant, update.Text)
             {
@@ -67,12 +67,12 @@ public sealed class LoomChatClient(ITextGenerator generator) : IChatClient
     public void Dispose() { }
 
     /// <summary>The generation request for a conversation: Loom's chat template, ending with an open assistant turn.</summary>
-    public static GenerationRequest Request(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    public static GenerationRequest Request(ITextGenerator generator, IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         var turns = messages.Select(m => new ChatTurn(m.Role.Value == "developer" ? "system" : m.Role.Value, m.Text)).ToList();
         return new GenerationRequest
         {
-            Prompt = ChatTemplate.Format(turns, addGenerationPrompt: true),
+            PromptTokens = generator.EncodeChat(turns),
             MaxTokens = options?.MaxOutputTokens,
             Stop = [.. options?.StopSequences ?? [], ChatTemplate.End],
             Sampling = new SamplingOptions

@@ -14,14 +14,16 @@ public enum FinishReason
 /// <summary>One completion request, already parsed: a prompt, how to sample, and when to stop.</summary>
 public sealed record GenerationRequest
 {
-    /// <summary>The prompt as text (chat requests arrive here already formatted by the chat template).</summary>
-    public required string Prompt { get; init; }
+    /// <summary>The prompt as plain text (special-token spellings in it stay text).</summary>
+    public string Prompt { get; init; } = "";
+    /// <summary>The prompt as token ids (chat requests arrive here encoded by the chat template); used instead of <see cref="Prompt"/> when set.</summary>
+    public int[]? PromptTokens { get; init; }
     /// <summary>Tokens to generate at most; null means up to the end of the context.</summary>
     public int? MaxTokens { get; init; }
     public SamplingOptions Sampling { get; init; } = new();
     /// <summary>Strings that end the completion; they are not part of the output.</summary>
     public IReadOnlyList<string>? Stop { get; init; }
-    /// <summary>Whether to prepend the tokenizer's beginning-of-sequence token.</summary>
+    /// <summary>Whether to prepend the tokenizer's beginning-of-sequence token (when it has one).</summary>
     public bool AddBos { get; init; } = true;
 }
 
@@ -40,6 +42,9 @@ public interface ITextGenerator
     int ActiveSequences { get; }
 
     int CountTokens(string text);
+
+    /// <summary>A conversation as prompt tokens, in the model's chat format, ending with an open assistant turn.</summary>
+    int[] EncodeChat(IReadOnlyList<Loom.Text.ChatTurn> turns);
 
     /// <summary>Streams the completion of one request. Throws <see cref="ArgumentException"/> with a one-line message for a bad request (a prompt longer than the context).</summary>
     IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default);

@@ -10,7 +10,7 @@ public sealed record ChatTurn(string Role, string Content);
 /// </summary>
 public static class ChatTemplate
 {
-    public const string End = "<|end|>";
+    public const string End = SpecialTokens.End;
     static readonly string[] Roles = ["system", "user", "assistant"];
 
     public static string RoleMarker(string role) => $"<|{role}|>";
@@ -27,5 +27,39 @@ public static class ChatTemplate
         }
         if (addGenerationPrompt) text.Append(RoleMarker("assistant")).Append('\n');
         return text.ToString();
+    }
+
+    /// <summary>
+    /// The conversation as token ids, with a mask that is true on the tokens a model should learn to
+    /// produce (each assistant turn's content and its end marker). Markers become special tokens where
+    /// the vocabulary has them; message content is always plain text, so it cannot inject markers.
+    /// </summary>
+    public static (int[] Ids, bool[] TargetMask) Encode(IEnumerable<ChatTurn> turns, ITokenizer tokenizer, bool addGenerationPrompt)
+    {
+        var ids = new List<int>();
+        var mask = new List<bool>();
+        void Add(string text, bool special, bool target)
+        {
+            int before = ids.Count;
+            tokenizer.Encode(text, ids, allowSpecialTokens: special);
+            for (int i = before; i < ids.Count; i++) mask.Add(target);
+        }
+        foreach (var turn in turns)
+        {
+            if (!Roles.Contains(turn.Role))
+                throw new ArgumentException($"unknown chat role '{turn.Role}' (expected system, user or assistant)");
+            bool target = turn.Role == "assistant";
+            Add(RoleMarker(turn.Role), special: true, target: false);
+            Add("\n", special: false, target: false);
+            Add(turn.Content, special: false, target: target);
+            Add(End, special: true, target: target);
+            Add("\n", special: false, target: false);
+        }
+        if (addGenerationPrompt)
+        {
+            Add(RoleMarker("assistant"), special: true, target: false);
+            Add("\n", special: false, target: false);
+        }
+        return ([.. ids], [.. mask]);
     }
 }
