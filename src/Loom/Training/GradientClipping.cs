@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Loom.Tensors;
 
@@ -26,6 +27,7 @@ public static class GradientClipping
     }
 
     /// <summary>Σ x² with every product and sum in double (floats widened in vector registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static double SumOfSquares(ReadOnlySpan<float> values)
     {
         int i = 0;
