@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Diagnostics;
 using System.Text.Json;
 

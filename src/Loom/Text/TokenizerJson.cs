@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -249,30 +250,4 @@ internal static class TokenizerJson
             write(writer);
         });
     }
-}
-
-/// <summary>Writes a file through a temporary name in the same folder and renames it into place.</summary>
-internal static class AtomicFile
-{
-    public static void Write(string path, Action<Stream> write)
-    {
-        var temporary = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
-        try
-        {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                write(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temporary, path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temporary);
-            throw;
-        }
-    }
-
-    public static void WriteText(string path, string text) =>
-        Write(path, stream => stream.Write(Encoding.UTF8.GetBytes(text)));
 }
