@@ -92,11 +92,11 @@ internal static unsafe class AttentionKernels
             float* vBase = v + b * tokenCount * kvStride + g * headDim;
             float scale = 1f / MathF.Sqrt(headDim);
 
-            float* scratch = Scratch.Get(headDim * KeyBlock + KeyBlock + 2 * QueryBlock);
-            float* kT = scratch;                        // [headDim, KeyBlock]
-            float* scores = kT + headDim * KeyBlock;    // [KeyBlock]
-            float* rowMax = scores + KeyBlock;          // [QueryBlock]
-            float* rowSum = rowMax + QueryBlock;        // [QueryBlock]
+            float* scratch = Scratch.Get(headDim * KeyBlock + RowGroup * KeyBlock + 2 * QueryBlock);
+            float* kT = scratch;                            // [headDim, KeyBlock]
+            float* scores = kT + headDim * KeyBlock;        // [RowGroup, KeyBlock]
+            float* rowMax = scores + RowGroup * KeyBlock;   // [QueryBlock]
+            float* rowSum = rowMax + QueryBlock;            // [QueryBlock]
 
             int rowStart = queryBlock * QueryBlock;
             int rowCount = Math.Min(QueryBlock, tokenCount - rowStart);
@@ -112,30 +112,43 @@ internal static unsafe class AttentionKernels
             {
                 int keyCount = Math.Min(KeyBlock, rowEnd - keyStart);
                 Transpose(kBase + keyStart * kvStride, kvStride, keyCount, headDim, kT, KeyBlock);
-                for (int r = 0; r < rowCount; r++)
+                // Rows in groups of RowGroup share every load of kᵀ and v; a group spans the keys its last row sees.
+                for (int groupStart = Math.Max(0, keyStart - rowStart); groupStart < rowCount; groupStart += RowGroup)
                 {
-                    int i = rowStart + r;
-                    int valid = Math.Min(keyCount, i - keyStart + 1);
-                    if (valid <= 0) continue;
-                    int width = Math.Min((valid + 15) & ~15, keyCount);
-                    new Span<float>(scores, width).Clear();
-                    AddWeightedRows(qBase + i * qStride, headDim, kT, KeyBlock, width, scores);
-                    var s = new Span<float>(scores, valid);
-                    float newMax = MathF.Max(rowMax[r], scale * TensorPrimitives.Max(s));
-                    ScaleShift(scores, valid, scale, -newMax);
-                    TensorPrimitives.Exp(s, s);
-                    float blockSum = FlushTinyAndSum(scores, valid);
-                    float correction = MathF.Exp(rowMax[r] - newMax);
-                    float* outRow = outBase + i * qStride;
-                    if (correction < TinyProbability) correction = 0;
-                    if (correction != 1f)
+                    int groupRows = Math.Min(RowGroup, rowCount - groupStart);
+                    int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - 1 - keyStart + 1);
+                    int width = Math.Min((groupValid + 15) & ~15, keyCount);
+                    new Span<float>(scores, RowGroup * KeyBlock).Clear();
+                    AddWeightedRowsMany(qBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, kT, KeyBlock, width, scores, KeyBlock);
+                    for (int g0 = 0; g0 < groupRows; g0++)
                     {
-                        var o = new Span<float>(outRow, headDim);
-                        TensorPrimitives.Multiply(o, correction, o);
+                        int r = groupStart + g0;
+                        int i = rowStart + r;
+                        float* p = scores + g0 * KeyBlock;
+                        int valid = Math.Min(keyCount, i - keyStart + 1);
+                        if (valid <= 0)
+                        {
+                            new Span<float>(p, groupValid).Clear();
+                            continue;
+                        }
+                        var s = new Span<float>(p, valid);
+                        float newMax = MathF.Max(rowMax[r], scale * TensorPrimitives.Max(s));
+                        ScaleShift(p, valid, scale, -newMax);
+                        TensorPrimitives.Exp(s, s);
+                        float blockSum = FlushTinyAndSum(p, valid);
+                        new Span<float>(p + valid, groupValid - valid).Clear();
+                        float correction = MathF.Exp(rowMax[r] - newMax);
+                        if (correction < TinyProbability) correction = 0;
+                        if (correction != 1f)
+                        {
+                            var o = new Span<float>(outBase + i * qStride, headDim);
+                            TensorPrimitives.Multiply(o, correction, o);
+                        }
+                        rowSum[r] = rowSum[r] * correction + blockSum;
+                        rowMax[r] = newMax;
                     }
-                    rowSum[r] = rowSum[r] * correction + blockSum;
-                    rowMax[r] = newMax;
-                    AddWeightedRows(scores, valid, vBase + keyStart * kvStride, kvStride, headDim, outRow);
+                    AddWeightedRowsMany(scores, KeyBlock, groupRows, groupValid, vBase + keyStart * kvStride, kvStride, headDim,
+                        outBase + (rowStart + groupStart) * qStride, qStride);
                 }
             }
 
@@ -173,15 +186,15 @@ internal static unsafe class AttentionKernels
             float scale = 1f / MathF.Sqrt(headDim);
 
             int blockFloats = QueryBlock * KeyBlock;
-            float* scratch = Scratch.Get(2 * headDim * KeyBlock + 4 * blockFloats + KeyBlock + 2 * KeyBlock * headDim);
+            float* scratch = Scratch.Get(2 * headDim * KeyBlock + 5 * blockFloats + 2 * KeyBlock * headDim);
             float* kT = scratch;                                // [headDim, KeyBlock]
             float* vT = kT + headDim * KeyBlock;                // [headDim, KeyBlock]
             float* probs = vT + headDim * KeyBlock;             // [QueryBlock, KeyBlock]
             float* dScores = probs + blockFloats;               // [QueryBlock, KeyBlock], scaled
             float* probsT = dScores + blockFloats;              // [KeyBlock, QueryBlock]
             float* dScoresT = probsT + blockFloats;             // [KeyBlock, QueryBlock]
-            float* dProbs = dScoresT + blockFloats;             // [KeyBlock]
-            float* dKBlock = dProbs + KeyBlock;                 // [KeyBlock, headDim]
+            float* dProbs = dScoresT + blockFloats;             // [QueryBlock, KeyBlock]
+            float* dKBlock = dProbs + blockFloats;              // [KeyBlock, headDim]
             float* dVBlock = dKBlock + KeyBlock * headDim;      // [KeyBlock, headDim]
 
             // delta_i = rowsum(dO_i ⊙ O_i), the softmax backward's row term.
@@ -211,44 +224,62 @@ internal static unsafe class AttentionKernels
                     for (int rowStart = keyStart; rowStart < tokenCount; rowStart += QueryBlock)
                     {
                         int rowCount = Math.Min(QueryBlock, tokenCount - rowStart);
+                        // Scores and dP = dO·vᵀ for the block, row groups sharing loads; each group spans the keys its last row sees.
+                        new Span<float>(probs, rowCount * KeyBlock).Clear();
+                        new Span<float>(dProbs, rowCount * KeyBlock).Clear();
+                        for (int groupStart = 0; groupStart < rowCount; groupStart += RowGroup)
+                        {
+                            int groupRows = Math.Min(RowGroup, rowCount - groupStart);
+                            int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
+                            int width = Math.Min((groupValid + 15) & ~15, keyCount);
+                            AddWeightedRowsMany(qBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, kT, KeyBlock, width,
+                                probs + groupStart * KeyBlock, KeyBlock);
+                            AddWeightedRowsMany(dOBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, vT, KeyBlock, width,
+                                dProbs + groupStart * KeyBlock, KeyBlock);
+                        }
                         for (int r = 0; r < rowCount; r++)
                         {
                             int i = rowStart + r;
                             int valid = Math.Min(keyCount, i - keyStart + 1);
-                            int width = Math.Min((valid + 15) & ~15, keyCount);
                             float* p = probs + r * KeyBlock;
                             float* dS = dScores + r * KeyBlock;
-                            new Span<float>(p, width).Clear();
-                            AddWeightedRows(qBase + i * qStride, headDim, kT, KeyBlock, width, p);
                             var pSpan = new Span<float>(p, valid);
                             ScaleShift(p, valid, scale, -lse[i]);
                             TensorPrimitives.Exp(pSpan, pSpan);
                             FlushTinyAndSum(p, valid);
                             new Span<float>(p + valid, keyCount - valid).Clear();
-
-                            new Span<float>(dProbs, width).Clear();
-                            AddWeightedRows(dOBase + i * qStride, headDim, vT, KeyBlock, width, dProbs);
                             // dS = P ⊙ (dP − delta) · scale
                             var dSSpan = new Span<float>(dS, valid);
-                            TensorPrimitives.Subtract(new ReadOnlySpan<float>(dProbs, valid), rowDelta[i], dSSpan);
+                            TensorPrimitives.Subtract(new ReadOnlySpan<float>(dProbs + r * KeyBlock, valid), rowDelta[i], dSSpan);
                             TensorPrimitives.Multiply(dSSpan, pSpan, dSSpan);
                             TensorPrimitives.Multiply(dSSpan, scale, dSSpan);
                             new Span<float>(dS + valid, keyCount - valid).Clear();
-
-                            if (dQBase != null) AddWeightedRows(dS, valid, kBase + keyStart * kvStride, kvStride, headDim, dQBase + i * qStride);
                         }
+                        if (dQBase != null)
+                            for (int groupStart = 0; groupStart < rowCount; groupStart += RowGroup)
+                            {
+                                int groupRows = Math.Min(RowGroup, rowCount - groupStart);
+                                int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
+                                AddWeightedRowsMany(dScores + groupStart * KeyBlock, KeyBlock, groupRows, groupValid, kBase + keyStart * kvStride, kvStride,
+                                    headDim, dQBase + (rowStart + groupStart) * qStride, qStride);
+                            }
 
                         Transpose(probs, KeyBlock, rowCount, keyCount, probsT, QueryBlock);
                         Transpose(dScores, KeyBlock, rowCount, keyCount, dScoresT, QueryBlock);
-                        for (int c = 0; c < keyCount; c++)
+                        for (int c = 0; c < keyCount; c += RowGroup)
                         {
-                            // Rows above the diagonal hold zeros: skip them.
+                            // Rows above the diagonal hold zeros: skip those above the group's first key.
+                            int columns = Math.Min(RowGroup, keyCount - c);
                             int first = Math.Max(0, keyStart + c - rowStart);
                             int count = rowCount - first;
                             if (count <= 0) continue;
                             long rowOffset = (rowStart + first) * qStride;
-                            if (dV != null) AddWeightedRows(probsT + c * QueryBlock + first, count, dOBase + rowOffset, qStride, headDim, dVBlock + c * headDim);
-                            if (dK != null) AddWeightedRows(dScoresT + c * QueryBlock + first, count, qBase + rowOffset, qStride, headDim, dKBlock + c * headDim);
+                            if (dV != null)
+                                AddWeightedRowsMany(probsT + c * QueryBlock + first, QueryBlock, columns, count, dOBase + rowOffset, qStride, headDim,
+                                    dVBlock + c * headDim, headDim);
+                            if (dK != null)
+                                AddWeightedRowsMany(dScoresT + c * QueryBlock + first, QueryBlock, columns, count, qBase + rowOffset, qStride, headDim,
+                                    dKBlock + c * headDim, headDim);
                         }
                     }
                 }
@@ -300,6 +331,104 @@ internal static unsafe class AttentionKernels
             o.Clear();
             AddWeightedRows(scores, cachedTokens, vCache + g * headDim, kvStride, headDim, output + h * headDim);
             TensorPrimitives.Multiply(o, 1f / sum, o);
+        }
+    }
+
+    /// <summary>Rows processed together by <see cref="AddWeightedRowsMany"/> (16 accumulators of 512 bits).</summary>
+    internal const int RowGroup = 4;
+
+    /// <summary>
+    /// For each r &lt; rowCount: dest[r·destStride ..+width] += Σ_p weights[r·weightStride + p] · rows[p·rowStride ..+width]
+    /// (a small matrix product, accumulated); groups of <see cref="RowGroup"/> rows share every load of <paramref name="rows"/>.
+    /// </summary>
+    internal static void AddWeightedRowsMany(float* weights, long weightStride, int rowCount, int count, float* rows, long rowStride, int width,
+        float* dest, long destStride)
+    {
+        int r = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; r + RowGroup <= rowCount; r += RowGroup)
+                AddWeightedRows4(weights + r * weightStride, weightStride, count, rows, rowStride, width, dest + r * destStride, destStride);
+        for (; r < rowCount; r++)
+            AddWeightedRows(weights + r * weightStride, count, rows, rowStride, width, dest + r * destStride);
+    }
+
+    static void AddWeightedRows4(float* weights, long weightStride, int count, float* rows, long rowStride, int width, float* dest, long destStride)
+    {
+        float* w0 = weights, w1 = w0 + weightStride, w2 = w1 + weightStride, w3 = w2 + weightStride;
+        float* d0 = dest, d1 = d0 + destStride, d2 = d1 + destStride, d3 = d2 + destStride;
+        int c = 0;
+        for (; c + 64 <= width; c += 64)
+        {
+            var a00 = Vector512.Load(d0 + c); var a01 = Vector512.Load(d0 + c + 16); var a02 = Vector512.Load(d0 + c + 32); var a03 = Vector512.Load(d0 + c + 48);
+            var a10 = Vector512.Load(d1 + c); var a11 = Vector512.Load(d1 + c + 16); var a12 = Vector512.Load(d1 + c + 32); var a13 = Vector512.Load(d1 + c + 48);
+            var a20 = Vector512.Load(d2 + c); var a21 = Vector512.Load(d2 + c + 16); var a22 = Vector512.Load(d2 + c + 32); var a23 = Vector512.Load(d2 + c + 48);
+            var a30 = Vector512.Load(d3 + c); var a31 = Vector512.Load(d3 + c + 16); var a32 = Vector512.Load(d3 + c + 32); var a33 = Vector512.Load(d3 + c + 48);
+            float* row = rows + c;
+            for (int p = 0; p < count; p++, row += rowStride)
+            {
+                var x0 = Vector512.Load(row); var x1 = Vector512.Load(row + 16); var x2 = Vector512.Load(row + 32); var x3 = Vector512.Load(row + 48);
+                var w = Vector512.Create(w0[p]);
+                a00 = Vector512.FusedMultiplyAdd(x0, w, a00); a01 = Vector512.FusedMultiplyAdd(x1, w, a01);
+                a02 = Vector512.FusedMultiplyAdd(x2, w, a02); a03 = Vector512.FusedMultiplyAdd(x3, w, a03);
+                w = Vector512.Create(w1[p]);
+                a10 = Vector512.FusedMultiplyAdd(x0, w, a10); a11 = Vector512.FusedMultiplyAdd(x1, w, a11);
+                a12 = Vector512.FusedMultiplyAdd(x2, w, a12); a13 = Vector512.FusedMultiplyAdd(x3, w, a13);
+                w = Vector512.Create(w2[p]);
+                a20 = Vector512.FusedMultiplyAdd(x0, w, a20); a21 = Vector512.FusedMultiplyAdd(x1, w, a21);
+                a22 = Vector512.FusedMultiplyAdd(x2, w, a22); a23 = Vector512.FusedMultiplyAdd(x3, w, a23);
+                w = Vector512.Create(w3[p]);
+                a30 = Vector512.FusedMultiplyAdd(x0, w, a30); a31 = Vector512.FusedMultiplyAdd(x1, w, a31);
+                a32 = Vector512.FusedMultiplyAdd(x2, w, a32); a33 = Vector512.FusedMultiplyAdd(x3, w, a33);
+            }
+            a00.Store(d0 + c); a01.Store(d0 + c + 16); a02.Store(d0 + c + 32); a03.Store(d0 + c + 48);
+            a10.Store(d1 + c); a11.Store(d1 + c + 16); a12.Store(d1 + c + 32); a13.Store(d1 + c + 48);
+            a20.Store(d2 + c); a21.Store(d2 + c + 16); a22.Store(d2 + c + 32); a23.Store(d2 + c + 48);
+            a30.Store(d3 + c); a31.Store(d3 + c + 16); a32.Store(d3 + c + 32); a33.Store(d3 + c + 48);
+        }
+        for (; c + 32 <= width; c += 32)
+        {
+            var a00 = Vector512.Load(d0 + c); var a01 = Vector512.Load(d0 + c + 16);
+            var a10 = Vector512.Load(d1 + c); var a11 = Vector512.Load(d1 + c + 16);
+            var a20 = Vector512.Load(d2 + c); var a21 = Vector512.Load(d2 + c + 16);
+            var a30 = Vector512.Load(d3 + c); var a31 = Vector512.Load(d3 + c + 16);
+            float* row = rows + c;
+            for (int p = 0; p < count; p++, row += rowStride)
+            {
+                var x0 = Vector512.Load(row); var x1 = Vector512.Load(row + 16);
+                var w = Vector512.Create(w0[p]);
+                a00 = Vector512.FusedMultiplyAdd(x0, w, a00); a01 = Vector512.FusedMultiplyAdd(x1, w, a01);
+                w = Vector512.Create(w1[p]);
+                a10 = Vector512.FusedMultiplyAdd(x0, w, a10); a11 = Vector512.FusedMultiplyAdd(x1, w, a11);
+                w = Vector512.Create(w2[p]);
+                a20 = Vector512.FusedMultiplyAdd(x0, w, a20); a21 = Vector512.FusedMultiplyAdd(x1, w, a21);
+                w = Vector512.Create(w3[p]);
+                a30 = Vector512.FusedMultiplyAdd(x0, w, a30); a31 = Vector512.FusedMultiplyAdd(x1, w, a31);
+            }
+            a00.Store(d0 + c); a01.Store(d0 + c + 16);
+            a10.Store(d1 + c); a11.Store(d1 + c + 16);
+            a20.Store(d2 + c); a21.Store(d2 + c + 16);
+            a30.Store(d3 + c); a31.Store(d3 + c + 16);
+        }
+        for (; c + 16 <= width; c += 16)
+        {
+            var a0 = Vector512.Load(d0 + c); var a1 = Vector512.Load(d1 + c); var a2 = Vector512.Load(d2 + c); var a3 = Vector512.Load(d3 + c);
+            float* row = rows + c;
+            for (int p = 0; p < count; p++, row += rowStride)
+            {
+                var x = Vector512.Load(row);
+                a0 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w0[p]), a0);
+                a1 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w1[p]), a1);
+                a2 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w2[p]), a2);
+                a3 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w3[p]), a3);
+            }
+            a0.Store(d0 + c); a1.Store(d1 + c); a2.Store(d2 + c); a3.Store(d3 + c);
+        }
+        if (c < width)
+        {
+            AddWeightedRows(w0, count, rows + c, rowStride, width - c, d0 + c);
+            AddWeightedRows(w1, count, rows + c, rowStride, width - c, d1 + c);
+            AddWeightedRows(w2, count, rows + c, rowStride, width - c, d2 + c);
+            AddWeightedRows(w3, count, rows + c, rowStride, width - c, d3 + c);
         }
     }
 
