@@ -38,7 +38,8 @@ internal static unsafe class AttentionKernels
     /// <summary>
     /// Accumulates dQ, dK, dV (each may be null when that input needs no gradient) from dOutput,
     /// recomputing the probabilities block by block from q, k and the saved logSumExp.
-    /// delta is scratch for rowsum(dOutput ⊙ output).
+    /// delta is scratch for rowsum(dOutput ⊙ output). Work items: (batch, kv head), or when those are fewer
+    /// than the threads, (batch, kv head, key block) for dK/dV then (batch, head, query block) for dQ.
     /// </summary>
     internal static void Backward(
         float* q, float* k, float* v, float* output, float* dOutput, float* logSumExp /*[batch, heads, tokens]*/,
@@ -48,7 +49,22 @@ internal static unsafe class AttentionKernels
         if (batch == 0 || tokenCount == 0 || heads == 0) return;
         var job = backwardJob ??= new BackwardJob();
         job.Set(q, k, v, output, dOutput, logSumExp, batch, tokenCount, heads, kvHeads, headDim, delta, dQ, dK, dV);
-        WorkerPool.Run(batch * kvHeads, job);
+        if (batch * kvHeads >= WorkerPool.ThreadCount)
+        {
+            job.Phase = BackwardPhase.Fused;
+            WorkerPool.Run(batch * kvHeads, job);
+            return;
+        }
+        // Too few (batch, kv head) pairs to keep every thread busy: split dK/dV (by key block) from dQ (by query
+        // block) at the cost of recomputing scores and dP once more. The tiles and their order are those of the
+        // fused sweep, so the results are bit-identical to it.
+        int blocks = (tokenCount + KeyBlock - 1) / KeyBlock;
+        job.Phase = BackwardPhase.Delta;
+        WorkerPool.Run(batch * heads, job);
+        job.Phase = BackwardPhase.KeysAndValues;
+        WorkerPool.Run(batch * kvHeads * blocks, job);
+        job.Phase = BackwardPhase.Queries;
+        WorkerPool.Run(batch * heads * blocks, job);
     }
 
     /// <summary>One query token attending to all cachedTokens cached keys and values, per head.</summary>
@@ -162,10 +178,24 @@ internal static unsafe class AttentionKernels
         }
     }
 
+    /// <summary>How the backward pass is split into work items.</summary>
+    enum BackwardPhase
+    {
+        /// <summary>One item per (batch, kv head): dQ, dK and dV in one sweep (five block products).</summary>
+        Fused,
+        /// <summary>Split mode, first pass: delta for each (batch, head).</summary>
+        Delta,
+        /// <summary>Split mode: one item per (batch, kv head, key block) for dK and dV.</summary>
+        KeysAndValues,
+        /// <summary>Split mode: one item per (batch, head, query block) for dQ.</summary>
+        Queries,
+    }
+
     sealed class BackwardJob : IParallelWork
     {
         float* q, k, v, output, dOutput, logSumExp, delta, dQ, dK, dV;
         int batch, tokenCount, heads, kvHeads, headDim;
+        public BackwardPhase Phase;
 
         public void Set(float* q, float* k, float* v, float* output, float* dOutput, float* logSumExp,
             int batch, int tokenCount, int heads, int kvHeads, int headDim, float* delta, float* dQ, float* dK, float* dV)
@@ -175,18 +205,120 @@ internal static unsafe class AttentionKernels
             this.delta = delta; this.dQ = dQ; this.dK = dK; this.dV = dV;
         }
 
-        /// <summary>One (batch, kv head): owns the dK/dV rows of that kv head and the dQ rows of its query heads.</summary>
+        int BlockCount => (tokenCount + KeyBlock - 1) / KeyBlock;
+
         public void Execute(int index)
         {
-            int b = index / kvHeads, g = index % kvHeads;
             int groupSize = heads / kvHeads;
-            long qStride = (long)heads * headDim, kvStride = (long)kvHeads * headDim;
-            long qBatch = b * tokenCount * qStride, kvBatch = b * tokenCount * kvStride + g * headDim;
-            float* kBase = k + kvBatch, vBase = v + kvBatch;
-            float scale = 1f / MathF.Sqrt(headDim);
+            switch (Phase)
+            {
+                case BackwardPhase.Fused:
+                {
+                    // One (batch, kv head): owns the dK/dV rows of that kv head and the dQ rows of its query heads.
+                    int b = index / kvHeads, g = index % kvHeads;
+                    for (int h = g * groupSize; h < (g + 1) * groupSize; h++) ComputeDelta(b, h);
+                    for (int keyBlock = 0; keyBlock < BlockCount; keyBlock++) KeyBlockSweep(b, g, keyBlock, dQ, dK, dV);
+                    break;
+                }
+                case BackwardPhase.Delta:
+                    ComputeDelta(index / heads, index % heads);
+                    break;
+                case BackwardPhase.KeysAndValues:
+                {
+                    // Heaviest key blocks (the first: every later query row sees them) first, for load balance.
+                    int keyBlock = index / (batch * kvHeads), rest = index % (batch * kvHeads);
+                    if (dK != null || dV != null) KeyBlockSweep(rest / kvHeads, rest % kvHeads, keyBlock, null, dK, dV);
+                    break;
+                }
+                case BackwardPhase.Queries:
+                {
+                    int queryBlock = BlockCount - 1 - index / (batch * heads), rest = index % (batch * heads);
+                    int b = rest / heads, h = rest % heads;
+                    if (dQ == null) break;
+                    float* scratch = Scratch.Get(ScratchFloats);
+                    for (int keyBlock = 0; keyBlock <= queryBlock; keyBlock++)
+                    {
+                        int keyStart = keyBlock * KeyBlock, keyCount = Math.Min(KeyBlock, tokenCount - keyStart);
+                        LoadKeyBlock(b, h / groupSize, keyStart, keyCount, scratch);
+                        int rowStart = queryBlock * QueryBlock;
+                        BlockProducts(b, h, h / groupSize, keyStart, keyCount, rowStart, Math.Min(QueryBlock, tokenCount - rowStart), scratch, dQ, null, null);
+                    }
+                    break;
+                }
+            }
+        }
 
+        /// <summary>delta_i = rowsum(dO_i ⊙ O_i), the softmax backward's row term, for every row of one (batch, head).</summary>
+        void ComputeDelta(int b, int h)
+        {
+            long qStride = (long)heads * headDim;
+            for (int i = 0; i < tokenCount; i++)
+            {
+                long row = ((long)b * tokenCount + i) * qStride + h * headDim;
+                delta[((long)b * heads + h) * tokenCount + i] = TensorPrimitives.Dot(
+                    new ReadOnlySpan<float>(dOutput + row, headDim), new ReadOnlySpan<float>(output + row, headDim));
+            }
+        }
+
+        int ScratchFloats => 2 * headDim * KeyBlock + 5 * QueryBlock * KeyBlock + 2 * KeyBlock * headDim;
+
+        /// <summary>One key block of one (batch, kv head) against every later query row of the group's heads; adds its dK/dV rows once.</summary>
+        void KeyBlockSweep(int b, int g, int keyBlock, float* dQ, float* dK, float* dV)
+        {
+            int groupSize = heads / kvHeads;
+            long kvStride = (long)kvHeads * headDim;
+            int keyStart = keyBlock * KeyBlock, keyCount = Math.Min(KeyBlock, tokenCount - keyStart);
+            float* scratch = Scratch.Get(ScratchFloats);
+            float* dKBlock = scratch + 2 * headDim * KeyBlock + 5 * QueryBlock * KeyBlock; // [KeyBlock, headDim]
+            float* dVBlock = dKBlock + KeyBlock * headDim;                                  // [KeyBlock, headDim]
+            LoadKeyBlock(b, g, keyStart, keyCount, scratch);
+            new Span<float>(dKBlock, keyCount * headDim).Clear();
+            new Span<float>(dVBlock, keyCount * headDim).Clear();
+            for (int h = g * groupSize; h < (g + 1) * groupSize; h++)
+                for (int rowStart = keyStart; rowStart < tokenCount; rowStart += QueryBlock)
+                    BlockProducts(b, h, g, keyStart, keyCount, rowStart, Math.Min(QueryBlock, tokenCount - rowStart), scratch,
+                        dQ, dK == null ? null : dKBlock, dV == null ? null : dVBlock);
+            long kvBatch = (long)b * tokenCount * kvStride + g * headDim;
+            for (int c = 0; c < keyCount; c++)
+            {
+                long row = kvBatch + (keyStart + c) * kvStride;
+                if (dK != null)
+                {
+                    var target = new Span<float>(dK + row, headDim);
+                    TensorPrimitives.Add(target, new ReadOnlySpan<float>(dKBlock + c * headDim, headDim), target);
+                }
+                if (dV != null)
+                {
+                    var target = new Span<float>(dV + row, headDim);
+                    TensorPrimitives.Add(target, new ReadOnlySpan<float>(dVBlock + c * headDim, headDim), target);
+                }
+            }
+        }
+
+        /// <summary>kᵀ and vᵀ of one key block into the scratch's first two [headDim, KeyBlock] slots.</summary>
+        void LoadKeyBlock(int b, int g, int keyStart, int keyCount, float* scratch)
+        {
+            long kvStride = (long)kvHeads * headDim;
+            long offset = ((long)b * tokenCount + keyStart) * kvStride + g * headDim;
+            Transpose(k + offset, kvStride, keyCount, headDim, scratch, KeyBlock);
+            Transpose(v + offset, kvStride, keyCount, headDim, scratch + headDim * KeyBlock, KeyBlock);
+        }
+
+        /// <summary>
+        /// One (query block, key block) tile of head h: recomputes P from q, k and the log-sum-exp, then
+        /// dQ rows += dS·k (into the gradient tensor), dKBlock += dSᵀ·q, dVBlock += Pᵀ·dO (each skipped when null).
+        /// </summary>
+        void BlockProducts(int b, int h, int g, int keyStart, int keyCount, int rowStart, int rowCount, float* scratch,
+            float* dQ, float* dKBlock, float* dVBlock)
+        {
+            long qStride = (long)heads * headDim, kvStride = (long)kvHeads * headDim;
+            long qBatch = (long)b * tokenCount * qStride + h * headDim;
+            float* qBase = q + qBatch, dOBase = dOutput + qBatch;
+            float* kBase = k + (long)b * tokenCount * kvStride + g * headDim;
+            float* lse = logSumExp + ((long)b * heads + h) * tokenCount;
+            float* rowDelta = delta + ((long)b * heads + h) * tokenCount;
+            float scale = 1f / MathF.Sqrt(headDim);
             int blockFloats = QueryBlock * KeyBlock;
-            float* scratch = Scratch.Get(2 * headDim * KeyBlock + 5 * blockFloats + 2 * KeyBlock * headDim);
             float* kT = scratch;                                // [headDim, KeyBlock]
             float* vT = kT + headDim * KeyBlock;                // [headDim, KeyBlock]
             float* probs = vT + headDim * KeyBlock;             // [QueryBlock, KeyBlock]
@@ -194,110 +326,64 @@ internal static unsafe class AttentionKernels
             float* probsT = dScores + blockFloats;              // [KeyBlock, QueryBlock]
             float* dScoresT = probsT + blockFloats;             // [KeyBlock, QueryBlock]
             float* dProbs = dScoresT + blockFloats;             // [QueryBlock, KeyBlock]
-            float* dKBlock = dProbs + blockFloats;              // [KeyBlock, headDim]
-            float* dVBlock = dKBlock + KeyBlock * headDim;      // [KeyBlock, headDim]
 
-            // delta_i = rowsum(dO_i ⊙ O_i), the softmax backward's row term.
-            for (int h = g * groupSize; h < (g + 1) * groupSize; h++)
-                for (int i = 0; i < tokenCount; i++)
-                {
-                    long row = qBatch + i * qStride + h * headDim;
-                    delta[((long)b * heads + h) * tokenCount + i] = TensorPrimitives.Dot(
-                        new ReadOnlySpan<float>(dOutput + row, headDim), new ReadOnlySpan<float>(output + row, headDim));
-                }
-
-            for (int keyStart = 0; keyStart < tokenCount; keyStart += KeyBlock)
+            // Scores and dP = dO·vᵀ for the tile, row groups sharing loads; each group spans the keys its last row sees.
+            new Span<float>(probs, rowCount * KeyBlock).Clear();
+            new Span<float>(dProbs, rowCount * KeyBlock).Clear();
+            for (int groupStart = 0; groupStart < rowCount; groupStart += RowGroup)
             {
-                int keyCount = Math.Min(KeyBlock, tokenCount - keyStart);
-                Transpose(kBase + keyStart * kvStride, kvStride, keyCount, headDim, kT, KeyBlock);
-                Transpose(vBase + keyStart * kvStride, kvStride, keyCount, headDim, vT, KeyBlock);
-                new Span<float>(dKBlock, keyCount * headDim).Clear();
-                new Span<float>(dVBlock, keyCount * headDim).Clear();
-
-                for (int h = g * groupSize; h < (g + 1) * groupSize; h++)
+                int groupRows = Math.Min(RowGroup, rowCount - groupStart);
+                int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
+                int width = Math.Min((groupValid + 15) & ~15, keyCount);
+                AddWeightedRowsMany(qBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, kT, KeyBlock, width,
+                    probs + groupStart * KeyBlock, KeyBlock);
+                AddWeightedRowsMany(dOBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, vT, KeyBlock, width,
+                    dProbs + groupStart * KeyBlock, KeyBlock);
+            }
+            for (int r = 0; r < rowCount; r++)
+            {
+                int i = rowStart + r;
+                int valid = Math.Min(keyCount, i - keyStart + 1);
+                float* p = probs + r * KeyBlock;
+                float* dS = dScores + r * KeyBlock;
+                var pSpan = new Span<float>(p, valid);
+                ScaleShift(p, valid, scale, -lse[i]);
+                TensorPrimitives.Exp(pSpan, pSpan);
+                FlushTinyAndSum(p, valid);
+                new Span<float>(p + valid, keyCount - valid).Clear();
+                // dS = P ⊙ (dP − delta) · scale
+                var dSSpan = new Span<float>(dS, valid);
+                TensorPrimitives.Subtract(new ReadOnlySpan<float>(dProbs + r * KeyBlock, valid), rowDelta[i], dSSpan);
+                TensorPrimitives.Multiply(dSSpan, pSpan, dSSpan);
+                TensorPrimitives.Multiply(dSSpan, scale, dSSpan);
+                new Span<float>(dS + valid, keyCount - valid).Clear();
+            }
+            if (dQ != null)
+                for (int groupStart = 0; groupStart < rowCount; groupStart += RowGroup)
                 {
-                    float* qBase = q + qBatch + h * headDim;
-                    float* dOBase = dOutput + qBatch + h * headDim;
-                    float* dQBase = dQ == null ? null : dQ + qBatch + h * headDim;
-                    float* lse = logSumExp + ((long)b * heads + h) * tokenCount;
-                    float* rowDelta = delta + ((long)b * heads + h) * tokenCount;
-                    for (int rowStart = keyStart; rowStart < tokenCount; rowStart += QueryBlock)
-                    {
-                        int rowCount = Math.Min(QueryBlock, tokenCount - rowStart);
-                        // Scores and dP = dO·vᵀ for the block, row groups sharing loads; each group spans the keys its last row sees.
-                        new Span<float>(probs, rowCount * KeyBlock).Clear();
-                        new Span<float>(dProbs, rowCount * KeyBlock).Clear();
-                        for (int groupStart = 0; groupStart < rowCount; groupStart += RowGroup)
-                        {
-                            int groupRows = Math.Min(RowGroup, rowCount - groupStart);
-                            int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
-                            int width = Math.Min((groupValid + 15) & ~15, keyCount);
-                            AddWeightedRowsMany(qBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, kT, KeyBlock, width,
-                                probs + groupStart * KeyBlock, KeyBlock);
-                            AddWeightedRowsMany(dOBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, vT, KeyBlock, width,
-                                dProbs + groupStart * KeyBlock, KeyBlock);
-                        }
-                        for (int r = 0; r < rowCount; r++)
-                        {
-                            int i = rowStart + r;
-                            int valid = Math.Min(keyCount, i - keyStart + 1);
-                            float* p = probs + r * KeyBlock;
-                            float* dS = dScores + r * KeyBlock;
-                            var pSpan = new Span<float>(p, valid);
-                            ScaleShift(p, valid, scale, -lse[i]);
-                            TensorPrimitives.Exp(pSpan, pSpan);
-                            FlushTinyAndSum(p, valid);
-                            new Span<float>(p + valid, keyCount - valid).Clear();
-                            // dS = P ⊙ (dP − delta) · scale
-                            var dSSpan = new Span<float>(dS, valid);
-                            TensorPrimitives.Subtract(new ReadOnlySpan<float>(dProbs + r * KeyBlock, valid), rowDelta[i], dSSpan);
-                            TensorPrimitives.Multiply(dSSpan, pSpan, dSSpan);
-                            TensorPrimitives.Multiply(dSSpan, scale, dSSpan);
-                            new Span<float>(dS + valid, keyCount - valid).Clear();
-                        }
-                        if (dQBase != null)
-                            for (int groupStart = 0; groupStart < rowCount; groupStart += RowGroup)
-                            {
-                                int groupRows = Math.Min(RowGroup, rowCount - groupStart);
-                                int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
-                                AddWeightedRowsMany(dScores + groupStart * KeyBlock, KeyBlock, groupRows, groupValid, kBase + keyStart * kvStride, kvStride,
-                                    headDim, dQBase + (rowStart + groupStart) * qStride, qStride);
-                            }
-
-                        Transpose(probs, KeyBlock, rowCount, keyCount, probsT, QueryBlock);
-                        Transpose(dScores, KeyBlock, rowCount, keyCount, dScoresT, QueryBlock);
-                        for (int c = 0; c < keyCount; c += RowGroup)
-                        {
-                            // Rows above the diagonal hold zeros: skip those above the group's first key.
-                            int columns = Math.Min(RowGroup, keyCount - c);
-                            int first = Math.Max(0, keyStart + c - rowStart);
-                            int count = rowCount - first;
-                            if (count <= 0) continue;
-                            long rowOffset = (rowStart + first) * qStride;
-                            if (dV != null)
-                                AddWeightedRowsMany(probsT + c * QueryBlock + first, QueryBlock, columns, count, dOBase + rowOffset, qStride, headDim,
-                                    dVBlock + c * headDim, headDim);
-                            if (dK != null)
-                                AddWeightedRowsMany(dScoresT + c * QueryBlock + first, QueryBlock, columns, count, qBase + rowOffset, qStride, headDim,
-                                    dKBlock + c * headDim, headDim);
-                        }
-                    }
+                    int groupRows = Math.Min(RowGroup, rowCount - groupStart);
+                    int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
+                    AddWeightedRowsMany(dScores + groupStart * KeyBlock, KeyBlock, groupRows, groupValid, kBase + keyStart * kvStride, kvStride,
+                        headDim, dQ + qBatch + (rowStart + groupStart) * qStride, qStride);
                 }
+            if (dKBlock == null && dVBlock == null) return;
 
-                for (int c = 0; c < keyCount; c++)
-                {
-                    long row = kvBatch + (keyStart + c) * kvStride;
-                    if (dK != null)
-                    {
-                        var target = new Span<float>(dK + row, headDim);
-                        TensorPrimitives.Add(target, new ReadOnlySpan<float>(dKBlock + c * headDim, headDim), target);
-                    }
-                    if (dV != null)
-                    {
-                        var target = new Span<float>(dV + row, headDim);
-                        TensorPrimitives.Add(target, new ReadOnlySpan<float>(dVBlock + c * headDim, headDim), target);
-                    }
-                }
+            Transpose(probs, KeyBlock, rowCount, keyCount, probsT, QueryBlock);
+            Transpose(dScores, KeyBlock, rowCount, keyCount, dScoresT, QueryBlock);
+            for (int c = 0; c < keyCount; c += RowGroup)
+            {
+                // Rows above the diagonal hold zeros: skip those above the group's first key.
+                int columns = Math.Min(RowGroup, keyCount - c);
+                int first = Math.Max(0, keyStart + c - rowStart);
+                int count = rowCount - first;
+                if (count <= 0) continue;
+                long rowOffset = (rowStart + first) * qStride;
+                if (dVBlock != null)
+                    AddWeightedRowsMany(probsT + c * QueryBlock + first, QueryBlock, columns, count, dOBase + rowOffset, qStride, headDim,
+                        dVBlock + c * headDim, headDim);
+                if (dKBlock != null)
+                    AddWeightedRowsMany(dScoresT + c * QueryBlock + first, QueryBlock, columns, count, qBase + rowOffset, qStride, headDim,
+                        dKBlock + c * headDim, headDim);
             }
         }
     }
