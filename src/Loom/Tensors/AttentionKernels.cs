@@ -147,11 +147,8 @@ internal static unsafe class AttentionKernels
                             new Span<float>(p, groupValid).Clear();
                             continue;
                         }
-                        var s = new Span<float>(p, valid);
-                        float newMax = MathF.Max(rowMax[r], scale * TensorPrimitives.Max(s));
-                        ScaleShift(p, valid, scale, -newMax);
-                        TensorPrimitives.Exp(s, s);
-                        float blockSum = FlushTinyAndSum(p, valid);
+                        float newMax = MathF.Max(rowMax[r], scale * PaddedMax(p, valid));
+                        float blockSum = PaddedExp(p, valid, scale, -newMax);
                         new Span<float>(p + valid, groupValid - valid).Clear();
                         float correction = MathF.Exp(rowMax[r] - newMax);
                         if (correction < TinyProbability) correction = 0;
@@ -346,17 +343,9 @@ internal static unsafe class AttentionKernels
                 int valid = Math.Min(keyCount, i - keyStart + 1);
                 float* p = probs + r * KeyBlock;
                 float* dS = dScores + r * KeyBlock;
-                var pSpan = new Span<float>(p, valid);
-                ScaleShift(p, valid, scale, -lse[i]);
-                TensorPrimitives.Exp(pSpan, pSpan);
-                FlushTinyAndSum(p, valid);
+                PaddedExp(p, valid, scale, -lse[i]);
                 new Span<float>(p + valid, keyCount - valid).Clear();
-                // dS = P ⊙ (dP − delta) · scale
-                var dSSpan = new Span<float>(dS, valid);
-                TensorPrimitives.Subtract(new ReadOnlySpan<float>(dProbs + r * KeyBlock, valid), rowDelta[i], dSSpan);
-                TensorPrimitives.Multiply(dSSpan, pSpan, dSSpan);
-                TensorPrimitives.Multiply(dSSpan, scale, dSSpan);
-                new Span<float>(dS + valid, keyCount - valid).Clear();
+                SoftmaxGradient(p, dProbs + r * KeyBlock, keyCount, rowDelta[i], scale, dS);
             }
             if (dQ != null)
                 for (int groupStart = 0; groupStart < rowCount; groupStart += RowGroup)
@@ -593,6 +582,70 @@ internal static unsafe class AttentionKernels
             for (int p = 0; p < count; p++, r += rowStride) sum = MathF.FusedMultiplyAdd(*r, weights[p], sum);
             dest[c] = sum;
         }
+    }
+
+    /// <summary>
+    /// Max of values[0..count), for a buffer readable up to count rounded up to 16 (a block row): the last
+    /// vector is read whole and its lanes past count ignored.
+    /// </summary>
+    static float PaddedMax(float* values, int count)
+    {
+        if (!Vector512.IsHardwareAccelerated) return TensorPrimitives.Max(new ReadOnlySpan<float>(values, count));
+        var max = Vector512.Create(float.NegativeInfinity);
+        int i = 0;
+        for (; i + 16 <= count; i += 16) max = Vector512.Max(max, Vector512.Load(values + i));
+        if (i < count)
+        {
+            var inside = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count - i)).AsSingle();
+            max = Vector512.Max(max, Vector512.ConditionalSelect(inside, Vector512.Load(values + i), Vector512.Create(float.NegativeInfinity)));
+        }
+        var half = Vector256.Max(max.GetLower(), max.GetUpper());
+        var quarter = Vector128.Max(half.GetLower(), half.GetUpper());
+        return MathF.Max(MathF.Max(quarter[0], quarter[1]), MathF.Max(quarter[2], quarter[3]));
+    }
+
+    /// <summary>
+    /// values[i] = exp(values[i] · scale + shift) for i &lt; count, probabilities below <see cref="TinyProbability"/>
+    /// set to zero; returns their sum. The buffer must be readable and writable up to count rounded up to 16
+    /// (lanes past count become zero).
+    /// </summary>
+    static float PaddedExp(float* values, int count, float scale, float shift)
+    {
+        if (!Vector512.IsHardwareAccelerated)
+        {
+            ScaleShift(values, count, scale, shift);
+            var span = new Span<float>(values, count);
+            TensorPrimitives.Exp(span, span);
+            return FlushTinyAndSum(values, count);
+        }
+        var s = Vector512.Create(scale);
+        var t = Vector512.Create(shift);
+        var tiny = Vector512.Create(TinyProbability);
+        var total = Vector512<float>.Zero;
+        for (int i = 0; i < count; i += 16)
+        {
+            var p = Vector512.Exp(Vector512.FusedMultiplyAdd(Vector512.Load(values + i), s, t));
+            var keep = Vector512.GreaterThanOrEqual(p, tiny);
+            if (i + 16 > count) keep &= Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count - i)).AsSingle();
+            p = Vector512.ConditionalSelect(keep, p, Vector512<float>.Zero);
+            p.Store(values + i);
+            total += p;
+        }
+        return Vector512.Sum(total);
+    }
+
+    /// <summary>dScores[c] = probs[c] · (dProbs[c] − delta) · scale for c &lt; count (probs already zero past the diagonal).</summary>
+    static void SoftmaxGradient(float* probs, float* dProbs, int count, float delta, float scale, float* dScores)
+    {
+        int c = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var d = Vector512.Create(delta);
+            var s = Vector512.Create(scale);
+            for (; c + 16 <= count; c += 16)
+                (Vector512.Load(probs + c) * (Vector512.Load(dProbs + c) - d) * s).Store(dScores + c);
+        }
+        for (; c < count; c++) dScores[c] = probs[c] * (dProbs[c] - delta) * scale;
     }
 
     /// <summary>values[i] = values[i] · scale + shift.</summary>
