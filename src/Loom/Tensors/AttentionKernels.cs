@@ -42,9 +42,10 @@ internal static unsafe class AttentionKernels
     /// than the threads, (batch, kv head, key block) for dK/dV then (batch, head, query block) for dQ.
     /// </summary>
     internal static void Backward(
-        float* q, float* k, float* v, float* output, float* dOutput, float* logSumExp /*[batch, heads, tokens]*/,
+        float* q /*[batch, tokens, heads*headDim]*/, float* k /*[batch, tokens, kvHeads*headDim]*/, float* v /*[batch, tokens, kvHeads*headDim]*/,
+        float* output /*[batch, tokens, heads*headDim]*/, float* dOutput /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens]*/,
         int batch, int tokenCount, int heads, int kvHeads, int headDim,
-        float* delta /*[batch, heads, tokens]*/, float* dQ, float* dK, float* dV)
+        float* delta /*[batch, heads, tokens]*/, float* dQ /*like q*/, float* dK /*like k*/, float* dV /*like v*/)
     {
         if (batch == 0 || tokenCount == 0 || heads == 0) return;
         var job = backwardJob ??= new BackwardJob();
