@@ -13,8 +13,10 @@ namespace Loom.Tensors;
 /// </summary>
 internal static unsafe class AttentionKernels
 {
+    // Equal sizes: the backward's query tiles start where key blocks start, and the forward has one key
+    // block per query block.
     internal const int QueryBlock = 64;
-    internal const int KeyBlock = 64;
+    internal const int KeyBlock = QueryBlock;
 
     /// <summary>Probabilities below this are set to zero, so subnormal floats never reach the FMA loops.</summary>
     const float TinyProbability = 1e-30f;
@@ -26,14 +28,22 @@ internal static unsafe class AttentionKernels
     internal static void Forward(
         float* q /*[batch, tokens, heads*headDim]*/, float* k /*[batch, tokens, kvHeads*headDim]*/, float* v /*[batch, tokens, kvHeads*headDim]*/,
         int batch, int tokenCount, int heads, int kvHeads, int headDim,
+        float* keysTransposed /*[batch*kvHeads, keyBlocks, headDim, KeyBlock]*/,
         float* output /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens] or null*/)
     {
         if (batch == 0 || tokenCount == 0 || heads == 0) return;
         var job = forwardJob ??= new ForwardJob();
-        job.Set(q, k, v, batch, tokenCount, heads, kvHeads, headDim, output, logSumExp);
-        int queryBlocks = (tokenCount + QueryBlock - 1) / QueryBlock;
-        WorkerPool.Run(batch * heads * queryBlocks, job);
+        job.Set(q, k, v, batch, tokenCount, heads, kvHeads, headDim, keysTransposed, output, logSumExp);
+        int blocks = KeyBlocks(tokenCount);
+        // kᵀ tiles once per (batch, kv head, key block), read by every query block and every head of the group.
+        job.TransposePass = true;
+        WorkerPool.Run(batch * kvHeads * blocks, job);
+        job.TransposePass = false;
+        WorkerPool.Run(batch * heads * blocks, job);
     }
+
+    /// <summary>Key blocks covering tokenCount tokens (also the number of query blocks).</summary>
+    internal static int KeyBlocks(int tokenCount) => (tokenCount + KeyBlock - 1) / KeyBlock;
 
     /// <summary>
     /// Accumulates dQ, dK, dV (each may be null when that input needs no gradient) from dOutput,
@@ -85,16 +95,32 @@ internal static unsafe class AttentionKernels
 
     sealed class ForwardJob : IParallelWork
     {
-        float* q, k, v, output, logSumExp;
+        float* q, k, v, keysTransposed, output, logSumExp;
         int batch, tokenCount, heads, kvHeads, headDim;
+        public bool TransposePass;
 
-        public void Set(float* q, float* k, float* v, int batch, int tokenCount, int heads, int kvHeads, int headDim, float* output, float* logSumExp)
+        public void Set(float* q, float* k, float* v, int batch, int tokenCount, int heads, int kvHeads, int headDim,
+            float* keysTransposed, float* output, float* logSumExp)
         {
-            this.q = q; this.k = k; this.v = v; this.output = output; this.logSumExp = logSumExp;
+            this.q = q; this.k = k; this.v = v; this.keysTransposed = keysTransposed; this.output = output; this.logSumExp = logSumExp;
             this.batch = batch; this.tokenCount = tokenCount; this.heads = heads; this.kvHeads = kvHeads; this.headDim = headDim;
         }
 
         public void Execute(int index)
+        {
+            if (TransposePass)
+            {
+                int keyBlock = index % KeyBlocks(tokenCount), pair = index / KeyBlocks(tokenCount); // pair = b * kvHeads + g
+                int keyStart = keyBlock * KeyBlock;
+                long stride = (long)kvHeads * headDim;
+                Transpose(k + ((long)(pair / kvHeads) * tokenCount + keyStart) * stride + pair % kvHeads * headDim, stride,
+                    Math.Min(KeyBlock, tokenCount - keyStart), headDim, keysTransposed + (long)index * headDim * KeyBlock, KeyBlock);
+                return;
+            }
+            Attend(index);
+        }
+
+        void Attend(int index)
         {
             // Heaviest blocks (last query rows, most keys) first, for load balance.
             int headsInBatch = batch * heads;
@@ -105,13 +131,12 @@ internal static unsafe class AttentionKernels
             long qStride = (long)heads * headDim, kvStride = (long)kvHeads * headDim;
             float* qBase = q + b * tokenCount * qStride + h * headDim;       // row i at qBase + i*qStride
             float* outBase = output + b * tokenCount * qStride + h * headDim;
-            float* kBase = k + b * tokenCount * kvStride + g * headDim;
             float* vBase = v + b * tokenCount * kvStride + g * headDim;
+            float* kTBase = keysTransposed + ((long)b * kvHeads + g) * KeyBlocks(tokenCount) * headDim * KeyBlock; // [keyBlocks, headDim, KeyBlock]
             float scale = 1f / MathF.Sqrt(headDim);
 
-            float* scratch = Scratch.Get(headDim * KeyBlock + RowGroup * KeyBlock + 2 * QueryBlock);
-            float* kT = scratch;                            // [headDim, KeyBlock]
-            float* scores = kT + headDim * KeyBlock;        // [RowGroup, KeyBlock]
+            float* scratch = Scratch.Get(RowGroup * KeyBlock + 2 * QueryBlock);
+            float* scores = scratch;                        // [RowGroup, KeyBlock]
             float* rowMax = scores + RowGroup * KeyBlock;   // [QueryBlock]
             float* rowSum = rowMax + QueryBlock;            // [QueryBlock]
 
@@ -128,7 +153,7 @@ internal static unsafe class AttentionKernels
             for (int keyStart = 0; keyStart < rowEnd; keyStart += KeyBlock)
             {
                 int keyCount = Math.Min(KeyBlock, rowEnd - keyStart);
-                Transpose(kBase + keyStart * kvStride, kvStride, keyCount, headDim, kT, KeyBlock);
+                float* kT = kTBase + (long)(keyStart / KeyBlock) * headDim * KeyBlock; // [headDim, KeyBlock]
                 // Rows in groups of RowGroup share every load of kᵀ and v; a group spans the keys its last row sees.
                 for (int groupStart = Math.Max(0, keyStart - rowStart); groupStart < rowCount; groupStart += RowGroup)
                 {
