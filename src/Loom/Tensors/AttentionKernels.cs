@@ -124,8 +124,7 @@ internal static unsafe class AttentionKernels
         {
             // Heaviest blocks (last query rows, most keys) first, for load balance.
             int headsInBatch = batch * heads;
-            int queryBlocks = (tokenCount + QueryBlock - 1) / QueryBlock;
-            int queryBlock = queryBlocks - 1 - index / headsInBatch;
+            int queryBlock = KeyBlocks(tokenCount) - 1 - index / headsInBatch;
             int b = index % headsInBatch / heads, h = index % heads;
             int g = h / (heads / kvHeads);
             long qStride = (long)heads * headDim, kvStride = (long)kvHeads * headDim;
@@ -155,12 +154,13 @@ internal static unsafe class AttentionKernels
                 int keyCount = Math.Min(KeyBlock, rowEnd - keyStart);
                 float* kT = kTBase + (long)(keyStart / KeyBlock) * headDim * KeyBlock; // [headDim, KeyBlock]
                 // Rows in groups of RowGroup share every load of kᵀ and v; a group spans the keys its last row sees.
+                // Groups start at the first row that sees this key block, so every row sees at least one key.
                 for (int groupStart = Math.Max(0, keyStart - rowStart); groupStart < rowCount; groupStart += RowGroup)
                 {
                     int groupRows = Math.Min(RowGroup, rowCount - groupStart);
-                    int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - 1 - keyStart + 1);
+                    int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
                     int width = Math.Min((groupValid + 15) & ~15, keyCount);
-                    new Span<float>(scores, RowGroup * KeyBlock).Clear();
+                    new Span<float>(scores, groupRows * KeyBlock).Clear();
                     AddWeightedRowsMany(qBase + (rowStart + groupStart) * qStride, qStride, 1, groupRows, headDim, kT, KeyBlock, width, scores, KeyBlock);
                     for (int g0 = 0; g0 < groupRows; g0++)
                     {
@@ -168,11 +168,6 @@ internal static unsafe class AttentionKernels
                         int i = rowStart + r;
                         float* p = scores + g0 * KeyBlock;
                         int valid = Math.Min(keyCount, i - keyStart + 1);
-                        if (valid <= 0)
-                        {
-                            new Span<float>(p, groupValid).Clear();
-                            continue;
-                        }
                         float newMax = MathF.Max(rowMax[r], scale * PaddedMax(p, valid));
                         float blockSum = PaddedExp(p, valid, scale, -newMax);
                         new Span<float>(p + valid, groupValid - valid).Clear();
