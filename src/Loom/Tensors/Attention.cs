@@ -76,7 +76,7 @@ public static class AttentionOps
         return headDim;
     }
 
-    sealed class AttentionBackward : IBackward
+    sealed class AttentionBackward : IBackward, IReadsOutput // backward reads O for rowsum(dO ⊙ O)
     {
         public static readonly AttentionBackward Instance = new();
 
