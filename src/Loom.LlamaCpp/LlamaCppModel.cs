@@ -10,7 +10,10 @@ namespace Loom.LlamaCpp;
 /// <param name="ContextSize">Tokens of KV cache (null: the model's context length).</param>
 /// <param name="Threads">CPU threads (null: llama.cpp's choice).</param>
 /// <param name="BatchSize">Tokens evaluated per decode call.</param>
-public sealed record LlamaCppOptions(int? ContextSize = null, int? Threads = null, int BatchSize = 512);
+/// <param name="Float32Cache">Keep the KV cache in float32 (llama.cpp's default is f16, which rounds
+/// keys and values to 11 significant bits) and attend without flash attention: slower, but exact
+/// enough to compare logits with another implementation.</param>
+public sealed record LlamaCppOptions(int? ContextSize = null, int? Threads = null, int BatchSize = 512, bool Float32Cache = false);
 
 /// <summary>A llama.cpp failure (load, decode); the message is one line naming the file.</summary>
 public sealed class LlamaCppException(string message) : Exception(message);
@@ -56,6 +59,12 @@ public sealed class LlamaCppModel : IDisposable
             BatchSize = (uint)options.BatchSize,
             UBatchSize = (uint)options.BatchSize,
         };
+        if (options.Float32Cache)
+        {
+            parameters.TypeK = GGMLType.GGML_TYPE_F32;
+            parameters.TypeV = GGMLType.GGML_TYPE_F32;
+            parameters.FlashAttention = false;
+        }
         if (options.ContextSize is int contextSize)
             parameters.ContextSize = (uint)contextSize;
         if (options.Threads is int threads)
@@ -235,7 +244,7 @@ static class LlamaCppRuntime
         if (level == LLamaLogLevel.Error)
         {
             lock (Gate)
-                lastError = message.Trim();
+                lastError = lastError is null ? message.Trim() : $"{lastError}; {message.Trim()}";
         }
     }
 

@@ -35,12 +35,21 @@ static class LlamaReference
         return tensors;
     }
 
-    /// <summary>Logits after every position: [tokens, vocab].</summary>
-    public static double[][] Forward(LlamaGgufConfig config, IReadOnlyDictionary<string, Tensor> weights, ReadOnlySpan<int> tokens)
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Tensor, double[]> Widened = new();
+
+    /// <summary>
+    /// Logits after every position: [tokens, vocab]. With <paramref name="quantizeActivations"/> the
+    /// input of every linear layer is first rounded to Q8_0 blocks the way llama.cpp's x86 CPU code
+    /// does before a Q8_0 matrix product (scale max|x|/127 kept as f16, q = x * (127 / max|x|)
+    /// rounded half to even), so a Q8_0 model can be compared with llama.cpp without that noise.
+    /// </summary>
+    public static double[][] Forward(LlamaGgufConfig config, IReadOnlyDictionary<string, Tensor> weights, ReadOnlySpan<int> tokens,
+        bool quantizeActivations = false)
     {
         int dim = config.Dim, headDim = config.HeadDim, tokenCount = tokens.Length;
         int groupSize = config.Heads / config.KvHeads;
-        double[] W(string name) => Array.ConvertAll(weights[name].Span.ToArray(), v => (double)v);
+        double[] W(string name) => Widened.GetValue(weights[name], t => Array.ConvertAll(t.Span.ToArray(), v => (double)v));
+        double[] MatVec(double[] matrix, double[] vector) => LlamaReference.MatVec(matrix, quantizeActivations ? QuantizeQ8(vector) : vector);
 
         var embed = W("model.embed_tokens.weight"); // [vocab, dim]
         var x = new double[tokenCount][]; // [tokens, dim]
@@ -112,6 +121,23 @@ static class LlamaReference
         for (int t = 0; t < tokenCount; t++)
             logits[t] = MatVec(lmHead, RmsNorm(x[t], norm, config.NormEps));
         return logits;
+    }
+
+    /// <summary>llama.cpp's x86 quantize_row_q8_0 applied to a vector and expanded back.</summary>
+    static double[] QuantizeQ8(double[] vector)
+    {
+        var result = new double[vector.Length];
+        for (int b = 0; b < vector.Length; b += 32)
+        {
+            float max = 0;
+            for (int i = b; i < b + 32; i++)
+                max = Math.Max(max, Math.Abs((float)vector[i]));
+            float scale = (float)(Half)(max / 127f);
+            float inverse = max != 0 ? 127f / max : 0f;
+            for (int i = b; i < b + 32; i++)
+                result[i] = scale * MathF.Round((float)vector[i] * inverse, MidpointRounding.ToEven);
+        }
+        return result;
     }
 
     static double[] MatVec(double[] matrix, double[] vector)
