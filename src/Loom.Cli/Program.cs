@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Loom.Cli.Commands;
 
 namespace Loom.Cli;
 
@@ -7,6 +8,10 @@ public static class Program
     public static int Main(string[] args)
     {
         var root = new RootCommand("Loom: train, tune, evaluate and serve generative models on your own machine.");
+        root.Subcommands.Add(TokenizerCommand.Create());
+        root.Subcommands.Add(PrepareCommand.Create());
+        root.Subcommands.Add(PretrainCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         return root.Parse(args).Invoke();
     }
 }

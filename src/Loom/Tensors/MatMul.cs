@@ -26,6 +26,30 @@ public static class MatMulOps
         return y;
     }
 
+    /// <summary>
+    /// y[b] = a[b] · op(b[b]) for each batch entry: a [batch, m, k]; b [batch, k, n], or with
+    /// <paramref name="transposeB"/> b [batch, n, k]. Returns [batch, m, n]. Each product runs
+    /// through <see cref="Gemm.Multiply(float*, float*, int, int, int, float*, bool, bool, bool)"/>.
+    /// </summary>
+    public static Tensor BatchedMatMul(this Tape tape, Tensor a, Tensor b, bool transposeB = false)
+    {
+        if (a.Rank != 3 || b.Rank != 3 || a.Dim(0) != b.Dim(0))
+            throw new ArgumentException($"batched matmul needs a [batch, m, k] and b [batch, ., .], got {a.ShapeText} and {b.ShapeText}");
+        int batch = a.Dim(0), m = a.Dim(1), k = a.Dim(2);
+        int bk = transposeB ? b.Dim(2) : b.Dim(1);
+        int n = transposeB ? b.Dim(1) : b.Dim(2);
+        if (bk != k) throw new ArgumentException($"batched matmul inner sizes differ: a {a.ShapeText}, b {b.ShapeText}{(transposeB ? "ᵀ" : "")}");
+        var y = tape.Allocate(batch, m, n); // [batch, m, n]
+        unsafe
+        {
+            for (int i = 0; i < batch; i++)
+                Gemm.Multiply(a.Pointer + (long)i * m * k, b.Pointer + (long)i * k * n, m, k, n, y.Pointer + (long)i * m * n, false, transposeB, false);
+        }
+        if (tape.NeedsGrad(a, b))
+            tape.Record(new TapeEntry { Op = BatchedMatMulBackward.Instance, Output = y, A = a, B = b, I0 = batch, I1 = m, I2 = k, I3 = n, F0 = transposeB ? 1 : 0 });
+        return y;
+    }
+
     sealed class MatMulBackward : IBackward
     {
         public static readonly MatMulBackward Instance = new();
@@ -50,6 +74,33 @@ public static class MatMulOps
                     Gemm.Multiply(dY.Pointer, x.Pointer, n, rows, k, dW.Pointer, true, false, true);
                 else // dW[k, n] = xᵀ · dY
                     Gemm.Multiply(x.Pointer, dY.Pointer, k, rows, n, dW.Pointer, true, false, true);
+            }
+        }
+    }
+
+    sealed class BatchedMatMulBackward : IBackward
+    {
+        public static readonly BatchedMatMulBackward Instance = new();
+
+        public unsafe void Backward(in TapeEntry e, Tape tape)
+        {
+            var a = e.A!; // [batch, m, k]
+            var b = e.B!; // [batch, k, n] or [batch, n, k]
+            var dY = e.Output.Grad!; // [batch, m, n]
+            int batch = e.I0, m = e.I1, k = e.I2, n = e.I3;
+            bool transposeB = e.F0 != 0;
+            float* dA = a.RequiresGrad ? tape.GradOf(a).Pointer : null;
+            float* dB = b.RequiresGrad ? tape.GradOf(b).Pointer : null;
+            for (int i = 0; i < batch; i++)
+            {
+                float* aI = a.Pointer + (long)i * m * k, bI = b.Pointer + (long)i * k * n, dYI = dY.Pointer + (long)i * m * n;
+                if (dA is not null) // dA = dY · op(b)ᵀ
+                    Gemm.Multiply(dYI, bI, m, n, k, dA + (long)i * m * k, false, !transposeB, true);
+                if (dB is null) continue;
+                if (transposeB) // dB[n, k] = dYᵀ · a
+                    Gemm.Multiply(dYI, aI, n, m, k, dB + (long)i * k * n, true, false, true);
+                else // dB[k, n] = aᵀ · dY
+                    Gemm.Multiply(aI, dYI, k, m, n, dB + (long)i * k * n, true, false, true);
             }
         }
     }

@@ -7,6 +7,12 @@ public interface IBackward
     void Backward(in TapeEntry entry, Tape tape);
 }
 
+/// <summary>
+/// Marks a backward that reads its op's output values, not only the output's gradient. A tensor
+/// made by such an op is never overwritten by <see cref="Tape.TryAliasGrad"/>.
+/// </summary>
+public interface IReadsOutput;
+
 /// <summary>One recorded op: its backward, output, inputs and the few sizes it needs. A struct, so recording allocates nothing.</summary>
 public struct TapeEntry
 {
@@ -35,6 +41,7 @@ public sealed class Tape
     TapeEntry[] entries = new TapeEntry[256];
     int entryCount;
     int step;
+    int backwardIndex = -1; // entry whose backward is running; -1 outside Backward
 
     /// <summary>When false (inference mode) ops record nothing and outputs never require gradients.</summary>
     public bool Recording { get; set; } = true;
@@ -138,11 +145,39 @@ public sealed class Tape
             throw new ArgumentException($"seed gradient has {outputGrad.Length} elements, output {output.ShapeText} has {output.Length}", nameof(outputGrad));
         if (!output.RequiresGrad) throw new InvalidOperationException("the output does not depend on any tensor that requires a gradient");
         outputGrad.CopyTo(GradOf(output).Span);
-        for (int i = entryCount - 1; i >= 0; i--)
+        try
+        {
+            for (int i = entryCount - 1; i >= 0; i--)
+            {
+                ref readonly var e = ref entries[i];
+                if (GradIfAny(e.Output) is null) continue;
+                backwardIndex = i;
+                e.Op.Backward(e, this);
+            }
+        }
+        finally { backwardIndex = -1; }
+    }
+
+    /// <summary>
+    /// Makes <paramref name="t"/>'s own storage its gradient for this step (t.Grad = t), so a
+    /// loss over large logits can write its gradient in place instead of into a second buffer.
+    /// Called from a backward; succeeds only when nothing still to run can read t's values:
+    /// t is an activation with no gradient yet in this step, no op recorded before the running
+    /// one takes t as an input, and t's producer does not read its output (<see cref="IReadsOutput"/>).
+    /// After success t's values are gone: the caller must overwrite all of t with its gradient.
+    /// Returns false otherwise; the caller then accumulates into <see cref="GradOf"/> as usual.
+    /// </summary>
+    internal bool TryAliasGrad(Tensor t)
+    {
+        if (backwardIndex < 0 || !t.IsActivation || GradIfAny(t) is not null) return false;
+        for (int i = 0; i < backwardIndex; i++)
         {
             ref readonly var e = ref entries[i];
-            if (GradIfAny(e.Output) is null) continue;
-            e.Op.Backward(e, this);
+            if (ReferenceEquals(e.A, t) || ReferenceEquals(e.B, t) || ReferenceEquals(e.C, t) || ReferenceEquals(e.D, t)) return false;
+            if (ReferenceEquals(e.Output, t) && e.Op is IReadsOutput) return false;
         }
+        t.Grad = t;
+        t.GradStep = step;
+        return true;
     }
 }

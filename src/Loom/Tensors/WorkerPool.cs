@@ -106,4 +106,23 @@ public static class WorkerPool
             if (Interlocked.Decrement(ref pending) == 0) Done.Set();
         }
     }
+
+    /// <summary>
+    /// Splits <paramref name="items"/> (rows, elements) that cost about <paramref name="itemCost"/>
+    /// element-operations each into blocks big enough to be worth a thread hand-off.
+    /// Returns the block count; block b covers [b·itemsPerBlock, min(items, (b+1)·itemsPerBlock)).
+    /// </summary>
+    public static int Blocks(int items, int itemCost, out int itemsPerBlock)
+    {
+        const long MinimumWork = 16384;
+        itemsPerBlock = (int)Math.Clamp(MinimumWork / Math.Max(itemCost, 1), 1, Math.Max(items, 1));
+        int blocks = (items + itemsPerBlock - 1) / itemsPerBlock;
+        int most = threadCount * 4;
+        if (blocks > most)
+        {
+            itemsPerBlock = (items + most - 1) / most;
+            blocks = (items + itemsPerBlock - 1) / itemsPerBlock;
+        }
+        return blocks;
+    }
 }

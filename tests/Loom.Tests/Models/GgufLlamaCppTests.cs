@@ -16,11 +16,11 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => Directory.Delete(folder, recursive: true);
 
-    static readonly Lazy<string[]> ShakespeareLines = new(() => File.ReadLines(LlamaReference.Shakespeare()).Take(1000).ToArray());
+    static readonly Lazy<string[]> ShakespeareLines = new(() => File.ReadLines(GgufReference.Shakespeare()).Take(1000).ToArray());
 
     /// <summary>The characters of tiny Shakespeare in order of first appearance... sorted, as a char tokenizer builds them.</summary>
     static List<string> Characters() =>
-        File.ReadAllText(LlamaReference.Shakespeare()).Distinct().Order().Select(c => c.ToString()).ToList();
+        File.ReadAllText(GgufReference.Shakespeare()).Distinct().Order().Select(c => c.ToString()).ToList();
 
     static LlamaGgufConfig Config(int vocab) => new(
         VocabSize: vocab, Dim: 64, Layers: 2, Heads: 4, KvHeads: 2, HiddenDim: 96, MaxSeq: 128,
@@ -42,7 +42,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
     {
         var characters = Characters();
         var config = Config(characters.Count);
-        var weights = LlamaReference.RandomWeights(config, seed: 11);
+        var weights = GgufReference.RandomWeights(config, seed: 11);
         string path = Export(config, weights, GgmlType.F32, out _);
         using var model = LlamaCppModel.Load(path, new LlamaCppOptions(ContextSize: config.MaxSeq, Threads: 2, Float32Cache: true));
         Assert.Equal(config.VocabSize, model.VocabSize);
@@ -52,7 +52,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
         for (int trial = 0; trial < 4; trial++)
         {
             var prompt = RandomPrompt(random, config.VocabSize, 1 + trial * 20);
-            var expected = LlamaReference.Forward(config, weights, prompt); // [tokens][vocab]
+            var expected = GgufReference.Forward(config, weights, prompt); // [tokens][vocab]
             var actual = model.AllLogits(prompt); // [tokens, vocab]
             for (int t = 0; t < prompt.Length; t++)
                 for (int v = 0; v < config.VocabSize; v++)
@@ -70,8 +70,8 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
         var sequence = start.ToList();
         for (int i = 0; i < 50; i++)
         {
-            var logits = LlamaReference.Forward(config, weights, sequence.ToArray());
-            sequence.Add(LlamaReference.ArgMax(logits[^1]));
+            var logits = GgufReference.Forward(config, weights, sequence.ToArray());
+            sequence.Add(GgufReference.ArgMax(logits[^1]));
         }
         Assert.Equal(sequence.Skip(5), greedy);
         output.WriteLine($"greedy: {string.Concat(greedy.Select(id => characters[id]))}");
@@ -82,7 +82,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
     {
         var characters = Characters();
         var config = Config(characters.Count);
-        var weights = LlamaReference.RandomWeights(config, seed: 13);
+        var weights = GgufReference.RandomWeights(config, seed: 13);
         string path = Export(config, weights, GgmlType.Q8_0, out _);
         // The reference runs on the weights as stored (dequantised) and rounds each matrix product's
         // input to Q8_0 as llama.cpp does; without that, llama.cpp's activation rounding (logit noise
@@ -96,14 +96,14 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
         for (int trial = 0; trial < 100; trial++)
         {
             var prompt = RandomPrompt(random, config.VocabSize, 1 + random.Next(24));
-            var expected = LlamaReference.Forward(config, stored.Tensors, prompt, quantizeActivations: true)[^1];
+            var expected = GgufReference.Forward(config, stored.Tensors, prompt, quantizeActivations: true)[^1];
             var actual = model.NextTokenLogits(prompt);
             double md = 0; // this prompt's max |llama.cpp - reference|
             for (int v = 0; v < expected.Length; v++)
                 md = Math.Max(md, Math.Abs(expected[v] - actual[v]));
             maxDifference = Math.Max(maxDifference, md);
             differences.Add(md);
-            int best = LlamaReference.ArgMax(expected);
+            int best = GgufReference.ArgMax(expected);
             smallestMargin = Math.Min(smallestMargin, expected[best] - expected.Where((_, i) => i != best).Max());
             if (LlamaCppModel.ArgMax(actual) == best)
                 agree++;
@@ -123,7 +123,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
         var characters = Characters();
         var ids = characters.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => p.i);
         var config = Config(characters.Count) with { Layers = 1 };
-        string path = Export(config, LlamaReference.RandomWeights(config, seed: 15), GgmlType.F32, out _);
+        string path = Export(config, GgufReference.RandomWeights(config, seed: 15), GgmlType.F32, out _);
         using var model = LlamaCppModel.Load(path, new LlamaCppOptions(ContextSize: config.MaxSeq, Threads: 1));
         int tokenCount = 0;
         foreach (var line in ShakespeareLines.Value)
@@ -144,7 +144,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
         var vocabulary = GgufVocabulary.FromCharacters(characters);
         var config = Config(characters.Count) with { Layers = 1 };
         string path = Path.Combine(folder, "utf8.gguf");
-        LlamaGguf.Write(path, config, LlamaReference.RandomWeights(config, seed: 16), vocabulary);
+        LlamaGguf.Write(path, config, GgufReference.RandomWeights(config, seed: 16), vocabulary);
         using var model = LlamaCppModel.Load(path, new LlamaCppOptions(ContextSize: config.MaxSeq, Threads: 1));
         Assert.Equal([2, 4, 1, 5, 6, 0, 7, 3, 7], model.Tokenize("aé €🦙\nübü"));
         Assert.Equal("aé €🦙\nübü", model.Detokenize([2, 4, 1, 5, 6, 0, 7, 3, 7]));

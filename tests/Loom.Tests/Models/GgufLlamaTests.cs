@@ -25,7 +25,7 @@ public sealed class GgufLlamaTests : IDisposable
     public void F32ExportImportRoundTripIsExact(bool tied)
     {
         var config = Tiny with { TiedEmbeddings = tied };
-        var weights = LlamaReference.RandomWeights(config, seed: 5);
+        var weights = GgufReference.RandomWeights(config, seed: 5);
         string path = Path.Combine(folder, "tiny.gguf");
         var vocabulary = Characters(config.VocabSize);
         LlamaGguf.Write(path, config, weights, vocabulary, GgmlType.F32, "tiny");
@@ -74,7 +74,7 @@ public sealed class GgufLlamaTests : IDisposable
     public void Q8ExportKeepsNormsInF32AndStaysWithinTheQuantisationError()
     {
         var config = Tiny with { HiddenDim = 80 }; // ffn_down rows of 80 are not whole Q8_0 blocks: F16 fallback
-        var weights = LlamaReference.RandomWeights(config, seed: 6);
+        var weights = GgufReference.RandomWeights(config, seed: 6);
         string path = Path.Combine(folder, "q8.gguf");
         LlamaGguf.Write(path, config, weights, null, GgmlType.Q8_0);
         using (var reader = GgufReader.Open(path))
@@ -112,8 +112,8 @@ public sealed class GgufLlamaTests : IDisposable
 
         double[] Project(float[] w) => Enumerable.Range(0, heads * headDim)
             .Select(r => Enumerable.Range(0, columns).Sum(c => w[r * columns + c] * input[c])).ToArray();
-        var hf = LlamaReference.RotateHalf(Project(weight), 9, heads, headDim, 10000);
-        var gguf = LlamaReference.RotateInterleaved(Project(permuted), 9, heads, headDim, 10000);
+        var hf = GgufReference.RotateHalf(Project(weight), 9, heads, headDim, 10000);
+        var gguf = GgufReference.RotateInterleaved(Project(permuted), 9, heads, headDim, 10000);
         // Row r of the interleaved result is row perm(r) of the rotate-half result.
         for (int h = 0; h < heads; h++)
             for (int j = 0; j < headDim / 2; j++)
@@ -136,7 +136,7 @@ public sealed class GgufLlamaTests : IDisposable
     public void TensorShapeNotMatchingTheConfigIsNamed()
     {
         var config = Tiny;
-        var weights = LlamaReference.RandomWeights(config, seed: 8);
+        var weights = GgufReference.RandomWeights(config, seed: 8);
         string good = Path.Combine(folder, "good.gguf");
         LlamaGguf.Write(good, config, weights, null);
         // Copy every key and tensor but give blk.1.attn_v a wrong shape.
@@ -173,7 +173,7 @@ public sealed class GgufLlamaTests : IDisposable
         Assert.Equal($"{path}: metadata 'llama.embedding_length' is a String, expected an integer", e.Message);
 
         var config = Tiny;
-        var weights = LlamaReference.RandomWeights(config, seed: 9);
+        var weights = GgufReference.RandomWeights(config, seed: 9);
         weights.Remove("model.layers.1.mlp.up_proj.weight");
         var missing = Assert.Throws<ArgumentException>(() => LlamaGguf.Write(Path.Combine(folder, "m.gguf"), config, weights, null));
         Assert.Contains("model.layers.1.mlp.up_proj.weight", missing.Message);

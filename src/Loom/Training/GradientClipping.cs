@@ -1,0 +1,58 @@
+using System.Runtime.Intrinsics;
+using Loom.Tensors;
+
+namespace Loom.Training;
+
+/// <summary>Gradient norm clipping over all parameters together (torch.nn.utils.clip_grad_norm_).</summary>
+public static class GradientClipping
+{
+    /// <summary>
+    /// Computes the global L2 norm of all gradients (in double) and, when it exceeds
+    /// <paramref name="maxNorm"/>, scales every gradient by maxNorm / (norm + 1e-6), as PyTorch does.
+    /// Parameters without a gradient are skipped. Returns the norm before clipping.
+    /// </summary>
+    public static float ClipGradientNorm(IReadOnlyList<Tensor> parameters, float maxNorm)
+    {
+        double sumOfSquares = 0;
+        for (int i = 0; i < parameters.Count; i++)
+            if (parameters[i].Grad is { } g) sumOfSquares += SumOfSquares(g.Span);
+        double norm = Math.Sqrt(sumOfSquares);
+        double coefficient = maxNorm / (norm + 1e-6);
+        if (coefficient < 1)
+            for (int i = 0; i < parameters.Count; i++)
+                if (parameters[i].Grad is { } g)
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(g.Span, (float)coefficient, g.Span);
+        return (float)norm;
+    }
+
+    /// <summary>Σ x² with every product and sum in double (floats widened in vector registers).</summary>
+    internal static double SumOfSquares(ReadOnlySpan<float> values)
+    {
+        int i = 0;
+        double sum = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var accumulator = Vector512<double>.Zero;
+            for (; i <= values.Length - 16; i += 16)
+            {
+                var (lower, upper) = Vector512.Widen(Vector512.Create(values.Slice(i, 16)));
+                accumulator = Vector512.FusedMultiplyAdd(lower, lower, accumulator);
+                accumulator = Vector512.FusedMultiplyAdd(upper, upper, accumulator);
+            }
+            sum = Vector512.Sum(accumulator);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var accumulator = Vector256<double>.Zero;
+            for (; i <= values.Length - 8; i += 8)
+            {
+                var (lower, upper) = Vector256.Widen(Vector256.Create(values.Slice(i, 8)));
+                accumulator = Vector256.FusedMultiplyAdd(lower, lower, accumulator);
+                accumulator = Vector256.FusedMultiplyAdd(upper, upper, accumulator);
+            }
+            sum = Vector256.Sum(accumulator);
+        }
+        for (; i < values.Length; i++) sum += (double)values[i] * values[i];
+        return sum;
+    }
+}
