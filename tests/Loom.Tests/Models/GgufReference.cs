@@ -1,3 +1,4 @@
+using Loom.Models;
 using Loom.Models.Gguf;
 using Loom.Tensors;
 
@@ -11,7 +12,7 @@ namespace Loom.Tests.Models;
 static class GgufReference
 {
     /// <summary>A random model: weights uniform in ±scale/sqrt(fanIn), norms near 1.</summary>
-    public static Dictionary<string, Tensor> RandomWeights(LlamaGgufConfig config, int seed, float embeddingScale = 1f)
+    public static Dictionary<string, Tensor> RandomWeights(LlamaConfig config, int seed, float embeddingScale = 1f)
     {
         var random = new Random(seed);
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -43,7 +44,7 @@ static class GgufReference
     /// does before a Q8_0 matrix product (scale max|x|/127 kept as f16, q = x * (127 / max|x|)
     /// rounded half to even), so a Q8_0 model can be compared with llama.cpp without that noise.
     /// </summary>
-    public static double[][] Forward(LlamaGgufConfig config, IReadOnlyDictionary<string, Tensor> weights, ReadOnlySpan<int> tokens,
+    public static double[][] Forward(LlamaConfig config, IReadOnlyDictionary<string, Tensor> weights, ReadOnlySpan<int> tokens,
         bool quantizeActivations = false)
     {
         int dim = config.Dim, headDim = config.HeadDim, tokenCount = tokens.Length;

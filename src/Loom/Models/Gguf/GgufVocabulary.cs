@@ -1,4 +1,5 @@
 using System.Text;
+using Loom.Text;
 
 namespace Loom.Models.Gguf;
 
@@ -75,12 +76,12 @@ public sealed record GgufVocabulary(
             var bytes = Encoding.UTF8.GetBytes(text);
             if (bytes.Length == 0)
                 throw new ArgumentException($"character token {id} is empty", nameof(characters));
-            tokens[id] = ByteLevel.Encode(bytes);
+            tokens[id] = ByteLevel.BytesToTokenString(bytes);
             types[id] = (int)GgufTokenType.Normal;
-            string left = ByteLevel.Encode(bytes.AsSpan(0, 1));
+            string left = ByteLevel.BytesToTokenString(bytes.AsSpan(0, 1));
             for (int b = 1; b < bytes.Length; b++)
             {
-                string right = ByteLevel.Encode(bytes.AsSpan(b, 1));
+                string right = ByteLevel.BytesToTokenString(bytes.AsSpan(b, 1));
                 string merge = $"{left} {right}";
                 if (seenMerges.Add(merge))
                     merges.Add(merge);
@@ -89,6 +90,91 @@ public sealed record GgufVocabulary(
         }
         return new GgufVocabulary("gpt2", "gpt-2", tokens, types, merges.ToArray(), bosId, eosId, padId, unknownId);
     }
+
+    /// <summary>
+    /// Loom's tokenizer as llama.cpp reads it: a <see cref="CharTokenizer"/> through
+    /// <see cref="FromCharacters"/>; a <see cref="ByteLevelBpeTokenizer"/> as "gpt2" with its
+    /// vocabulary, merges and special tokens (control type) and the "gpt-2" pre-tokenizer, whose
+    /// regex is the one Loom splits with.
+    /// </summary>
+    public static GgufVocabulary FromTokenizer(ITokenizer tokenizer)
+    {
+        switch (tokenizer)
+        {
+            case CharTokenizer chars:
+                return FromCharacters(Enumerable.Range(0, chars.VocabSize).Select(id => chars.IdToToken(id)!).ToList());
+            case ByteLevelBpeTokenizer bpe:
+            {
+                var tokens = new string[bpe.VocabSize];
+                var types = new int[bpe.VocabSize];
+                for (int id = 0; id < tokens.Length; id++)
+                {
+                    tokens[id] = bpe.IdToToken(id)!;
+                    types[id] = (int)(bpe.IsSpecial(id) ? GgufTokenType.Control : GgufTokenType.Normal);
+                }
+                var merges = bpe.Merges.Select(m => $"{tokens[m.Left]} {tokens[m.Right]}").ToArray();
+                return new GgufVocabulary("gpt2", "gpt-2", tokens, types, merges, bpe.BosId, bpe.EosId, bpe.PadId);
+            }
+            default:
+                throw new NotSupportedException($"a {tokenizer.GetType().Name} cannot be written to GGUF (Loom writes character and byte-level BPE tokenizers)");
+        }
+    }
+
+    /// <summary>
+    /// The Loom tokenizer this vocabulary describes: a <see cref="CharTokenizer"/> when every token
+    /// is one character and the merges only join characters' bytes (what <see cref="FromCharacters"/>
+    /// writes), otherwise a <see cref="ByteLevelBpeTokenizer"/>.
+    /// </summary>
+    public ITokenizer ToTokenizer()
+    {
+        if (Model != "gpt2")
+            throw new NotSupportedException($"tokenizer model '{Model}' is not supported (Loom reads 'gpt2' byte-level BPE)");
+        var specialIds = SpecialIds();
+        var decoded = new string?[Tokens.Length];
+        bool characters = specialIds.Count == 0;
+        var strict = new UTF8Encoding(false, true);
+        for (int id = 0; id < Tokens.Length; id++)
+        {
+            if (specialIds.Contains(id))
+                continue;
+            var bytes = ByteLevel.TokenStringToBytes(Tokens[id])
+                ?? throw new InvalidDataException($"token {id} '{Tokens[id]}' is not spelled in the byte-level alphabet".ReplaceLineEndings(" "));
+            try
+            {
+                decoded[id] = strict.GetString(bytes);
+            }
+            catch (DecoderFallbackException)
+            {
+                decoded[id] = null;
+            }
+            characters &= decoded[id] is { } text && text.EnumerateRunes().Count() == 1;
+        }
+        if (characters && FromCharacters(decoded!).Merges.ToHashSet().SetEquals(Merges))
+        {
+            var chars = new CharTokenizer(decoded.Select(t => System.Text.Rune.GetRuneAt(t!, 0)));
+            for (int id = 0; id < Tokens.Length; id++)
+                if (chars.IdToToken(id) != decoded[id])
+                    throw new InvalidDataException($"character tokens are not in code-point order at id {id}");
+            return chars;
+        }
+        var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
+        var specials = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int id = 0; id < Tokens.Length; id++)
+            (specialIds.Contains(id) ? specials : vocabulary)[Tokens[id]] = id;
+        var merges = new List<(string, string)>(Merges.Length);
+        foreach (var merge in Merges)
+        {
+            int space = merge.IndexOf(' ', 1);
+            if (space < 0)
+                throw new InvalidDataException($"merge '{merge}' is not two tokens separated by a space");
+            merges.Add((merge[..space], merge[(space + 1)..]));
+        }
+        return new ByteLevelBpeTokenizer(vocabulary, merges, specials);
+    }
+
+    HashSet<int> SpecialIds() => Enumerable.Range(0, Tokens.Length)
+        .Where(id => TokenTypes[id] is (int)GgufTokenType.Control or (int)GgufTokenType.UserDefined or (int)GgufTokenType.Unknown)
+        .ToHashSet();
 
     /// <summary>Writes the tokenizer.ggml.* keys.</summary>
     public void WriteTo(GgufWriter writer)
@@ -127,47 +213,5 @@ public sealed record GgufVocabulary(
         int? Id(string key) => reader.Contains(key) ? (int)reader.GetInt(key, 0, tokens.Length - 1) : null;
         bool addBos = reader.Find(AddBosKey) is { Type: GgufValueType.Bool } v && v.AsBool();
         return new GgufVocabulary(model, pre, tokens, types, merges, Id(BosKey), Id(EosKey), Id(PadKey), Id(UnknownKey), addBos);
-    }
-}
-
-/// <summary>GPT-2's reversible map from bytes to printable unicode characters, used to spell byte-level BPE tokens.</summary>
-public static class ByteLevel
-{
-    static readonly char[] ByteToChar = BuildTable();
-    static readonly Dictionary<char, byte> CharToByte = Enumerable.Range(0, 256).ToDictionary(b => ByteToChar[b], b => (byte)b);
-
-    static char[] BuildTable()
-    {
-        // Printable bytes stand for themselves; the rest (controls, space, 0x7F-0xA0, 0xAD) map to 256, 257, ... in byte order.
-        var table = new char[256];
-        int next = 256;
-        for (int b = 0; b < 256; b++)
-        {
-            bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
-            table[b] = printable ? (char)b : (char)next++;
-        }
-        return table;
-    }
-
-    public static char Char(byte b) => ByteToChar[b];
-
-    public static string Encode(ReadOnlySpan<byte> bytes)
-    {
-        var chars = new char[bytes.Length];
-        for (int i = 0; i < bytes.Length; i++)
-            chars[i] = ByteToChar[bytes[i]];
-        return new string(chars);
-    }
-
-    /// <summary>The bytes a byte-level token stands for; null when it holds a character outside the alphabet.</summary>
-    public static byte[]? Decode(string token)
-    {
-        var bytes = new byte[token.Length];
-        for (int i = 0; i < token.Length; i++)
-        {
-            if (!CharToByte.TryGetValue(token[i], out bytes[i]))
-                return null;
-        }
-        return bytes;
     }
 }

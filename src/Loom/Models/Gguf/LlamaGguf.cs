@@ -1,28 +1,10 @@
 using Loom.Tensors;
+using Loom.Text;
 
 namespace Loom.Models.Gguf;
 
-/// <summary>
-/// Llama hyperparameters as GGUF stores them (the <c>llama.*</c> keys). Field names follow
-/// Loom's model config.
-/// </summary>
-public sealed record LlamaGgufConfig(
-    int VocabSize,
-    int Dim,
-    int Layers,
-    int Heads,
-    int KvHeads,
-    int HiddenDim,
-    int MaxSeq,
-    float RopeTheta,
-    float NormEps,
-    bool TiedEmbeddings)
-{
-    public int HeadDim => Dim / Heads;
-}
-
 /// <summary>A llama model read from GGUF: config, Hugging Face-named float32 tensors, and the tokenizer if the file has one.</summary>
-public sealed record LlamaGgufModel(LlamaGgufConfig Config, IReadOnlyDictionary<string, Tensor> Tensors, GgufVocabulary? Vocabulary, string? Name);
+public sealed record LlamaGgufModel(LlamaConfig Config, IReadOnlyDictionary<string, Tensor> Tensors, GgufVocabulary? Vocabulary, string? Name);
 
 /// <summary>
 /// Writes and reads Llama models as GGUF the way llama.cpp's Hugging Face converter does:
@@ -71,7 +53,7 @@ public static class LlamaGguf
     }
 
     /// <summary>The Hugging Face names and row-major shapes of every tensor a config needs, in checkpoint order.</summary>
-    public static IEnumerable<(string Name, int[] Shape)> ExpectedTensors(LlamaGgufConfig config)
+    public static IEnumerable<(string Name, int[] Shape)> ExpectedTensors(LlamaConfig config)
     {
         int headDim = config.HeadDim;
         yield return ("model.embed_tokens.weight", [config.VocabSize, config.Dim]);
@@ -98,12 +80,15 @@ public static class LlamaGguf
     /// matrices are stored as <paramref name="type"/>, norms (1-D) always as F32, and a Q8_0
     /// matrix whose rows are not a multiple of 32 falls back to F16 (as llama.cpp's converter does).
     /// </summary>
-    public static void Write(string path, LlamaGgufConfig config, IReadOnlyDictionary<string, Tensor> tensors, GgufVocabulary? vocabulary,
+    public static void Write(string path, LlamaConfig config, IReadOnlyDictionary<string, Tensor> tensors, GgufVocabulary? vocabulary,
         GgmlType type = GgmlType.F32, string? name = null)
     {
-        Validate(config);
+        config.Validate();
         if (vocabulary is not null && vocabulary.Tokens.Length != config.VocabSize)
             throw new ArgumentException($"the tokenizer has {vocabulary.Tokens.Length} tokens, the model's vocabulary is {config.VocabSize}");
+        // llama.cpp takes a missing BOS or EOS id of a "gpt2" vocabulary to be 11 and fails to load a smaller one.
+        if (vocabulary is not null && vocabulary.Tokens.Length <= 11 && (vocabulary.BosId is null || vocabulary.EosId is null))
+            throw new ArgumentException($"a vocabulary of {vocabulary.Tokens.Length} tokens needs explicit BOS and EOS ids for llama.cpp");
         var writer = new GgufWriter();
         writer.Set("general.architecture", GgufValue.String(Architecture));
         writer.Set("general.name", GgufValue.String(name ?? "loom"));
@@ -141,6 +126,38 @@ public static class LlamaGguf
         writer.Write(path);
     }
 
+    /// <summary>Writes a Loom model (and its tokenizer, when given) as a llama GGUF.</summary>
+    public static void Export(string path, Transformer model, ITokenizer? tokenizer, GgmlType type = GgmlType.F32, string? name = null)
+    {
+        var tensors = model.Parameters.ToDictionary(p => p.Name!, StringComparer.Ordinal);
+        var vocabulary = tokenizer is null ? null : GgufVocabulary.FromTokenizer(tokenizer);
+        var config = model.Config;
+        if (vocabulary is not null)
+            vocabulary = vocabulary with { BosId = vocabulary.BosId ?? NullIfNegative(config.BosId), EosId = vocabulary.EosId ?? NullIfNegative(config.EosId) };
+        Write(path, config, tensors, vocabulary, type, name);
+    }
+
+    /// <summary>Reads a llama GGUF as a Loom model and, when the file has one, its tokenizer.</summary>
+    public static (Transformer Model, ITokenizer? Tokenizer) Import(string path)
+    {
+        var file = Read(path);
+        ITokenizer? tokenizer = null;
+        if (file.Vocabulary is not null)
+        {
+            try
+            {
+                tokenizer = file.Vocabulary.ToTokenizer();
+            }
+            catch (Exception e) when (e is InvalidDataException or NotSupportedException or ArgumentException)
+            {
+                throw new GgufException($"{path}: tokenizer: {e.Message}");
+            }
+        }
+        return (Transformer.FromTensors(file.Config, file.Tensors, path), tokenizer);
+    }
+
+    static int? NullIfNegative(int id) => id >= 0 ? id : null;
+
     /// <summary>Reads a llama GGUF back into Hugging Face-named float32 tensors (quantised weights are expanded).</summary>
     public static LlamaGgufModel Read(string path)
     {
@@ -176,7 +193,7 @@ public static class LlamaGguf
     }
 
     /// <summary>Reads and checks the llama hyperparameters; tied embeddings when the file has no output.weight.</summary>
-    public static LlamaGgufConfig ReadConfig(GgufReader reader)
+    public static LlamaConfig ReadConfig(GgufReader reader)
     {
         string architecture = reader.Contains("general.architecture") ? reader.GetString("general.architecture") : "(none)";
         if (architecture != Architecture)
@@ -188,23 +205,34 @@ public static class LlamaGguf
         int vocab = reader.Contains("llama.vocab_size") ? Int("llama.vocab_size")
             : reader.Contains(GgufVocabulary.TokensKey) ? reader.GetArray<string>(GgufVocabulary.TokensKey).Length
             : reader.Tensor("token_embd.weight").Shape[0];
-        var config = new LlamaGgufConfig(
-            VocabSize: vocab,
-            Dim: dim,
-            Layers: Int("llama.block_count"),
-            Heads: heads,
-            KvHeads: kvHeads,
-            HiddenDim: Int("llama.feed_forward_length"),
-            MaxSeq: Int("llama.context_length"),
-            RopeTheta: reader.Contains("llama.rope.freq_base") ? (float)reader.GetFloat("llama.rope.freq_base") : 10000f,
-            NormEps: (float)reader.GetFloat("llama.attention.layer_norm_rms_epsilon"),
-            TiedEmbeddings: !reader.HasTensor("output.weight"));
+        int TokenId(string key) => reader.Contains(key) ? (int)reader.GetInt(key, 0, vocab - 1) : -1;
+        var config = new LlamaConfig
+        {
+            VocabSize = vocab,
+            Dim = dim,
+            Layers = Int("llama.block_count"),
+            Heads = heads,
+            KvHeads = kvHeads,
+            HiddenDim = Int("llama.feed_forward_length"),
+            MaxSeq = Int("llama.context_length"),
+            RopeTheta = reader.Contains("llama.rope.freq_base") ? (float)reader.GetFloat("llama.rope.freq_base") : 10000f,
+            NormEps = (float)reader.GetFloat("llama.attention.layer_norm_rms_epsilon"),
+            TiedEmbeddings = !reader.HasTensor("output.weight"),
+            BosId = TokenId(GgufVocabulary.BosKey),
+            EosId = TokenId(GgufVocabulary.EosKey),
+        };
         if (dim % heads != 0)
             throw reader.Error($"'llama.embedding_length' {dim} is not a multiple of 'llama.attention.head_count' {heads}");
         if (heads % kvHeads != 0)
             throw reader.Error($"'llama.attention.head_count' {heads} is not a multiple of 'llama.attention.head_count_kv' {kvHeads}");
-        if (config.HeadDim % 2 != 0)
-            throw reader.Error($"head size {config.HeadDim} is odd; RoPE needs pairs");
+        try
+        {
+            config.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw reader.Error(e.Message);
+        }
         if (reader.Contains("llama.rope.dimension_count") && reader.GetInt("llama.rope.dimension_count") != config.HeadDim)
             throw reader.Error($"'llama.rope.dimension_count' {reader.GetInt("llama.rope.dimension_count")} differs from the head size {config.HeadDim} (partial RoPE is not supported)");
         if (reader.Contains("llama.attention.key_length") && reader.GetInt("llama.attention.key_length") != config.HeadDim)
@@ -246,11 +274,4 @@ public static class LlamaGguf
         return result;
     }
 
-    static void Validate(LlamaGgufConfig config)
-    {
-        if (config.VocabSize <= 0 || config.Dim <= 0 || config.Layers <= 0 || config.Heads <= 0 || config.KvHeads <= 0 || config.HiddenDim <= 0 || config.MaxSeq <= 0)
-            throw new ArgumentException($"config has a non-positive size: {config}");
-        if (config.Dim % config.Heads != 0 || config.Heads % config.KvHeads != 0 || config.HeadDim % 2 != 0)
-            throw new ArgumentException($"config heads do not divide: dim {config.Dim}, heads {config.Heads}, kv heads {config.KvHeads}");
-    }
 }
