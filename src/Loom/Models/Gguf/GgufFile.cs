@@ -61,4 +61,4 @@ public sealed record GgufTensorInfo(string Name, long[] Dimensions, uint TypeId,
 }
 
 /// <summary>A GGUF file that cannot be read or does not fit what the reader expects; the message is one line naming the file.</summary>
-public sealed class GgufException(string message) : Exception(message);
+public sealed class GgufException(string message) : IOException(message);
