@@ -19,45 +19,64 @@ public static unsafe partial class Gemm
     const float SmallestNormal = 1.17549435E-38f;
 
     /// <summary>Packs op(A)[i0 .. i0+rowCount, k0 .. k0+kc] into tileRows-row panels at <paramref name="packed"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackA(float* a, int m, int k, bool transposeA, int i0, int rowCount, int k0, int kc, int tileRows, float* packed)
     {
+        if (transposeA)
+        {
+            PackContiguous(a + (long)k0 * m + i0, m, kc, rowCount, tileRows, m - i0, packed);
+            return;
+        }
         for (int r = 0; r < rowCount; r += tileRows)
         {
             int rows = Math.Min(tileRows, rowCount - r);
             float* panel = packed + (long)r * kc;
-            int row0 = i0 + r;
-            if (transposeA)
-                PackContiguous(a + (long)k0 * m + row0, m, kc, rows, tileRows, m - row0, panel);
-            else
-                PackStrided(a + (long)row0 * k + k0, k, kc, rows, tileRows, panel);
+            PackStrided(a + (long)(i0 + r) * k + k0, k, kc, rows, tileRows, panel);
         }
     }
 
     /// <summary>Packs op(B)[k0 .. k0+kc, j0 .. j0+colCount] into tileCols-column panels at <paramref name="packed"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackB(float* b, int k, int n, bool transposeB, int k0, int kc, int j0, int colCount, int tileCols, float* packed)
     {
+        if (!transposeB)
+        {
+            PackContiguous(b + (long)k0 * n + j0, n, kc, colCount, tileCols, n - j0, packed);
+            return;
+        }
         for (int q = 0; q < colCount; q += tileCols)
         {
             int cols = Math.Min(tileCols, colCount - q);
             float* panel = packed + (long)q * kc;
-            int col0 = j0 + q;
-            if (transposeB)
-                PackStrided(b + (long)col0 * k + k0, k, kc, cols, tileCols, panel);
-            else
-                PackContiguous(b + (long)k0 * n + col0, n, kc, cols, tileCols, n - col0, panel);
+            PackStrided(b + (long)(j0 + q) * k + k0, k, kc, cols, tileCols, panel);
         }
     }
 
     /// <summary>
-    /// Source lines are contiguous along the tile: line p (stride <paramref name="stride"/>) holds the
-    /// <paramref name="count"/> values of packed row p. <paramref name="readable"/> is how many floats of each
-    /// line may be read (to the end of the matrix row), which lets full vector loads run where they fit.
+    /// Source lines are contiguous across the tiles: line p (stride <paramref name="stride"/>) holds the
+    /// <paramref name="count"/> values of packed row p of every panel. <paramref name="readable"/> is how many floats
+    /// of each line may be read (to the end of the matrix row), which lets full vector loads run where they fit.
+    /// Lines are taken 16 at a time across all panels, so the source streams and each panel is written in runs.
     /// </summary>
-    static void PackContiguous(float* source, int stride, int kc, int count, int tile, int readable, float* panel)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackContiguous(float* source, int stride, int kc, int count, int tile, int readable, float* packed)
     {
+        for (int p0 = 0; p0 < kc; p0 += 16)
+        {
+            int pEnd = Math.Min(kc, p0 + 16);
+            for (int q = 0; q < count; q += tile)
+                PackLines(source + q, stride, p0, pEnd, kc, Math.Min(tile, count - q), tile, readable - q, packed + (long)q * kc);
+        }
+    }
+
+    /// <summary>Lines [p0, pEnd) of one panel of <see cref="PackContiguous"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackLines(float* source, int stride, int p0, int pEnd, int kc, int count, int tile, int readable, float* panel)
+    {
+        int p = p0;
         if (count == tile && tile == 32 && Vector512.IsHardwareAccelerated)
         {
-            for (int p = 0; p < kc; p++)
+            for (; p < pEnd; p++)
             {
                 float* s = source + (long)p * stride;
                 Flush(Vector512.Load(s)).Store(panel + p * 32);
@@ -67,7 +86,7 @@ public static unsafe partial class Gemm
         }
         if (count == tile && tile == 16 && Vector256.IsHardwareAccelerated)
         {
-            for (int p = 0; p < kc; p++)
+            for (; p < pEnd; p++)
             {
                 float* s = source + (long)p * stride;
                 Flush(Vector256.Load(s)).Store(panel + p * 16);
@@ -75,21 +94,16 @@ public static unsafe partial class Gemm
             }
             return;
         }
-        // Tiles of 14 (6) rows: one 16 (8)-wide load and store per line, ascending, so each store's
-        // spill into the next line is overwritten by that line's own store.
-        if (count == tile && tile <= 16 && readable >= 16 && Vector512.IsHardwareAccelerated)
-        {
-            for (int p = 0; p < kc; p++)
-                Flush(Vector512.Load(source + (long)p * stride)).Store(panel + p * tile);
-            return;
-        }
+        // Tiles of 14 (6): one 16 (8)-wide load and store per line, in ascending order, so each store's spill
+        // into the next lines is overwritten by their own stores; the last lines, whose stores would spill past the
+        // panel, are copied exactly.
         if (count == tile && tile <= 8 && readable >= 8 && Vector256.IsHardwareAccelerated)
-        {
-            for (int p = 0; p < kc; p++)
+            for (int vectorEnd = Math.Min(pEnd, StoresInside(kc, tile, 8)); p < vectorEnd; p++)
                 Flush(Vector256.Load(source + (long)p * stride)).Store(panel + p * tile);
-            return;
-        }
-        for (int p = 0; p < kc; p++)
+        else if (count == tile && tile <= 16 && readable >= 16 && Vector512.IsHardwareAccelerated)
+            for (int vectorEnd = Math.Min(pEnd, StoresInside(kc, tile, 16)); p < vectorEnd; p++)
+                Flush(Vector512.Load(source + (long)p * stride)).Store(panel + p * tile);
+        for (; p < pEnd; p++)
         {
             float* s = source + (long)p * stride;
             float* d = panel + p * tile;
@@ -99,10 +113,14 @@ public static unsafe partial class Gemm
         }
     }
 
+    /// <summary>Lines p of a kc-line panel of tile-wide lines whose store of <paramref name="width"/> floats stays inside it.</summary>
+    static int StoresInside(int kc, int tile, int width) => kc * tile < width ? 0 : (kc * tile - width) / tile + 1;
+
     /// <summary>
     /// Source lines run along the reduction: line t (stride <paramref name="stride"/>) holds kc values of
     /// tile column t, so the block is transposed on the way, 8x8 at a time.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackStrided(float* source, int stride, int kc, int count, int tile, float* panel)
     {
         int p = 0;
