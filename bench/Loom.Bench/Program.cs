@@ -7,8 +7,9 @@ public static class Program
         switch (args.FirstOrDefault())
         {
             case "gemm": return GemmBench.Run(args[1..]);
+            case "step": return StepBench.Run(args[1..]);
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step");
                 return 2;
         }
     }
