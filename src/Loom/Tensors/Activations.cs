@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Loom.Tensors;
@@ -44,6 +45,7 @@ public static class ActivationOps
             WorkerPool.Run(WorkerPool.Blocks(length, 8, out job.perBlock), job);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index)
         {
             int start = index * perBlock, end = Math.Min(length, start + perBlock);
@@ -51,6 +53,7 @@ public static class ActivationOps
             else Backward(start, end);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         void Forward(int i, int end)
         {
             if (Vector512.IsHardwareAccelerated)
@@ -68,6 +71,7 @@ public static class ActivationOps
             for (; i < end; i++) y[i] = gate[i] / (1f + MathF.Exp(-gate[i])) * up[i];
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         void Backward(int i, int end)
         {
             if (Vector512.IsHardwareAccelerated)

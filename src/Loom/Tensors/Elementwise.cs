@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace Loom.Tensors;
 
@@ -132,6 +133,7 @@ public static class ElementwiseOps
             WorkerPool.Run(blocks, k);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index)
         {
             int start = index * perBlock, count = Math.Min(perBlock, length - start);

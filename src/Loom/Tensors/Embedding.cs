@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace Loom.Tensors;
 
@@ -73,6 +74,7 @@ public static class EmbeddingOps
             job.indices = [];
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index)
         {
             if (!scatterAdd)

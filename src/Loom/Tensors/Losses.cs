@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace Loom.Tensors;
 
@@ -121,6 +122,7 @@ public static class LossOps
             this.rows = rows; this.vocab = vocab; this.logSumExp = logSumExp;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index)
         {
             Span<float> scratch = stackalloc float[Chunk];
@@ -158,6 +160,7 @@ public static class LossOps
         }
 
         /// <summary>log Σ exp(row) in one pass over vocabulary chunks, rescaling the running sum when the max grows.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         float LogSumExp(float* row, Span<float> scratch)
         {
             float max = float.NegativeInfinity;

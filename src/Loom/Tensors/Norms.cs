@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Loom.Tensors;
@@ -36,6 +37,7 @@ public static class NormOps
         public int dim, rows, perBlock;
         public float eps;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index)
         {
             int end = Math.Min(rows, (index + 1) * perBlock);
@@ -88,6 +90,7 @@ public static class NormOps
         public int rows, dim, perBlock;
         public bool forWeight;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index)
         {
             if (forWeight)
@@ -111,6 +114,7 @@ public static class NormOps
     }
 
     /// <summary>y = a ⊙ b · scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void ScaleProduct(float* a, float* b, float scale, int length, float* y)
     {
         int i = 0;
@@ -128,6 +132,7 @@ public static class NormOps
     }
 
     /// <summary>y += a ⊙ b · scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void MultiplyScaleAdd(float* a, float* b, float scale, int length, float* y)
     {
         int i = 0;
@@ -147,6 +152,7 @@ public static class NormOps
     }
 
     /// <summary>Σ a ⊙ b ⊙ c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe float Dot3(float* a, float* b, float* c, int length)
     {
         int i = 0;
@@ -170,6 +176,7 @@ public static class NormOps
     }
 
     /// <summary>dX += scale · w ⊙ dY − coefficient · x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void RmsNormRowGrad(float* dY, float* w, float* x, float scale, float coefficient, int length, float* dX)
     {
         int i = 0;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Loom.Tensors;
@@ -116,6 +117,7 @@ public static class RopeOps
             job.table = null;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index)
         {
             int half = headDim / 2, width = heads * headDim;
@@ -138,6 +140,7 @@ public static class RopeOps
     /// y1 = x1·cos − x2·sin·sign, y2 = x2·cos + x1·sin·sign (x1 = x[0, half), x2 = x[half, 2·half));
     /// with <paramref name="accumulate"/> the result is added to y.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void RotateHalves(float* x, float* cos, float* sin, int half, float sign, bool accumulate, float* y)
     {
         float* x2 = x + half, y2 = y + half;

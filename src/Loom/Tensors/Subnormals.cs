@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Loom.Tensors;
@@ -24,6 +25,7 @@ public static class Subnormals
         fixed (float* p = values) FlushToZero(p, values.Length);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe void FlushToZero(float* values, int length)
     {
         var bits = (uint*)values;

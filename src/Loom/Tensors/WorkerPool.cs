@@ -111,18 +111,17 @@ public static class WorkerPool
     /// Splits <paramref name="items"/> (rows, elements) that cost about <paramref name="itemCost"/>
     /// element-operations each into blocks big enough to be worth a thread hand-off.
     /// Returns the block count; block b covers [b·itemsPerBlock, min(items, (b+1)·itemsPerBlock)).
+    /// The split does not depend on <see cref="ThreadCount"/>, and blocks of more than 16 items hold
+    /// a multiple of 16 (whole vectors), so results are the same bit for bit with any thread count.
     /// </summary>
     public static int Blocks(int items, int itemCost, out int itemsPerBlock)
     {
         const long MinimumWork = 16384;
-        itemsPerBlock = (int)Math.Clamp(MinimumWork / Math.Max(itemCost, 1), 1, Math.Max(items, 1));
-        int blocks = (items + itemsPerBlock - 1) / itemsPerBlock;
-        int most = threadCount * 4;
-        if (blocks > most)
-        {
-            itemsPerBlock = (items + most - 1) / most;
-            blocks = (items + itemsPerBlock - 1) / itemsPerBlock;
-        }
-        return blocks;
+        const int MostBlocks = 256;
+        long perBlock = Math.Clamp(MinimumWork / Math.Max(itemCost, 1), 1, Math.Max(items, 1));
+        perBlock = Math.Max(perBlock, ((long)items + MostBlocks - 1) / MostBlocks);
+        if (perBlock > 16) perBlock = (perBlock + 15) / 16 * 16;
+        itemsPerBlock = (int)Math.Min(perBlock, int.MaxValue);
+        return (int)((items + perBlock - 1) / perBlock);
     }
 }

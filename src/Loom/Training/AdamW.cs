@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Loom.Tensors;
 
@@ -134,6 +135,7 @@ public sealed class AdamW
         public float beta1, beta2, epsilon, stepSize, inverseCorrection2, decay;
         public int length, perBlock;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int index)
         {
             int start = index * perBlock, end = Math.Min(length, start + perBlock);

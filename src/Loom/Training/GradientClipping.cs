@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Loom.Tensors;
 
@@ -9,7 +10,8 @@ public static class GradientClipping
     /// <summary>
     /// Computes the global L2 norm of all gradients (in double) and, when it exceeds
     /// <paramref name="maxNorm"/>, scales every gradient by maxNorm / (norm + 1e-6), as PyTorch does.
-    /// Parameters without a gradient are skipped. Returns the norm before clipping.
+    /// Parameters without a gradient are skipped. Returns the norm before clipping; a NaN or
+    /// infinite norm leaves the gradients unchanged, for the caller to skip the step.
     /// </summary>
     public static float ClipGradientNorm(IReadOnlyList<Tensor> parameters, float maxNorm)
     {
@@ -26,6 +28,7 @@ public static class GradientClipping
     }
 
     /// <summary>Σ x² with every product and sum in double (floats widened in vector registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static double SumOfSquares(ReadOnlySpan<float> values)
     {
         int i = 0;

@@ -83,6 +83,40 @@ public class CrossEntropyTests
     }
 
     [Fact]
+    public void LogitsWhoseProducerReadsItsOutputGetASeparateGradient()
+    {
+        const int rows = 4, k = 3, vocab = 9;
+        var random = new Random(13);
+        var x = GradCheck.Random(random, 1f, rows, k);
+        var w = GradCheck.Random(random, 0.5f, vocab, k);
+        int[] targets = Targets(random, rows, vocab);
+        GradCheck.Assert(
+            v => [Reference(Logits(v[0], v[1], rows, k, vocab).Select(Math.Exp).ToArray(), targets, vocab)],
+            (tape, t) => tape.CrossEntropy(ExpOp.Exp(tape, tape.MatMul(t[0], t[1], transposeW: true)), targets),
+            [x, w]);
+    }
+
+    /// <summary>y = exp(x), whose backward reads y (dX = dY ⊙ y): a producer that must not be overwritten.</summary>
+    sealed class ExpOp : IBackward, IReadsOutput
+    {
+        static readonly ExpOp Instance = new();
+
+        public static Tensor Exp(Tape tape, Tensor x)
+        {
+            var y = tape.Allocate(x.Shape);
+            for (int i = 0; i < x.Length; i++) y[i] = MathF.Exp(x[i]);
+            tape.Record(new TapeEntry { Op = Instance, Output = y, A = x });
+            return y;
+        }
+
+        public void Backward(in TapeEntry e, Tape tape)
+        {
+            var dX = tape.GradOf(e.A!);
+            for (int i = 0; i < dX.Length; i++) dX[i] += e.Output.Grad![i] * e.Output[i];
+        }
+    }
+
+    [Fact]
     public void IgnoredRowsDoNotChangeTheLoss()
     {
         var random = new Random(7);
