@@ -133,7 +133,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
         using var peer = LlamaCppModel.Load(path, Exact(config));
         var random = new Random(14);
         int agreeLoom = 0, agreeReference = 0;
-        double maxLoomDifference = 0, smallestMargin = double.MaxValue;
+        double maxLoomDifference = 0, smallestMargin = double.MaxValue, largestLogit = 0;
         var referenceDifferences = new List<double>();
         for (int trial = 0; trial < 100; trial++)
         {
@@ -146,6 +146,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
             for (int v = 0; v < config.VocabSize; v++)
             {
                 maxLoomDifference = Math.Max(maxLoomDifference, Math.Abs(loom[v] - actual[v]));
+                largestLogit = Math.Max(largestLogit, Math.Abs(loom[v]));
                 referenceDifference = Math.Max(referenceDifference, Math.Abs(reference[v] - actual[v]));
             }
             referenceDifferences.Add(referenceDifference);
@@ -156,14 +157,15 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
             agreeReference += peerBest == GgufReference.ArgMax(reference) ? 1 : 0;
         }
         double median = referenceDifferences.Order().ElementAt(50);
-        output.WriteLine($"Q8_0: argmax agrees with Loom on {agreeLoom}/100 (max logit difference {maxLoomDifference:E3}, smallest Loom top-2 margin {smallestMargin:E3}); " +
+        output.WriteLine($"Q8_0: argmax agrees with Loom on {agreeLoom}/100 (max logit difference {maxLoomDifference:E3} on logits up to {largestLogit:F2}, smallest Loom top-2 margin {smallestMargin:E3}); " +
             $"with the activation-rounding reference on {agreeReference}/100 (difference median {median:E3}, max {referenceDifferences.Max():E3})");
         Assert.Equal(100, agreeLoom);
         Assert.Equal(100, agreeReference);
         // Most prompts agree to float rounding; in a few, one activation sits on a rounding midpoint
         // and llama.cpp's float32 value rounds the other way than the float64 reference's.
         Assert.True(median < 1e-5, $"median logit difference {median}");
-        Assert.True(maxLoomDifference < 0.2, $"max logit difference {maxLoomDifference}");
+        // Against Loom's float32 activations the difference is llama.cpp's activation rounding: a few percent at most.
+        Assert.True(maxLoomDifference < 0.05 * largestLogit, $"max logit difference {maxLoomDifference} on logits up to {largestLogit}");
     }
 
     [Fact]
