@@ -156,6 +156,15 @@ public sealed class LlamaCppModel : IDisposable
         return generated;
     }
 
+    /// <summary>Which llama.cpp build LLamaSharp loaded (path and AVX level) and the CPU features llama.cpp uses.</summary>
+    public static string NativeDescription()
+    {
+        LlamaCppRuntime.EnsureLoaded();
+        string features = System.Runtime.InteropServices.Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()) ?? "";
+        var library = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama);
+        return $"{library?.Metadata?.ToString() ?? "(not loaded)"}; {features.Trim()}";
+    }
+
     /// <summary>Index of the largest value; the first one on a tie.</summary>
     public static int ArgMax(ReadOnlySpan<float> values)
     {

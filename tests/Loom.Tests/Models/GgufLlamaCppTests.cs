@@ -250,6 +250,24 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void NativeLibraryLoadsFromTheApplicationFolder()
+    {
+        string description = LlamaCppModel.NativeDescription();
+        output.WriteLine(description);
+        Assert.Contains("AvxLevel", description);
+        Assert.Contains("CPU :", description);
+        if (OperatingSystem.IsLinux())
+        {
+            // The process maps llama.cpp from this application's runtimes/linux-x64/native/<avx level>/ folder.
+            var mapped = File.ReadLines("/proc/self/maps").Where(line => line.EndsWith("/libllama.so", StringComparison.Ordinal))
+                .Select(line => line[line.IndexOf('/')..]).Distinct().ToList();
+            output.WriteLine(string.Join(", ", mapped));
+            Assert.Single(mapped);
+            Assert.StartsWith(Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native"), mapped[0]);
+        }
+    }
+
+    [Fact]
     public void BadFileIsOneLineFromLlamaCpp()
     {
         string path = Path.Combine(folder, "broken.gguf");
