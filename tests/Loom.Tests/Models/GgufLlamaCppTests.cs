@@ -169,6 +169,31 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void F16ExportGivesLlamaCppLoomsLogitsWithinHalfPrecision()
+    {
+        var config = Config(Characters.Value.VocabSize);
+        var model = RandomModel(config, seed: 20);
+        string path = Path.Combine(folder, "f16.gguf");
+        LlamaGguf.Export(path, model, Characters.Value, GgmlType.F16);
+        using (var reader = GgufReader.Open(path))
+            Assert.Equal(GgmlType.F16, reader.Tensor("blk.1.ffn_up.weight").Type);
+        var (imported, _) = LlamaGguf.Import(path);
+        using var peer = LlamaCppModel.Load(path, Exact(config));
+        var prompt = RandomPrompt(new Random(21), config.VocabSize, 48);
+        // llama.cpp rounds the activations to f16 too before an f16 matrix product; Loom keeps them in f32.
+        var expected = LoomLogits(imported, prompt); // [tokens, vocab]
+        var actual = peer.AllLogits(prompt); // [tokens, vocab]
+        double maxDifference = 0, largestLogit = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            maxDifference = Math.Max(maxDifference, Math.Abs(expected[i] - actual[i]));
+            largestLogit = Math.Max(largestLogit, Math.Abs(expected[i]));
+        }
+        output.WriteLine($"F16: max logit difference {maxDifference:E3} on logits up to {largestLogit:F2}");
+        Assert.True(maxDifference < 0.01 * largestLogit, $"max logit difference {maxDifference}");
+    }
+
+    [Fact]
     public void CharacterTokenizerAndLlamaCppSplitShakespeareAlike()
     {
         var tokenizer = Characters.Value;
