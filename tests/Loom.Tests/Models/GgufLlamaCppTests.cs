@@ -293,6 +293,22 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void ModelWithoutTokenizerRunsOnTokenIds()
+    {
+        var config = Config(70) with { Layers = 1 };
+        var model = RandomModel(config, seed: 22);
+        string path = Path.Combine(folder, "no-vocab.gguf");
+        LlamaGguf.Export(path, model, tokenizer: null);
+        Assert.Null(LlamaGguf.Read(path).Vocabulary);
+        using var peer = LlamaCppModel.Load(path, Exact(config));
+        int[] prompt = [3, 69, 0, 12];
+        var expected = LoomLogits(model, prompt)[(3 * 70)..];
+        var actual = peer.NextTokenLogits(prompt);
+        for (int v = 0; v < 70; v++)
+            Assert.Equal(expected[v], actual[v], 1e-4f);
+    }
+
+    [Fact]
     public void BadFileIsOneLineFromLlamaCpp()
     {
         string path = Path.Combine(folder, "broken.gguf");

@@ -38,6 +38,9 @@ public sealed record GgufVocabulary(
     bool AddBos = false)
 {
     public const string ModelKey = "tokenizer.ggml.model";
+
+    /// <summary>tokenizer.ggml.model of a file without a tokenizer (llama.cpp's "no_vocab").</summary>
+    public const string NoVocabulary = "no_vocab";
     public const string PreKey = "tokenizer.ggml.pre";
     public const string TokensKey = "tokenizer.ggml.tokens";
     public const string TokenTypeKey = "tokenizer.ggml.token_type";
@@ -204,6 +207,8 @@ public sealed record GgufVocabulary(
         if (!reader.Contains(ModelKey))
             return null;
         string model = reader.GetString(ModelKey);
+        if (model is NoVocabulary or "none")
+            return null;
         string pre = reader.Contains(PreKey) ? reader.GetString(PreKey) : "default";
         var tokens = reader.GetArray<string>(TokensKey);
         var types = reader.Contains(TokenTypeKey) ? reader.GetArray<int>(TokenTypeKey) : Enumerable.Repeat((int)GgufTokenType.Normal, tokens.Length).ToArray();

@@ -104,7 +104,10 @@ public static class LlamaGguf
         writer.Set("llama.rope.freq_base", GgufValue.Float32(config.RopeTheta));
         writer.Set("llama.attention.layer_norm_rms_epsilon", GgufValue.Float32(config.NormEps));
         writer.Set("llama.rope.dimension_count", GgufValue.UInt32((uint)config.HeadDim));
-        vocabulary?.WriteTo(writer);
+        if (vocabulary is not null)
+            vocabulary.WriteTo(writer);
+        else
+            writer.Set(GgufVocabulary.ModelKey, GgufValue.String(GgufVocabulary.NoVocabulary)); // llama.cpp then runs on token ids alone
 
         foreach (var (hfName, shape) in ExpectedTensors(config))
         {
