@@ -122,7 +122,7 @@ internal static class PretrainCommand
                                     task.Value = s.Step;
                                     task.Description = Markup.Escape(
                                         $"step {s.Step}/{s.Steps} loss {s.Loss:F4} val {(lastValidation is float v ? v.ToString("F4") : "-")} " +
-                                        $"{s.TokensPerSecond:N0} tok/s MFU {s.Mfu:P1} ETA {s.Remaining:hh\\:mm\\:ss}");
+                                        $"{s.TokensPerSecond:N0} tok/s MFU {s.Mfu:P1}");
                                     break;
                                 case EvalEvent s:
                                     lastValidation = s.ValidationLoss;

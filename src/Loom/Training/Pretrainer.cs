@@ -167,7 +167,7 @@ public static class Pretrainer
 
         long tokensPerStep = (long)batch * block * accumulation;
         double flopsPerStep = (double)config.FlopsPerTokenAt(block) * tokensPerStep;
-        double peak = options.PeakFlops ?? PeakFlops.Measure();
+        double peak = options.PeakFlops ?? PeakFlops.Measure(minimumTime: TimeSpan.FromSeconds(1)); // best of many: the shared cores swing
         report(new StartEvent(config, config.ParameterCount, startStep, options.Steps, tokensPerStep, peak, resumed is not null));
 
         string metricsPath = Path.Combine(options.OutputFolder, MetricsFileName);
