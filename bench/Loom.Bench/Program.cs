@@ -4,7 +4,13 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        Console.Error.WriteLine("usage: Loom.Bench <benchmark>");
-        return 2;
+        switch (args.FirstOrDefault())
+        {
+            case "gemm": return GemmBench.Run(args[1..]);
+            case "step": return StepBench.Run(args[1..]);
+            default:
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step");
+                return 2;
+        }
     }
 }
