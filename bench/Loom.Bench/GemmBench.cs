@@ -14,10 +14,10 @@ namespace Loom.Bench;
 internal static unsafe class GemmBench
 {
     const string CoreTypeVariable = "OPENBLAS_CORETYPE";
-    const int DefaultPairs = 7;          // paired samples per row (median taken)
-    const double SampleSeconds = 0.06;   // each sample repeats the call for about this long
-    const int IdleMilliseconds = 50;     // pause before each sample: OpenBLAS's threads spin a while after a call
-    const int PeakIterations = 4_000_000; // one FMA-peak sample: about 15 ms
+    const int DefaultPairs = 9;          // paired samples per row (median taken)
+    const double SampleSeconds = 0.03;   // each sample repeats the call for about this long
+    const int IdleMilliseconds = 30;     // pause before each sample: OpenBLAS's threads spin a while after a call
+    const int PeakIterations = 2_000_000; // one FMA-peak sample: about 10 ms
 
     /// <summary>(M, K, N) of an HF Linear layer on a batch: x [M, K], weight [N, K], y [M, N].</summary>
     static readonly (int M, int K, int N)[] Shapes = [(4096, 256, 256), (4096, 256, 1024), (4096, 1024, 256), (4096, 256, 4096)];

@@ -61,9 +61,12 @@ public static unsafe partial class Gemm
         int kBlocks = (k + BlockK - 1) / BlockK;
         // Weight gradient (transposeA, long reduction, small C): threads also split the reduction, each part into
         // its own output (part 0 into C, the others into partial buffers), added afterwards in part order.
-        int parts = threads > 1 && transposeA && k >= Math.Max(m, n) && kBlocks >= 2 * threads ? threads : 1;
+        bool splitReduction = threads > 1 && transposeA && k >= Math.Max(m, n) && kBlocks >= 2 * threads;
+        bool shortA = m <= 2 * problem.BlockRowCount;
+        // A short A gives one task per part: two parts per thread, so a thread that the OS holds back costs less.
+        int parts = !splitReduction ? 1 : shortA ? Math.Min(2 * threads, kBlocks / 2) : threads;
         float* partials = parts > 1 ? jobs.Partials.Ensure((long)(parts - 1) * m * n) : null;
-        if (m <= 2 * problem.BlockRowCount && (threads == 1 || parts > 1))
+        if (shortA && (threads == 1 || parts > 1))
         {
             // A short A: packing all of B would cost as much memory traffic as the product; pack B per block.
             jobs.Split.Set(problem, parts, kBlocks, partials);

@@ -37,6 +37,8 @@ public class GemmTests
     [Theory]
     [InlineData(64, 1100, 48)]   // transposeA with a long reduction: split between threads, partial sums added in order
     [InlineData(20, 1024, 20)]
+    [InlineData(16, 2100, 24)]   // four parts of the reduction over two threads
+    [InlineData(520, 1100, 20)]  // a tall A: row blocks against the shared packed B, in two parts of the reduction
     public void WeightGradientShapesMatchReference(int m, int k, int n)
     {
         foreach (int threads in new[] { 1, 2 })
