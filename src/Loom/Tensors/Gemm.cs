@@ -10,7 +10,8 @@ namespace Loom.Tensors;
 /// or, with transposeA, A stored [k, m]; op(B) is B stored [k, n] or, with transposeB, [n, k].
 /// </summary>
 /// <remarks>
-/// Goto/BLIS structure: B is fully packed (shared by the threads) into panels of <c>tileCols</c> columns;
+/// Goto/BLIS structure: B is fully packed (shared by the threads) into panels of <c>tileCols</c> columns
+/// (for a short A, whose product would not repay that, block by block per thread instead);
 /// A is packed per block of rows and <see cref="BlockK"/> reduction steps into an L2-sized buffer of
 /// <c>tileRows</c>-row panels; a register-tiled micro-kernel (14x32 on Vector512, 6x16 on Vector256)
 /// multiplies one panel pair, with the A panel in L1 and a 512-column slice of B in L2. Threads claim
@@ -114,11 +115,16 @@ public static unsafe partial class Gemm
         public readonly NativeBuffer PackedB = new();
     }
 
-    /// <summary>A grow-only, 64-byte aligned native float buffer, kept for the life of its thread.</summary>
+    /// <summary>A grow-only, 64-byte aligned native float buffer, kept for the life of its thread (freed after it).</summary>
     sealed class NativeBuffer
     {
         float* pointer;
         long capacity;
+
+        ~NativeBuffer()
+        {
+            if (pointer != null) NativeMemory.AlignedFree(pointer);
+        }
 
         public float* Ensure(long count)
         {
