@@ -13,8 +13,10 @@ namespace Loom.Tensors;
 /// </summary>
 internal static unsafe class AttentionKernels
 {
+    // Equal sizes: the backward's query tiles start where key blocks start, and the forward has one key
+    // block per query block.
     internal const int QueryBlock = 64;
-    internal const int KeyBlock = 64;
+    internal const int KeyBlock = QueryBlock;
 
     /// <summary>Probabilities below this are set to zero, so subnormal floats never reach the FMA loops.</summary>
     const float TinyProbability = 1e-30f;
@@ -26,14 +28,22 @@ internal static unsafe class AttentionKernels
     internal static void Forward(
         float* q /*[batch, tokens, heads*headDim]*/, float* k /*[batch, tokens, kvHeads*headDim]*/, float* v /*[batch, tokens, kvHeads*headDim]*/,
         int batch, int tokenCount, int heads, int kvHeads, int headDim,
+        float* keysTransposed /*[batch*kvHeads, keyBlocks, headDim, KeyBlock]*/,
         float* output /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens] or null*/)
     {
         if (batch == 0 || tokenCount == 0 || heads == 0) return;
         var job = forwardJob ??= new ForwardJob();
-        job.Set(q, k, v, batch, tokenCount, heads, kvHeads, headDim, output, logSumExp);
-        int queryBlocks = (tokenCount + QueryBlock - 1) / QueryBlock;
-        WorkerPool.Run(batch * heads * queryBlocks, job);
+        job.Set(q, k, v, batch, tokenCount, heads, kvHeads, headDim, keysTransposed, output, logSumExp);
+        int blocks = KeyBlocks(tokenCount);
+        // kᵀ tiles once per (batch, kv head, key block), read by every query block and every head of the group.
+        job.TransposePass = true;
+        WorkerPool.Run(batch * kvHeads * blocks, job);
+        job.TransposePass = false;
+        WorkerPool.Run(batch * heads * blocks, job);
     }
+
+    /// <summary>Key blocks covering tokenCount tokens (also the number of query blocks).</summary>
+    internal static int KeyBlocks(int tokenCount) => (tokenCount + KeyBlock - 1) / KeyBlock;
 
     /// <summary>
     /// Accumulates dQ, dK, dV (each may be null when that input needs no gradient) from dOutput,
@@ -85,33 +95,47 @@ internal static unsafe class AttentionKernels
 
     sealed class ForwardJob : IParallelWork
     {
-        float* q, k, v, output, logSumExp;
+        float* q, k, v, keysTransposed, output, logSumExp;
         int batch, tokenCount, heads, kvHeads, headDim;
+        public bool TransposePass;
 
-        public void Set(float* q, float* k, float* v, int batch, int tokenCount, int heads, int kvHeads, int headDim, float* output, float* logSumExp)
+        public void Set(float* q, float* k, float* v, int batch, int tokenCount, int heads, int kvHeads, int headDim,
+            float* keysTransposed, float* output, float* logSumExp)
         {
-            this.q = q; this.k = k; this.v = v; this.output = output; this.logSumExp = logSumExp;
+            this.q = q; this.k = k; this.v = v; this.keysTransposed = keysTransposed; this.output = output; this.logSumExp = logSumExp;
             this.batch = batch; this.tokenCount = tokenCount; this.heads = heads; this.kvHeads = kvHeads; this.headDim = headDim;
         }
 
         public void Execute(int index)
         {
+            if (TransposePass)
+            {
+                int keyBlock = index % KeyBlocks(tokenCount), pair = index / KeyBlocks(tokenCount); // pair = b * kvHeads + g
+                int keyStart = keyBlock * KeyBlock;
+                long stride = (long)kvHeads * headDim;
+                Transpose(k + ((long)(pair / kvHeads) * tokenCount + keyStart) * stride + pair % kvHeads * headDim, stride,
+                    Math.Min(KeyBlock, tokenCount - keyStart), headDim, keysTransposed + (long)index * headDim * KeyBlock, KeyBlock);
+                return;
+            }
+            Attend(index);
+        }
+
+        void Attend(int index)
+        {
             // Heaviest blocks (last query rows, most keys) first, for load balance.
             int headsInBatch = batch * heads;
-            int queryBlocks = (tokenCount + QueryBlock - 1) / QueryBlock;
-            int queryBlock = queryBlocks - 1 - index / headsInBatch;
+            int queryBlock = KeyBlocks(tokenCount) - 1 - index / headsInBatch;
             int b = index % headsInBatch / heads, h = index % heads;
             int g = h / (heads / kvHeads);
             long qStride = (long)heads * headDim, kvStride = (long)kvHeads * headDim;
             float* qBase = q + b * tokenCount * qStride + h * headDim;       // row i at qBase + i*qStride
             float* outBase = output + b * tokenCount * qStride + h * headDim;
-            float* kBase = k + b * tokenCount * kvStride + g * headDim;
             float* vBase = v + b * tokenCount * kvStride + g * headDim;
+            float* kTBase = keysTransposed + ((long)b * kvHeads + g) * KeyBlocks(tokenCount) * headDim * KeyBlock; // [keyBlocks, headDim, KeyBlock]
             float scale = 1f / MathF.Sqrt(headDim);
 
-            float* scratch = Scratch.Get(headDim * KeyBlock + RowGroup * KeyBlock + 2 * QueryBlock);
-            float* kT = scratch;                            // [headDim, KeyBlock]
-            float* scores = kT + headDim * KeyBlock;        // [RowGroup, KeyBlock]
+            float* scratch = Scratch.Get(RowGroup * KeyBlock + 2 * QueryBlock);
+            float* scores = scratch;                        // [RowGroup, KeyBlock]
             float* rowMax = scores + RowGroup * KeyBlock;   // [QueryBlock]
             float* rowSum = rowMax + QueryBlock;            // [QueryBlock]
 
@@ -128,26 +152,22 @@ internal static unsafe class AttentionKernels
             for (int keyStart = 0; keyStart < rowEnd; keyStart += KeyBlock)
             {
                 int keyCount = Math.Min(KeyBlock, rowEnd - keyStart);
-                Transpose(kBase + keyStart * kvStride, kvStride, keyCount, headDim, kT, KeyBlock);
+                float* kT = kTBase + (long)(keyStart / KeyBlock) * headDim * KeyBlock; // [headDim, KeyBlock]
                 // Rows in groups of RowGroup share every load of kᵀ and v; a group spans the keys its last row sees.
+                // Groups start at the first row that sees this key block, so every row sees at least one key.
                 for (int groupStart = Math.Max(0, keyStart - rowStart); groupStart < rowCount; groupStart += RowGroup)
                 {
                     int groupRows = Math.Min(RowGroup, rowCount - groupStart);
-                    int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - 1 - keyStart + 1);
+                    int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
                     int width = Math.Min((groupValid + 15) & ~15, keyCount);
-                    new Span<float>(scores, RowGroup * KeyBlock).Clear();
-                    AddWeightedRowsMany(qBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, kT, KeyBlock, width, scores, KeyBlock);
+                    new Span<float>(scores, groupRows * KeyBlock).Clear();
+                    AddWeightedRowsMany(qBase + (rowStart + groupStart) * qStride, qStride, 1, groupRows, headDim, kT, KeyBlock, width, scores, KeyBlock);
                     for (int g0 = 0; g0 < groupRows; g0++)
                     {
                         int r = groupStart + g0;
                         int i = rowStart + r;
                         float* p = scores + g0 * KeyBlock;
                         int valid = Math.Min(keyCount, i - keyStart + 1);
-                        if (valid <= 0)
-                        {
-                            new Span<float>(p, groupValid).Clear();
-                            continue;
-                        }
                         float newMax = MathF.Max(rowMax[r], scale * PaddedMax(p, valid));
                         float blockSum = PaddedExp(p, valid, scale, -newMax);
                         new Span<float>(p + valid, groupValid - valid).Clear();
@@ -161,7 +181,7 @@ internal static unsafe class AttentionKernels
                         rowSum[r] = rowSum[r] * correction + blockSum;
                         rowMax[r] = newMax;
                     }
-                    AddWeightedRowsMany(scores, KeyBlock, groupRows, groupValid, vBase + keyStart * kvStride, kvStride, headDim,
+                    AddWeightedRowsMany(scores, KeyBlock, 1, groupRows, groupValid, vBase + keyStart * kvStride, kvStride, headDim,
                         outBase + (rowStart + groupStart) * qStride, qStride);
                 }
             }
@@ -258,7 +278,7 @@ internal static unsafe class AttentionKernels
             }
         }
 
-        int ScratchFloats => 2 * headDim * KeyBlock + 5 * QueryBlock * KeyBlock + 2 * KeyBlock * headDim;
+        int ScratchFloats => 2 * headDim * KeyBlock + 3 * QueryBlock * KeyBlock + 2 * KeyBlock * headDim;
 
         /// <summary>One key block of one (batch, kv head) against every later query row of the group's heads; adds its dK/dV rows once.</summary>
         void KeyBlockSweep(int b, int g, int keyBlock, float* dQ, float* dK, float* dV)
@@ -267,7 +287,7 @@ internal static unsafe class AttentionKernels
             long kvStride = (long)kvHeads * headDim;
             int keyStart = keyBlock * KeyBlock, keyCount = Math.Min(KeyBlock, tokenCount - keyStart);
             float* scratch = Scratch.Get(ScratchFloats);
-            float* dKBlock = scratch + 2 * headDim * KeyBlock + 5 * QueryBlock * KeyBlock; // [KeyBlock, headDim]
+            float* dKBlock = scratch + 2 * headDim * KeyBlock + 3 * QueryBlock * KeyBlock; // [KeyBlock, headDim]
             float* dVBlock = dKBlock + KeyBlock * headDim;                                  // [KeyBlock, headDim]
             LoadKeyBlock(b, g, keyStart, keyCount, scratch);
             new Span<float>(dKBlock, keyCount * headDim).Clear();
@@ -321,9 +341,7 @@ internal static unsafe class AttentionKernels
             float* vT = kT + headDim * KeyBlock;                // [headDim, KeyBlock]
             float* probs = vT + headDim * KeyBlock;             // [QueryBlock, KeyBlock]
             float* dScores = probs + blockFloats;               // [QueryBlock, KeyBlock], scaled
-            float* probsT = dScores + blockFloats;              // [KeyBlock, QueryBlock]
-            float* dScoresT = probsT + blockFloats;             // [KeyBlock, QueryBlock]
-            float* dProbs = dScoresT + blockFloats;             // [QueryBlock, KeyBlock]
+            float* dProbs = dScores + blockFloats;              // [QueryBlock, KeyBlock]
 
             // Scores and dP = dO·vᵀ for the tile, row groups sharing loads; each group spans the keys its last row sees.
             new Span<float>(probs, rowCount * KeyBlock).Clear();
@@ -333,9 +351,9 @@ internal static unsafe class AttentionKernels
                 int groupRows = Math.Min(RowGroup, rowCount - groupStart);
                 int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
                 int width = Math.Min((groupValid + 15) & ~15, keyCount);
-                AddWeightedRowsMany(qBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, kT, KeyBlock, width,
+                AddWeightedRowsMany(qBase + (rowStart + groupStart) * qStride, qStride, 1, groupRows, headDim, kT, KeyBlock, width,
                     probs + groupStart * KeyBlock, KeyBlock);
-                AddWeightedRowsMany(dOBase + (rowStart + groupStart) * qStride, qStride, groupRows, headDim, vT, KeyBlock, width,
+                AddWeightedRowsMany(dOBase + (rowStart + groupStart) * qStride, qStride, 1, groupRows, headDim, vT, KeyBlock, width,
                     dProbs + groupStart * KeyBlock, KeyBlock);
             }
             for (int r = 0; r < rowCount; r++)
@@ -353,13 +371,11 @@ internal static unsafe class AttentionKernels
                 {
                     int groupRows = Math.Min(RowGroup, rowCount - groupStart);
                     int groupValid = Math.Min(keyCount, rowStart + groupStart + groupRows - keyStart);
-                    AddWeightedRowsMany(dScores + groupStart * KeyBlock, KeyBlock, groupRows, groupValid, kBase + keyStart * kvStride, kvStride,
+                    AddWeightedRowsMany(dScores + groupStart * KeyBlock, KeyBlock, 1, groupRows, groupValid, kBase + keyStart * kvStride, kvStride,
                         headDim, dQ + qBatch + (rowStart + groupStart) * qStride, qStride);
                 }
             if (dKBlock == null && dVBlock == null) return;
 
-            Transpose(probs, KeyBlock, rowCount, keyCount, probsT, QueryBlock);
-            Transpose(dScores, KeyBlock, rowCount, keyCount, dScoresT, QueryBlock);
             for (int c = 0; c < keyCount; c += RowGroup)
             {
                 // Rows above the diagonal hold zeros: skip those above the group's first key.
@@ -369,10 +385,10 @@ internal static unsafe class AttentionKernels
                 if (count <= 0) continue;
                 long rowOffset = (rowStart + first) * qStride;
                 if (dVBlock != null)
-                    AddWeightedRowsMany(probsT + c * QueryBlock + first, QueryBlock, columns, count, dOBase + rowOffset, qStride, headDim,
+                    AddWeightedRowsMany(probs + first * KeyBlock + c, 1, KeyBlock, columns, count, dOBase + rowOffset, qStride, headDim,
                         dVBlock + c * headDim, headDim);
                 if (dKBlock != null)
-                    AddWeightedRowsMany(dScoresT + c * QueryBlock + first, QueryBlock, columns, count, qBase + rowOffset, qStride, headDim,
+                    AddWeightedRowsMany(dScores + first * KeyBlock + c, 1, KeyBlock, columns, count, qBase + rowOffset, qStride, headDim,
                         dKBlock + c * headDim, headDim);
             }
         }
@@ -405,7 +421,7 @@ internal static unsafe class AttentionKernels
             float sum = FlushTinyAndSum(scores, cachedTokens);
             var o = new Span<float>(output + h * headDim, headDim);
             o.Clear();
-            AddWeightedRows(scores, cachedTokens, vCache + g * headDim, kvStride, headDim, output + h * headDim);
+            AddWeightedRows(scores, 1, cachedTokens, vCache + g * headDim, kvStride, headDim, output + h * headDim);
             TensorPrimitives.Multiply(o, 1f / sum, o);
         }
     }
@@ -414,21 +430,21 @@ internal static unsafe class AttentionKernels
     internal const int RowGroup = 4;
 
     /// <summary>
-    /// For each r &lt; rowCount: dest[r·destStride ..+width] += Σ_p weights[r·weightStride + p] · rows[p·rowStride ..+width]
-    /// (a small matrix product, accumulated); groups of <see cref="RowGroup"/> rows share every load of <paramref name="rows"/>.
+    /// For each r &lt; rowCount: dest[r·destStride ..+width] += Σ_p weights[r·weightStride + p·weightStep] · rows[p·rowStride ..+width]
+    /// (a small matrix product, accumulated; weightStride 1 with weightStep n reads the weights transposed); groups of <see cref="RowGroup"/> rows share every load of <paramref name="rows"/>.
     /// </summary>
-    internal static void AddWeightedRowsMany(float* weights, long weightStride, int rowCount, int count, float* rows, long rowStride, int width,
-        float* dest, long destStride)
+    internal static void AddWeightedRowsMany(float* weights, long weightStride, long weightStep, int rowCount, int count, float* rows, long rowStride,
+        int width, float* dest, long destStride)
     {
         int r = 0;
         if (Vector512.IsHardwareAccelerated)
             for (; r + RowGroup <= rowCount; r += RowGroup)
-                AddWeightedRows4(weights + r * weightStride, weightStride, count, rows, rowStride, width, dest + r * destStride, destStride);
+                AddWeightedRows4(weights + r * weightStride, weightStride, weightStep, count, rows, rowStride, width, dest + r * destStride, destStride);
         for (; r < rowCount; r++)
-            AddWeightedRows(weights + r * weightStride, count, rows, rowStride, width, dest + r * destStride);
+            AddWeightedRows(weights + r * weightStride, weightStep, count, rows, rowStride, width, dest + r * destStride);
     }
 
-    static void AddWeightedRows4(float* weights, long weightStride, int count, float* rows, long rowStride, int width, float* dest, long destStride)
+    static void AddWeightedRows4(float* weights, long weightStride, long weightStep, int count, float* rows, long rowStride, int width, float* dest, long destStride)
     {
         float* w0 = weights, w1 = w0 + weightStride, w2 = w1 + weightStride, w3 = w2 + weightStride;
         float* d0 = dest, d1 = d0 + destStride, d2 = d1 + destStride, d3 = d2 + destStride;
@@ -443,16 +459,16 @@ internal static unsafe class AttentionKernels
             for (int p = 0; p < count; p++, row += rowStride)
             {
                 var x0 = Vector512.Load(row); var x1 = Vector512.Load(row + 16); var x2 = Vector512.Load(row + 32); var x3 = Vector512.Load(row + 48);
-                var w = Vector512.Create(w0[p]);
+                var w = Vector512.Create(w0[p * weightStep]);
                 a00 = Vector512.FusedMultiplyAdd(x0, w, a00); a01 = Vector512.FusedMultiplyAdd(x1, w, a01);
                 a02 = Vector512.FusedMultiplyAdd(x2, w, a02); a03 = Vector512.FusedMultiplyAdd(x3, w, a03);
-                w = Vector512.Create(w1[p]);
+                w = Vector512.Create(w1[p * weightStep]);
                 a10 = Vector512.FusedMultiplyAdd(x0, w, a10); a11 = Vector512.FusedMultiplyAdd(x1, w, a11);
                 a12 = Vector512.FusedMultiplyAdd(x2, w, a12); a13 = Vector512.FusedMultiplyAdd(x3, w, a13);
-                w = Vector512.Create(w2[p]);
+                w = Vector512.Create(w2[p * weightStep]);
                 a20 = Vector512.FusedMultiplyAdd(x0, w, a20); a21 = Vector512.FusedMultiplyAdd(x1, w, a21);
                 a22 = Vector512.FusedMultiplyAdd(x2, w, a22); a23 = Vector512.FusedMultiplyAdd(x3, w, a23);
-                w = Vector512.Create(w3[p]);
+                w = Vector512.Create(w3[p * weightStep]);
                 a30 = Vector512.FusedMultiplyAdd(x0, w, a30); a31 = Vector512.FusedMultiplyAdd(x1, w, a31);
                 a32 = Vector512.FusedMultiplyAdd(x2, w, a32); a33 = Vector512.FusedMultiplyAdd(x3, w, a33);
             }
@@ -471,13 +487,13 @@ internal static unsafe class AttentionKernels
             for (int p = 0; p < count; p++, row += rowStride)
             {
                 var x0 = Vector512.Load(row); var x1 = Vector512.Load(row + 16);
-                var w = Vector512.Create(w0[p]);
+                var w = Vector512.Create(w0[p * weightStep]);
                 a00 = Vector512.FusedMultiplyAdd(x0, w, a00); a01 = Vector512.FusedMultiplyAdd(x1, w, a01);
-                w = Vector512.Create(w1[p]);
+                w = Vector512.Create(w1[p * weightStep]);
                 a10 = Vector512.FusedMultiplyAdd(x0, w, a10); a11 = Vector512.FusedMultiplyAdd(x1, w, a11);
-                w = Vector512.Create(w2[p]);
+                w = Vector512.Create(w2[p * weightStep]);
                 a20 = Vector512.FusedMultiplyAdd(x0, w, a20); a21 = Vector512.FusedMultiplyAdd(x1, w, a21);
-                w = Vector512.Create(w3[p]);
+                w = Vector512.Create(w3[p * weightStep]);
                 a30 = Vector512.FusedMultiplyAdd(x0, w, a30); a31 = Vector512.FusedMultiplyAdd(x1, w, a31);
             }
             a00.Store(d0 + c); a01.Store(d0 + c + 16);
@@ -492,24 +508,24 @@ internal static unsafe class AttentionKernels
             for (int p = 0; p < count; p++, row += rowStride)
             {
                 var x = Vector512.Load(row);
-                a0 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w0[p]), a0);
-                a1 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w1[p]), a1);
-                a2 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w2[p]), a2);
-                a3 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w3[p]), a3);
+                a0 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w0[p * weightStep]), a0);
+                a1 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w1[p * weightStep]), a1);
+                a2 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w2[p * weightStep]), a2);
+                a3 = Vector512.FusedMultiplyAdd(x, Vector512.Create(w3[p * weightStep]), a3);
             }
             a0.Store(d0 + c); a1.Store(d1 + c); a2.Store(d2 + c); a3.Store(d3 + c);
         }
         if (c < width)
         {
-            AddWeightedRows(w0, count, rows + c, rowStride, width - c, d0 + c);
-            AddWeightedRows(w1, count, rows + c, rowStride, width - c, d1 + c);
-            AddWeightedRows(w2, count, rows + c, rowStride, width - c, d2 + c);
-            AddWeightedRows(w3, count, rows + c, rowStride, width - c, d3 + c);
+            AddWeightedRows(w0, weightStep, count, rows + c, rowStride, width - c, d0 + c);
+            AddWeightedRows(w1, weightStep, count, rows + c, rowStride, width - c, d1 + c);
+            AddWeightedRows(w2, weightStep, count, rows + c, rowStride, width - c, d2 + c);
+            AddWeightedRows(w3, weightStep, count, rows + c, rowStride, width - c, d3 + c);
         }
     }
 
-    /// <summary>dest[width] += Σ_p weights[p] · rows[p·rowStride .. + width]: a row vector times a matrix, accumulated.</summary>
-    internal static void AddWeightedRows(float* weights, int count, float* rows, long rowStride, int width, float* dest)
+    /// <summary>dest[width] += Σ_p weights[p * weightStep] · rows[p·rowStride .. + width]: a row vector times a matrix, accumulated.</summary>
+    internal static void AddWeightedRows(float* weights, long weightStep, int count, float* rows, long rowStride, int width, float* dest)
     {
         int c = 0;
         if (Vector512.IsHardwareAccelerated)
@@ -521,7 +537,7 @@ internal static unsafe class AttentionKernels
                 float* r = rows + c;
                 for (int p = 0; p < count; p++, r += rowStride)
                 {
-                    var w = Vector512.Create(weights[p]);
+                    var w = Vector512.Create(weights[p * weightStep]);
                     a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), w, a0);
                     a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), w, a1);
                     a2 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 32), w, a2);
@@ -535,7 +551,7 @@ internal static unsafe class AttentionKernels
                 float* r = rows + c;
                 for (int p = 0; p < count; p++, r += rowStride)
                 {
-                    var w = Vector512.Create(weights[p]);
+                    var w = Vector512.Create(weights[p * weightStep]);
                     a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), w, a0);
                     a1 = Vector512.FusedMultiplyAdd(Vector512.Load(r + 16), w, a1);
                 }
@@ -546,7 +562,7 @@ internal static unsafe class AttentionKernels
                 var a0 = Vector512.Load(dest + c);
                 float* r = rows + c;
                 for (int p = 0; p < count; p++, r += rowStride)
-                    a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), Vector512.Create(weights[p]), a0);
+                    a0 = Vector512.FusedMultiplyAdd(Vector512.Load(r), Vector512.Create(weights[p * weightStep]), a0);
                 a0.Store(dest + c);
             }
         }
@@ -559,7 +575,7 @@ internal static unsafe class AttentionKernels
                 float* r = rows + c;
                 for (int p = 0; p < count; p++, r += rowStride)
                 {
-                    var w = Vector256.Create(weights[p]);
+                    var w = Vector256.Create(weights[p * weightStep]);
                     a0 = Vector256.FusedMultiplyAdd(Vector256.Load(r), w, a0);
                     a1 = Vector256.FusedMultiplyAdd(Vector256.Load(r + 8), w, a1);
                     a2 = Vector256.FusedMultiplyAdd(Vector256.Load(r + 16), w, a2);
@@ -572,7 +588,7 @@ internal static unsafe class AttentionKernels
                 var a0 = Vector256.Load(dest + c);
                 float* r = rows + c;
                 for (int p = 0; p < count; p++, r += rowStride)
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(r), Vector256.Create(weights[p]), a0);
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(r), Vector256.Create(weights[p * weightStep]), a0);
                 a0.Store(dest + c);
             }
         }
@@ -580,7 +596,7 @@ internal static unsafe class AttentionKernels
         {
             float sum = dest[c];
             float* r = rows + c;
-            for (int p = 0; p < count; p++, r += rowStride) sum = MathF.FusedMultiplyAdd(*r, weights[p], sum);
+            for (int p = 0; p < count; p++, r += rowStride) sum = MathF.FusedMultiplyAdd(*r, weights[p * weightStep], sum);
             dest[c] = sum;
         }
     }
