@@ -12,9 +12,9 @@ internal static class FmaPeak
 {
     /// <summary>
     /// GFLOPS of <paramref name="threads"/> threads together, each running <paramref name="iterations"/> rounds of
-    /// 16 FMAs; the caller's thread is one of them.
+    /// 16 FMAs; the caller's thread is one of them. Cpu: the same rate by the caller's CPU time (one thread).
     /// </summary>
-    public static double Sample(int threads, int iterations)
+    public static (double Wall, double Cpu) Sample(int threads, int iterations)
     {
         using var start = new Barrier(threads);
         var workers = new Thread[threads - 1];
@@ -30,13 +30,16 @@ internal static class FmaPeak
             workers[t].Start();
         }
         start.SignalAndWait();
+        double cpuStart = ThreadClock.Seconds();
         var clock = Stopwatch.StartNew();
         sink += Chains(iterations);
+        double cpu = ThreadClock.Seconds() - cpuStart;
         foreach (var worker in workers) worker.Join();
         double seconds = clock.Elapsed.TotalSeconds;
         if (double.IsNaN(sink)) throw new InvalidOperationException("FMA chains diverged");
         int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
-        return 2.0 * 16 * lanes * (double)iterations * threads / seconds / 1e9;
+        double flops = 2.0 * 16 * lanes * (double)iterations;
+        return (flops * threads / seconds / 1e9, flops / cpu / 1e9);
     }
 
     static double Chains(int iterations) => Vector512.IsHardwareAccelerated ? Chains512(iterations) : Chains256(iterations);

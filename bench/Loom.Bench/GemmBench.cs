@@ -14,10 +14,10 @@ namespace Loom.Bench;
 internal static unsafe class GemmBench
 {
     const string CoreTypeVariable = "OPENBLAS_CORETYPE";
-    const int DefaultPairs = 7;          // paired samples per row (median taken)
-    const double SampleSeconds = 0.06;   // each sample repeats the call for about this long
-    const int IdleMilliseconds = 50;     // pause before each sample: OpenBLAS's threads spin a while after a call
-    const int PeakIterations = 4_000_000; // one FMA-peak sample: about 15 ms
+    const int DefaultPairs = 9;          // paired samples per row (median taken)
+    const double SampleSeconds = 0.03;   // each sample repeats the call for about this long
+    const int IdleMilliseconds = 30;     // pause before each sample: OpenBLAS's threads spin a while after a call
+    const int PeakIterations = 2_000_000; // one FMA-peak sample: about 10 ms
 
     /// <summary>(M, K, N) of an HF Linear layer on a batch: x [M, K], weight [N, K], y [M, N].</summary>
     static readonly (int M, int K, int N)[] Shapes = [(4096, 256, 256), (4096, 256, 1024), (4096, 1024, 256), (4096, 256, 4096)];
@@ -29,7 +29,8 @@ internal static unsafe class GemmBench
     static readonly Layout WeightGradient = new("dW", "dW = dYᵀ·X, dY stored [M,N] = [k,m]");
 
     record Row(string Layout, int ShapeM, int ShapeK, int ShapeN, int M, int K, int N, bool TransposeA, bool TransposeB,
-        int Threads, double LoomGflops, double? OpenBlasGflops, double? Ratio, double PeakGflops, double PercentOfPeak);
+        int Threads, double LoomGflops, double? OpenBlasGflops, double? Ratio, double PeakGflops, double PercentOfPeak,
+        double? CpuTimeRatio, double? CpuTimePercentOfPeak);
 
     static int Pairs = DefaultPairs;
 
@@ -56,16 +57,18 @@ internal static unsafe class GemmBench
         Console.WriteLine($"Loom kernel: {(Gemm.UseVector512 ? "Vector512 14x32" : "Vector256 6x16")}; processors: {Environment.ProcessorCount}");
 
         FmaPeak.Sample(1, PeakIterations);
+        var peakCpu = Median(Enumerable.Range(0, 5).Select(_ => FmaPeak.Sample(1, PeakIterations).Cpu).ToArray());
         var peak = new Dictionary<int, double>();
         foreach (int threads in new[] { 1, 2 })
-            peak[threads] = Median(Enumerable.Range(0, 5).Select(_ => FmaPeak.Sample(threads, PeakIterations)).ToArray());
-        Console.WriteLine($"FMA peak at start: {peak[1]:F1} GFLOPS (1 thread), {peak[2]:F1} GFLOPS (2 threads); " +
+            peak[threads] = Median(Enumerable.Range(0, 5).Select(_ => FmaPeak.Sample(threads, PeakIterations).Wall).ToArray());
+        Console.WriteLine($"FMA peak at start: {peak[1]:F1} GFLOPS (1 thread), {peak[2]:F1} GFLOPS (2 threads), {peakCpu:F1} GFLOPS (1 thread, by its CPU time); " +
             "each row re-measures it between its samples and reports % of peak as the median of paired Loom/peak ratios");
         Console.WriteLine();
         Console.WriteLine($"layouts: forward = {Forward.Formula}; {InputGradient.Name}: {InputGradient.Formula}; {WeightGradient.Name}: {WeightGradient.Formula}");
-        Console.WriteLine($"median of {Pairs} alternating Loom/OpenBLAS samples; ratio = median of paired Loom/OpenBLAS ratios");
+        Console.WriteLine($"median of {Pairs} alternating Loom/OpenBLAS samples; ratio = median of paired Loom/OpenBLAS ratios (wall time); " +
+            "cpu-t, %peak after it = the same by this thread's CPU time (1-thread rows; unaffected by other processes holding the core)");
         Console.WriteLine();
-        string header = $"{"layout",-8} {"M",5} {"K",5} {"N",5} | {"call m,k,n",-16} {"op",-5} {"thr",3} | {"peak",6} {"Loom GF/s",9} {"%peak",6} | {"OpenBLAS",9} {"ratio",6}";
+        string header = $"{"layout",-8} {"M",5} {"K",5} {"N",5} | {"call m,k,n",-16} {"op",-5} {"thr",3} | {"peak",6} {"Loom GF/s",9} {"%peak",6} | {"OpenBLAS",9} {"ratio",6} | {"cpu-t",6} {"%peak",6}";
         Console.WriteLine(header);
         Console.WriteLine(new string('-', header.Length));
 
@@ -80,7 +83,7 @@ internal static unsafe class GemmBench
                     string op = $"{(row.TransposeA ? "Aᵀ" : "A")}{(row.TransposeB ? "Bᵀ" : "B")}";
                     Console.WriteLine($"{row.Layout,-8} {shapeM,5} {shapeK,5} {shapeN,5} | {$"{row.M},{row.K},{row.N}",-16} {op,-5} {threads,3} | " +
                         $"{row.PeakGflops,6:F0} {row.LoomGflops,9:F1} {row.PercentOfPeak,5:F0}% | {(row.OpenBlasGflops is { } o ? o.ToString("F1") : "n/a"),9} " +
-                        $"{(row.Ratio is { } r ? r.ToString("F2") : "n/a"),6}");
+                        $"{(row.Ratio is { } r ? r.ToString("F2") : "n/a"),6} | {(row.CpuTimeRatio is { } t ? t.ToString("F2") : ""),6} {(row.CpuTimePercentOfPeak is { } q ? q.ToString("F0") + "%" : ""),6}");
                 }
 
         if (openBlas is not null && rows.Count > 0)
@@ -89,9 +92,13 @@ internal static unsafe class GemmBench
             Console.WriteLine();
             Console.WriteLine($"ratio Loom/OpenBLAS: min {ratios.Min():F2}, median {Median(ratios):F2}, max {ratios.Max():F2}; " +
                 $"% of peak: min {rows.Min(r => r.PercentOfPeak):F0}%");
+            var cpuRatios = rows.Where(r => r.CpuTimeRatio is not null).Select(r => r.CpuTimeRatio!.Value).ToArray();
+            if (cpuRatios.Length > 0)
+                Console.WriteLine($"1-thread ratio by CPU time: min {cpuRatios.Min():F2}, median {Median(cpuRatios):F2}, max {cpuRatios.Max():F2}; " +
+                    $"% of peak by CPU time: min {rows.Where(r => r.CpuTimePercentOfPeak is not null).Min(r => r.CpuTimePercentOfPeak):F0}%");
         }
         if (filter is null)
-            Console.WriteLine($"wrote {WriteJson(rows, peak, openBlas, note)}");
+            Console.WriteLine($"wrote {WriteJson(rows, peak, peakCpu, openBlas, note)}");
         return 0;
     }
 
@@ -139,7 +146,10 @@ internal static unsafe class GemmBench
 
             var loom = new double[Pairs];
             var peer = new double[Pairs];
+            var loomCpu = new double[Pairs];
+            var peerCpu = new double[Pairs];
             var peak = new double[Pairs];
+            var peakCpu = new double[Pairs];
             var ratio = new double[Pairs];
             var ofPeak = new double[Pairs];
             for (int s = 0; s < Pairs; s++)
@@ -150,16 +160,20 @@ internal static unsafe class GemmBench
                     Thread.Sleep(IdleMilliseconds); // let the previous runner's spinning threads go idle
                     switch ((s + turn) % 3)
                     {
-                        case 0: loom[s] = Sample(RunLoom, repeats, flops); break;
-                        case 1: if (openBlas is not null) peer[s] = Sample(RunOpenBlas, repeats, flops); break;
-                        default: peak[s] = FmaPeak.Sample(threads, PeakIterations); break;
+                        case 0: (loom[s], loomCpu[s]) = Sample(RunLoom, repeats, flops); break;
+                        case 1: if (openBlas is not null) (peer[s], peerCpu[s]) = Sample(RunOpenBlas, repeats, flops); break;
+                        default: (peak[s], peakCpu[s]) = FmaPeak.Sample(threads, PeakIterations); break;
                     }
                 }
                 ratio[s] = openBlas is null ? 0 : loom[s] / peer[s];
                 ofPeak[s] = 100 * loom[s] / peak[s];
             }
+            // One thread: both libraries run on this thread, so its CPU time is a second, load-proof ratio.
+            double? cpuRatio = openBlas is not null && threads == 1 && ThreadClock.IsAvailable
+                ? Median(loomCpu.Zip(peerCpu, (l, o) => l / o).ToArray()) : null;
+            double? cpuOfPeak = threads == 1 && ThreadClock.IsAvailable ? Median(loomCpu.Zip(peakCpu, (l, p) => 100 * l / p).ToArray()) : null;
             return new Row(layout.Name, shapeM, shapeK, shapeN, m, k, n, transposeA, transposeB, threads, Median(loom),
-                openBlas is null ? null : Median(peer), openBlas is null ? null : Median(ratio), Median(peak), Median(ofPeak));
+                openBlas is null ? null : Median(peer), openBlas is null ? null : Median(ratio), Median(peak), Median(ofPeak), cpuRatio, cpuOfPeak);
         }
         finally
         {
@@ -170,11 +184,15 @@ internal static unsafe class GemmBench
         }
     }
 
-    static double Sample(Action run, int repeats, double flops)
+    /// <summary>GFLOPS by wall time, and by this thread's CPU time.</summary>
+    static (double Wall, double Cpu) Sample(Action run, int repeats, double flops)
     {
+        double cpuStart = ThreadClock.Seconds();
         var clock = Stopwatch.StartNew();
         for (int r = 0; r < repeats; r++) run();
-        return flops * repeats / clock.Elapsed.TotalSeconds / 1e9;
+        double wall = clock.Elapsed.TotalSeconds;
+        double cpu = ThreadClock.Seconds() - cpuStart;
+        return (flops * repeats / wall / 1e9, flops * repeats / cpu / 1e9);
     }
 
     static float* Allocate(long count, int seed)
@@ -193,7 +211,7 @@ internal static unsafe class GemmBench
         return sorted.Length % 2 == 1 ? sorted[h] : (sorted[h - 1] + sorted[h]) / 2;
     }
 
-    static string WriteJson(List<Row> rows, Dictionary<int, double> peak, OpenBlas? openBlas, string note)
+    static string WriteJson(List<Row> rows, Dictionary<int, double> peak, double peakCpu, OpenBlas? openBlas, string note)
     {
         string directory = Path.Combine(FindRepositoryRoot(), "bench", "results");
         Directory.CreateDirectory(directory);
@@ -208,7 +226,7 @@ internal static unsafe class GemmBench
             openBlas = note,
             openBlasCoreType = Environment.GetEnvironmentVariable(CoreTypeVariable),
             openBlasCoreName = openBlas?.CoreName,
-            fmaPeakGflops = new { threads1 = peak[1], threads2 = peak[2] },
+            fmaPeakGflops = new { threads1 = peak[1], threads2 = peak[2], threads1ByCpuTime = peakCpu },
             pairs = Pairs,
             layouts = new { forward = Forward.Formula, dX = InputGradient.Formula, dW = WeightGradient.Formula },
             rows,

@@ -14,6 +14,13 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(ImportCommand.Create());
-        return root.Parse(args).Invoke();
+        var parseResult = root.Parse(args);
+        if (parseResult.Errors.Count > 0)
+        {
+            // A mistyped command line is a user mistake: one line, not the help page.
+            Console.Error.WriteLine($"error: {parseResult.Errors[0].Message} (see --help)");
+            return 1;
+        }
+        return parseResult.Invoke();
     }
 }

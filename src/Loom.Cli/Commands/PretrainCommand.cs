@@ -35,7 +35,7 @@ internal static class PretrainCommand
         var saveEvery = new Option<int>("--save-every") { Description = "Steps between checkpoints (0 = at the end only)", DefaultValueFactory = _ => 500 };
         var threads = new Option<int>("--threads") { Description = "Worker threads (1 = bit-reproducible)", DefaultValueFactory = _ => Environment.ProcessorCount };
         var seed = new Option<ulong>("--seed") { Description = "Seed for initialisation and batch sampling", DefaultValueFactory = _ => 1337UL };
-        var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint exactly where it stopped" };
+        var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint exactly where it stopped (the architecture comes from the checkpoint)" };
 
         var command = new Command("pretrain", "Pretrain a Llama-architecture model on token shards (next-token prediction).")
         {

@@ -10,7 +10,8 @@ namespace Loom.Tensors;
 /// or, with transposeA, A stored [k, m]; op(B) is B stored [k, n] or, with transposeB, [n, k].
 /// </summary>
 /// <remarks>
-/// Goto/BLIS structure: B is fully packed (shared by the threads) into panels of <c>tileCols</c> columns;
+/// Goto/BLIS structure: B is fully packed (shared by the threads) into panels of <c>tileCols</c> columns
+/// (for a short A, whose product would not repay that, block by block per thread instead);
 /// A is packed per block of rows and <see cref="BlockK"/> reduction steps into an L2-sized buffer of
 /// <c>tileRows</c>-row panels; a register-tiled micro-kernel (14x32 on Vector512, 6x16 on Vector256)
 /// multiplies one panel pair, with the A panel in L1 and a 512-column slice of B in L2. Threads claim
@@ -61,9 +62,12 @@ public static unsafe partial class Gemm
         int kBlocks = (k + BlockK - 1) / BlockK;
         // Weight gradient (transposeA, long reduction, small C): threads also split the reduction, each part into
         // its own output (part 0 into C, the others into partial buffers), added afterwards in part order.
-        int parts = threads > 1 && transposeA && k >= Math.Max(m, n) && kBlocks >= 2 * threads ? threads : 1;
+        bool splitReduction = threads > 1 && transposeA && k >= Math.Max(m, n) && kBlocks >= 2 * threads;
+        bool shortA = m <= 2 * problem.BlockRowCount;
+        // A short A gives one task per part: two parts per thread, so a thread that the OS holds back costs less.
+        int parts = !splitReduction ? 1 : shortA ? Math.Min(2 * threads, kBlocks / 2) : threads;
         float* partials = parts > 1 ? jobs.Partials.Ensure((long)(parts - 1) * m * n) : null;
-        if (m <= 2 * problem.BlockRowCount && (threads == 1 || parts > 1))
+        if (shortA && (threads == 1 || parts > 1))
         {
             // A short A: packing all of B would cost as much memory traffic as the product; pack B per block.
             jobs.Split.Set(problem, parts, kBlocks, partials);
@@ -111,11 +115,16 @@ public static unsafe partial class Gemm
         public readonly NativeBuffer PackedB = new();
     }
 
-    /// <summary>A grow-only, 64-byte aligned native float buffer, kept for the life of its thread.</summary>
+    /// <summary>A grow-only, 64-byte aligned native float buffer, kept for the life of its thread (freed after it).</summary>
     sealed class NativeBuffer
     {
         float* pointer;
         long capacity;
+
+        ~NativeBuffer()
+        {
+            if (pointer != null) NativeMemory.AlignedFree(pointer);
+        }
 
         public float* Ensure(long count)
         {

@@ -1,5 +1,5 @@
-// Generated register-tiled micro-kernels (one block of code per tile shape, written out so that the
-// JIT keeps every accumulator in a register). The packing layouts they read are described in GemmPacking.cs.
+// Register-tiled micro-kernels, written out in full (one block of code per tile shape, no helper calls) so that
+// the JIT keeps every accumulator in a register. The packing layouts they read are described in GemmPacking.cs.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 

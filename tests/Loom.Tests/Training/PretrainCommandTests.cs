@@ -99,6 +99,8 @@ public sealed class PretrainCommandTests : IDisposable
         AssertOneLineError(Loom("pretrain", "--data", data, "--out", Path.Combine(root, "o5"), "--dim", "32", "--heads", "3"), "Dim (32) must be a multiple of Heads (3)");
         AssertOneLineError(Loom([.. Tiny(data, Path.Combine(root, "o6")), "--resume"]), "no checkpoint to resume from");
         AssertOneLineError(Loom("eval", "perplexity", "--model", Path.Combine(root, "o7"), "--data", data), "checkpoint folder not found");
+        AssertOneLineError(Loom("pretrain", "--data", data, "--out", Path.Combine(root, "o8"), "--batch", "x"), "'x'");
+        AssertOneLineError(Loom("pretrain", "--out", Path.Combine(root, "o9")), "--data");
     }
 
     [Fact]
