@@ -120,7 +120,7 @@ public static unsafe partial class Gemm
     /// Source lines run along the reduction: line t (stride <paramref name="stride"/>) holds kc values of
     /// tile column t, so the block is transposed on the way, 8x8 at a time.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit, MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackStrided(float* source, int stride, int kc, int count, int tile, float* panel)
     {
         int p = 0;
@@ -129,8 +129,26 @@ public static unsafe partial class Gemm
             // Groups of 8 lines; a group's store of 8 may spill into the next row of the panel, so all groups
             // of a p-block are transposed first and stored per row in ascending order.
             int groups = (tile + 7) / 8;
-            var rows = stackalloc Vector256<float>[32];
+            var rows = stackalloc Vector256<float>[64];
             var block = stackalloc Vector256<float>[8];
+            // 16 steps at a time: each source line gives one whole cache line.
+            for (; p + 16 <= kc; p += 16)
+            {
+                for (int g = 0; g < groups; g++)
+                    for (int half = 0; half < 2; half++)
+                    {
+                        for (int r = 0; r < 8; r++)
+                        {
+                            int t = g * 8 + r;
+                            block[r] = t < count ? Flush(Vector256.Load(source + (long)t * stride + p + half * 8)) : Vector256<float>.Zero;
+                        }
+                        Transpose8x8(block, rows + (half * groups + g) * 8);
+                    }
+                for (int half = 0; half < 2; half++)
+                    for (int r = 0; r < 8; r++)
+                        for (int g = 0; g < groups; g++)
+                            rows[(half * groups + g) * 8 + r].Store(panel + (p + half * 8 + r) * tile + g * 8);
+            }
             for (; p + 8 <= kc; p += 8)
             {
                 for (int g = 0; g < groups; g++)
