@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 

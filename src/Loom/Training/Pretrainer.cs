@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -278,7 +279,7 @@ public static class Pretrainer
                 int step = StepOf(line);
                 if (step >= 0 && step <= startStep) kept.Append(line).Append('\n');
             }
-            Models.AtomicFile.WriteAllText(path, kept.ToString());
+            AtomicFile.WriteAllText(path, kept.ToString());
         }
         return new StreamWriter(new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read), new UTF8Encoding(false)) { NewLine = "\n" };
     }

@@ -2,7 +2,7 @@ using System.Text;
 using Loom.Models;
 using Loom.Tests.Training;
 using Loom.Text;
-using AtomicFile = Loom.Models.AtomicFile;
+using AtomicFile = Loom.IO.AtomicFile;
 
 namespace Loom.Tests.Models;
 

@@ -2,6 +2,8 @@ using Loom.Tensors;
 
 namespace Loom.Tests.Tensors;
 
+// Runs with the allocation tests, alone: its allocation check reads a process-wide counter.
+[Collection(nameof(AllocationCollection))]
 public class AttentionTests
 {
     // Small shapes: forward against the float64 reference and every gradient against finite differences.

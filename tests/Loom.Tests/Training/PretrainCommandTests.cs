@@ -1,7 +1,7 @@
 using Loom.Models;
 using Loom.Tensors;
 using Loom.Text;
-using AtomicFile = Loom.Models.AtomicFile;
+using AtomicFile = Loom.IO.AtomicFile;
 
 namespace Loom.Tests.Training;
 
