@@ -10,6 +10,8 @@ public static class Program
         var root = new RootCommand("Loom: train, tune, evaluate and serve generative models on your own machine.");
         root.Subcommands.Add(TokenizerCommand.Create());
         root.Subcommands.Add(PrepareCommand.Create());
+        root.Subcommands.Add(PretrainCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         return root.Parse(args).Invoke();
     }
 }

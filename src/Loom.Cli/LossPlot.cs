@@ -1,0 +1,29 @@
+namespace Loom.Cli;
+
+/// <summary>The loss curve of a training run as a PNG (ScottPlot): train loss per step, validation loss per evaluation.</summary>
+internal static class LossPlot
+{
+    public static void Save(string path, IReadOnlyList<(int Step, float Loss)> train, IReadOnlyList<(int Step, float Loss)> validation)
+    {
+        var plot = new ScottPlot.Plot();
+        if (train.Count > 0)
+        {
+            var line = plot.Add.ScatterLine(train.Select(p => (double)p.Step).ToArray(), train.Select(p => (double)p.Loss).ToArray());
+            line.LegendText = "train";
+            line.LineWidth = 1;
+        }
+        if (validation.Count > 0)
+        {
+            var line = plot.Add.Scatter(validation.Select(p => (double)p.Step).ToArray(), validation.Select(p => (double)p.Loss).ToArray());
+            line.LegendText = "validation";
+            line.LineWidth = 2;
+            line.MarkerSize = 6;
+        }
+        plot.XLabel("step");
+        plot.YLabel("loss (nats/token)");
+        plot.ShowLegend();
+        string temp = path + ".tmp.png";
+        plot.SavePng(temp, 900, 500);
+        File.Move(temp, path, overwrite: true);
+    }
+}

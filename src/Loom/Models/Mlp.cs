@@ -1,0 +1,44 @@
+using Loom.Tensors;
+
+namespace Loom.Models;
+
+/// <summary>
+/// The MLP half of a Llama block: RMSNorm, then down(silu(gate(x)) ⊙ up(x)).
+/// Returns the residual branch (the caller adds it).
+/// </summary>
+public sealed class Mlp
+{
+    readonly LlamaConfig config;
+
+    /// <summary>model.layers.{i}.post_attention_layernorm.weight</summary>
+    public Tensor Norm { get; } // [dim]
+    /// <summary>model.layers.{i}.mlp.gate_proj.weight</summary>
+    public Tensor Gate { get; } // [hidden, dim]
+    /// <summary>model.layers.{i}.mlp.up_proj.weight</summary>
+    public Tensor Up { get; } // [hidden, dim]
+    /// <summary>model.layers.{i}.mlp.down_proj.weight</summary>
+    public Tensor Down { get; } // [dim, hidden]
+
+    public Mlp(LlamaConfig config, int layer)
+    {
+        this.config = config;
+        string prefix = $"model.layers.{layer}.";
+        Norm = Tensor.Parameter(prefix + "post_attention_layernorm.weight", config.Dim);
+        Gate = Tensor.Parameter(prefix + "mlp.gate_proj.weight", config.HiddenDim, config.Dim);
+        Up = Tensor.Parameter(prefix + "mlp.up_proj.weight", config.HiddenDim, config.Dim);
+        Down = Tensor.Parameter(prefix + "mlp.down_proj.weight", config.Dim, config.HiddenDim);
+    }
+
+    /// <summary>The parameters in Hugging Face's order within a layer.</summary>
+    public IEnumerable<Tensor> Parameters => [Norm, Gate, Up, Down];
+
+    /// <summary>x [batch, tokens, dim] → the MLP branch [batch, tokens, dim].</summary>
+    public Tensor Forward(Tape tape, Tensor x)
+    {
+        var h = tape.RmsNorm(x, Norm, config.NormEps); // [batch, tokens, dim]
+        var gate = tape.MatMul(h, Gate, transposeW: true); // [batch, tokens, hidden]
+        var up = tape.MatMul(h, Up, transposeW: true); // [batch, tokens, hidden]
+        var activated = tape.SwiGlu(gate, up); // [batch, tokens, hidden]
+        return tape.MatMul(activated, Down, transposeW: true); // [batch, tokens, dim]
+    }
+}

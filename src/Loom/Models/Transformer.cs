@@ -1,0 +1,137 @@
+using Loom.Tensors;
+
+namespace Loom.Models;
+
+/// <summary>
+/// A Llama-architecture decoder: token embedding; <see cref="LlamaConfig.Layers"/> blocks of
+/// x += Attention(RMSNorm(x)); x += Mlp(RMSNorm(x)); final RMSNorm; LM head (tied to the
+/// embedding or not). Parameters carry their Hugging Face names, so a checkpoint loads in
+/// transformers' LlamaForCausalLM unchanged.
+/// </summary>
+public sealed class Transformer
+{
+    /// <summary>Standard deviation of the initial weights (GPT-2, nanoGPT, HF initializer_range).</summary>
+    public const float InitStdDev = 0.02f;
+
+    readonly Tensor[] parameters;
+    readonly Block[] blocks;
+
+    public LlamaConfig Config { get; }
+
+    /// <summary>model.embed_tokens.weight</summary>
+    public Tensor TokenEmbedding { get; } // [vocab, dim]
+
+    /// <summary>The blocks, in the order they run.</summary>
+    public IReadOnlyList<Block> Blocks => blocks;
+
+    /// <summary>model.norm.weight</summary>
+    public Tensor FinalNorm { get; } // [dim]
+
+    /// <summary>lm_head.weight, or the token embedding itself when tied.</summary>
+    public Tensor LmHead { get; } // [vocab, dim]
+
+    /// <summary>One transformer block: the attention half, then the MLP half.</summary>
+    public sealed record Block(Attention Attention, Mlp Mlp);
+
+    /// <summary>
+    /// A model with fresh weights: normal(0, 0.02) from a generator seeded with <paramref name="seed"/>;
+    /// o_proj and down_proj scaled by 1/√(2·layers) (they feed the residual stream, which sums 2·layers
+    /// branches; GPT-2's scheme); norm weights 1.
+    /// </summary>
+    public Transformer(LlamaConfig config, ulong seed = 1)
+        : this(config)
+    {
+        var random = new DeterministicRandom(seed);
+        float residualStdDev = InitStdDev / MathF.Sqrt(2f * config.Layers);
+        foreach (var p in parameters)
+        {
+            var span = p.Span;
+            if (p.Rank == 1)
+            {
+                span.Fill(1f);
+                continue;
+            }
+            bool residual = p.Name!.EndsWith("o_proj.weight", StringComparison.Ordinal) || p.Name.EndsWith("down_proj.weight", StringComparison.Ordinal);
+            float std = residual ? residualStdDev : InitStdDev;
+            for (int i = 0; i < span.Length; i++) span[i] = (float)random.NextGaussian() * std;
+        }
+    }
+
+    Transformer(LlamaConfig config)
+    {
+        Config = config.Validate();
+        TokenEmbedding = Tensor.Parameter("model.embed_tokens.weight", config.VocabSize, config.Dim);
+        blocks = new Block[config.Layers];
+        for (int i = 0; i < blocks.Length; i++) blocks[i] = new Block(new Attention(config, i), new Mlp(config, i));
+        FinalNorm = Tensor.Parameter("model.norm.weight", config.Dim);
+        LmHead = config.TiedEmbeddings ? TokenEmbedding : Tensor.Parameter("lm_head.weight", config.VocabSize, config.Dim);
+
+        var list = new List<Tensor> { TokenEmbedding };
+        foreach (var block in blocks)
+        {
+            list.AddRange(block.Attention.Parameters);
+            list.AddRange(block.Mlp.Parameters);
+        }
+        list.Add(FinalNorm);
+        if (!config.TiedEmbeddings) list.Add(LmHead);
+        parameters = [.. list];
+    }
+
+    /// <summary>Every trainable tensor once (a tied head is the embedding), named as in Hugging Face.</summary>
+    public IReadOnlyList<Tensor> Parameters => parameters;
+
+    /// <summary>
+    /// A model holding copies of <paramref name="tensors"/> (from a checkpoint). Every parameter must be
+    /// present with the shape the config implies; <paramref name="source"/> names the file in one-line errors.
+    /// Ignored: a tied model's redundant lm_head.weight and old checkpoints' rotary_emb.inv_freq buffers.
+    /// </summary>
+    public static Transformer FromTensors(LlamaConfig config, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    {
+        var model = new Transformer(config);
+        var expected = new HashSet<string>();
+        foreach (var p in model.parameters)
+        {
+            expected.Add(p.Name!);
+            if (!tensors.TryGetValue(p.Name!, out var t))
+                throw new InvalidDataException($"{source}: tensor '{p.Name}' is missing (config needs {p.ShapeText})");
+            if (!t.SameShape(p))
+                throw new InvalidDataException($"{source}: tensor '{p.Name}' has shape {t.ShapeText}, the config needs {p.ShapeText}");
+            t.Span.CopyTo(p.Span);
+        }
+        foreach (var name in tensors.Keys)
+        {
+            if (expected.Contains(name) || name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
+            if (name == "lm_head.weight" && config.TiedEmbeddings) continue;
+            throw new InvalidDataException($"{source}: unexpected tensor '{name}' for this config");
+        }
+        return model;
+    }
+
+    /// <summary>
+    /// Logits for every position: ids [batch·tokens] (row-major, kept unchanged until backward) →
+    /// [batch, tokens, vocab]. Position p attends to positions ≤ p of its own sequence.
+    /// </summary>
+    public Tensor Forward(Tape tape, int[] ids, int batch, int tokens)
+    {
+        if (tokens > Config.MaxSeq) throw new ArgumentException($"{tokens} tokens exceed the model's context of {Config.MaxSeq}", nameof(tokens));
+        var x = tape.Embedding(TokenEmbedding, ids, batch, tokens); // [batch, tokens, dim]
+        foreach (var block in blocks) // an array: no enumerator is allocated
+        {
+            x = tape.Add(x, block.Attention.Forward(tape, x)); // [batch, tokens, dim]
+            x = tape.Add(x, block.Mlp.Forward(tape, x)); // [batch, tokens, dim]
+        }
+        x = tape.RmsNorm(x, FinalNorm, Config.NormEps); // [batch, tokens, dim]
+        return tape.MatMul(x, LmHead, transposeW: true); // [batch, tokens, vocab]
+    }
+
+    /// <summary>
+    /// Mean next-token cross-entropy: the logits of ids [batch·tokens] against targets [batch·tokens]
+    /// (usually ids shifted by one; -100 = ignore). Returns [1].
+    /// </summary>
+    public Tensor Loss(Tape tape, int[] ids, int[] targets, int batch, int tokens)
+    {
+        if (targets.Length != ids.Length) throw new ArgumentException($"{targets.Length} targets for {ids.Length} ids", nameof(targets));
+        var logits = Forward(tape, ids, batch, tokens); // [batch, tokens, vocab]
+        return tape.CrossEntropy(logits, targets); // [1]
+    }
+}
