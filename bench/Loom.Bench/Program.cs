@@ -4,7 +4,13 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        Console.Error.WriteLine("usage: Loom.Bench <benchmark>");
-        return 2;
+        switch (args.FirstOrDefault())
+        {
+            case "tuning":
+                return TuningBench.Run(args[1..]);
+            default:
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   (benchmarks: tuning [threads])");
+                return 2;
+        }
     }
 }

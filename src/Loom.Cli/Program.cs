@@ -12,6 +12,7 @@ public static class Program
         root.Subcommands.Add(PrepareCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(FinetuneCommand.Create());
         return root.Parse(args).Invoke();
     }
 }
