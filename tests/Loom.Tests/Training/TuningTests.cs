@@ -131,6 +131,31 @@ public sealed class TuningTests : IDisposable
     }
 
     [Fact]
+    public void KvCacheSamplerDecodesLikeTheFullForward()
+    {
+        var (model, _) = Tiny();
+        var random = new Random(3);
+        foreach (var p in model.Parameters)
+            for (int i = 0; i < p.Length; i++) p[i] = p.Rank == 1 ? 1f : (float)(random.NextDouble() - 0.5);
+        foreach (var t in Lora.Attach(model, new LoraOptions { Rank = 2, Targets = LoraOptions.AllTargets }).Where(t => t.Name!.Contains("lora_B")))
+            for (int i = 0; i < t.Length; i++) t[i] = (float)(random.NextDouble() - 0.5);
+        int[][] prompts = [[5, 6, 7], [8, 9, 10], [11, 12]];
+        var samples = new PolicySampler(model).Sample(prompts, 2, 6, 0f, stopId: -1, new DeterministicRandom(1));
+        for (int p = 0; p < prompts.Length; p++)
+        {
+            // Greedy decoding by re-running the whole prefix through Transformer.Forward.
+            var ids = prompts[p].ToList();
+            for (int step = 0; step < 6; step++)
+            {
+                var logits = model.Forward(new Tape { Recording = false }, [.. ids], 1, ids.Count);
+                ids.Add(Loom.Models.Sampler.ArgMax(logits.Span.Slice((ids.Count - 1) * model.Config.VocabSize, model.Config.VocabSize)));
+            }
+            Assert.Equal(ids.Skip(prompts[p].Length), samples[2 * p]);
+            Assert.Equal(samples[2 * p], samples[2 * p + 1]);
+        }
+    }
+
+    [Fact]
     public void BadPromptLinesAreReportedWithFileAndLine()
     {
         string path = Path.Combine(directory, "prompts.jsonl");

@@ -6,8 +6,8 @@ namespace Loom.Training.Tuning;
 
 /// <summary>
 /// Samples responses from a causal LM for tuning (RL rollouts, preference data, evaluation): rows whose prompts
-/// have the same length are decoded together, each step running the model over the whole prefix in inference
-/// mode (no tape, no KV cache: fine for the short sequences of tuning runs). Seeded and reproducible.
+/// have the same length are decoded together, one position per step with a key/value cache, in inference mode
+/// (nothing recorded). Seeded and reproducible.
 /// </summary>
 public sealed class PolicySampler
 {
@@ -36,27 +36,21 @@ public sealed class PolicySampler
             for (int m = 0; m < members.Count; m++)
                 for (int s = 0; s < samplesPerPrompt; s++)
                     sequences[m * samplesPerPrompt + s] = [.. prompts[members[m]]];
-            var last = new int[rows];
+            var cache = new KvCache(model.Config, rows, promptLength + steps);
             var probabilities = new float[model.Config.VocabSize];
-            for (int step = 0; step < steps && done.Contains(false); step++)
+            var next = new int[rows];
+            int vocab = model.Config.VocabSize;
+            // Prefill one position at a time (rows share the prompt length, so they share positions), then decode.
+            for (int position = 0; position < promptLength + steps - 1 && done.Contains(false); position++)
             {
-                int length = promptLength + step;
-                var ids = new int[rows * length];
+                for (int r = 0; r < rows; r++) next[r] = sequences[r][position];
+                var logits = Step(next, rows, position, cache); // [rows, 1, vocab]
+                if (position < promptLength - 1) continue;
                 for (int r = 0; r < rows; r++)
                 {
-                    for (int p = 0; p < length; p++) ids[r * length + p] = sequences[r][p];
-                    last[r] = r * length + length - 1;
-                }
-                tape.Reset();
-                var hidden = model.ForwardHidden(tape, ids, rows, length); // [rows, length, dim]
-                var final = tape.GatherRows(hidden, last); // [rows, dim]
-                var logits = tape.MatMul(final, model.LmHead, transposeW: true); // [rows, vocab]
-                int vocab = model.Config.VocabSize;
-                for (int r = 0; r < rows; r++)
-                {
-                    int next = done[r] ? stopId : Choose(logits.Span.Slice(r * vocab, vocab), temperature, probabilities, random);
-                    sequences[r].Add(next);
-                    if (next == stopId) done[r] = true;
+                    int token = done[r] ? stopId : Choose(logits.Span.Slice(r * vocab, vocab), temperature, probabilities, random);
+                    sequences[r].Add(token);
+                    if (token == stopId) done[r] = true;
                 }
             }
             for (int m = 0; m < members.Count; m++)
@@ -70,6 +64,57 @@ public sealed class PolicySampler
                 }
         }
         return results;
+    }
+
+    /// <summary>
+    /// Runs one position of every row through the model, appending its keys and values to <paramref name="cache"/>:
+    /// ids [rows] at <paramref name="position"/> → next-token logits [rows, 1, vocab]. LoRA adapters apply.
+    /// </summary>
+    Tensor Step(int[] ids, int rows, int position, KvCache cache)
+    {
+        var config = model.Config;
+        int kvDim = config.KvDim, queryDim = config.Heads * config.HeadDim;
+        tape.Reset();
+        var x = tape.Embedding(model.TokenEmbedding, ids, rows, 1); // [rows, 1, dim]
+        for (int layer = 0; layer < model.Blocks.Count; layer++)
+        {
+            var attention = model.Blocks[layer].Attention;
+            var h = tape.RmsNorm(x, attention.Norm, config.NormEps); // [rows, 1, dim]
+            var q = LoraAdapter.Linear(tape, h, attention.Query, attention.Adapters); // [rows, 1, heads·headDim]
+            var k = LoraAdapter.Linear(tape, h, attention.Key, attention.Adapters); // [rows, 1, kvDim]
+            var v = LoraAdapter.Linear(tape, h, attention.Value, attention.Adapters); // [rows, 1, kvDim]
+            q = tape.Rope(q, config.Heads, config.HeadDim, config.RopeTheta, position);
+            k = tape.Rope(k, config.KvHeads, config.HeadDim, config.RopeTheta, position);
+            var attended = tape.Allocate(rows, 1, queryDim); // [rows, 1, heads·headDim]
+            for (int r = 0; r < rows; r++)
+            {
+                var keys = cache.Keys[layer].AsSpan(r * cache.Length * kvDim, cache.Length * kvDim); // [length, kvDim]
+                var values = cache.Values[layer].AsSpan(r * cache.Length * kvDim, cache.Length * kvDim); // [length, kvDim]
+                k.Span.Slice(r * kvDim, kvDim).CopyTo(keys[(position * kvDim)..]);
+                v.Span.Slice(r * kvDim, kvDim).CopyTo(values[(position * kvDim)..]);
+                AttentionOps.DecodeAttention(q.Span.Slice(r * queryDim, queryDim), keys, values, position + 1, config.Heads, config.KvHeads,
+                    attended.Span.Slice(r * queryDim, queryDim));
+            }
+            x = tape.Add(x, LoraAdapter.Linear(tape, attended, attention.Output, attention.Adapters)); // [rows, 1, dim]
+            x = tape.Add(x, model.Blocks[layer].Mlp.Forward(tape, x)); // [rows, 1, dim]
+        }
+        x = tape.RmsNorm(x, model.FinalNorm, config.NormEps); // [rows, 1, dim]
+        return tape.MatMul(x, model.LmHead, transposeW: true); // [rows, 1, vocab]
+    }
+
+    /// <summary>Keys and values of every layer for every row: [layers][rows, length, kvDim].</summary>
+    sealed class KvCache
+    {
+        public KvCache(LlamaConfig config, int rows, int length)
+        {
+            Length = length;
+            Keys = [.. Enumerable.Range(0, config.Layers).Select(_ => new float[rows * length * config.KvDim])];
+            Values = [.. Enumerable.Range(0, config.Layers).Select(_ => new float[rows * length * config.KvDim])];
+        }
+
+        public int Length { get; }
+        public float[][] Keys { get; } // [layers][rows, length, kvDim]
+        public float[][] Values { get; } // [layers][rows, length, kvDim]
     }
 
     /// <summary>A token from softmax(logits / temperature), or the arg-max when temperature is 0.</summary>
