@@ -192,9 +192,9 @@ public static class TuningBench
         foreach (var p in rl.Parameters) p.RequiresGrad = true;
         var rlResult = GrpoTuner.Run(rl, rewardModel, tokenizer, [.. trainPrompts.Select(Turns)], new TuneOptions
         {
-            OutputFolder = Path.Combine(work, "rl"), Steps = 60, Batch = 4, LearningRate = 5e-4f, WarmupSteps = 5, Seed = 4,
+            OutputFolder = Path.Combine(work, "rl"), Steps = 120, Batch = 4, LearningRate = 5e-4f, WarmupSteps = 5, Seed = 4,
         }, new GrpoOptions { GroupSize = 8, MaxNewTokens = maxNew, KlCoefficient = 0.04f },
-        report: e => { if (e.Step % 10 == 0) Console.WriteLine("  rl " + e); });
+        report: e => { if (e.Step % 20 == 0) Console.WriteLine("  rl " + e); });
         Stage("rl_s");
 
         // ---- evaluation on held-out prompts: 5 samples per prompt from each model, sample k against SFT's sample k.
