@@ -6,10 +6,11 @@ public static class Program
     {
         switch (args.FirstOrDefault())
         {
-            case "tuning":
-                return TuningBench.Run(args[1..]);
+            case "gemm": return GemmBench.Run(args[1..]);
+            case "step": return StepBench.Run(args[1..]);
+            case "tuning": return TuningBench.Run(args[1..]);
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   (benchmarks: tuning [threads])");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning");
                 return 2;
         }
     }

@@ -13,6 +13,13 @@ public static class Program
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(FinetuneCommand.Create());
-        return root.Parse(args).Invoke();
+        var parseResult = root.Parse(args);
+        if (parseResult.Errors.Count > 0)
+        {
+            // A mistyped command line is a user mistake: one line, not the help page.
+            Console.Error.WriteLine($"error: {parseResult.Errors[0].Message} (see --help)");
+            return 1;
+        }
+        return parseResult.Invoke();
     }
 }

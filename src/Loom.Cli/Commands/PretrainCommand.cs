@@ -35,7 +35,7 @@ internal static class PretrainCommand
         var saveEvery = new Option<int>("--save-every") { Description = "Steps between checkpoints (0 = at the end only)", DefaultValueFactory = _ => 500 };
         var threads = new Option<int>("--threads") { Description = "Worker threads (1 = bit-reproducible)", DefaultValueFactory = _ => Environment.ProcessorCount };
         var seed = new Option<ulong>("--seed") { Description = "Seed for initialisation and batch sampling", DefaultValueFactory = _ => 1337UL };
-        var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint exactly where it stopped" };
+        var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint exactly where it stopped (the architecture comes from the checkpoint)" };
 
         var command = new Command("pretrain", "Pretrain a Llama-architecture model on token shards (next-token prediction).")
         {
@@ -122,7 +122,7 @@ internal static class PretrainCommand
                                     task.Value = s.Step;
                                     task.Description = Markup.Escape(
                                         $"step {s.Step}/{s.Steps} loss {s.Loss:F4} val {(lastValidation is float v ? v.ToString("F4") : "-")} " +
-                                        $"{s.TokensPerSecond:N0} tok/s MFU {s.Mfu:P1} ETA {s.Remaining:hh\\:mm\\:ss}");
+                                        $"{s.TokensPerSecond:N0} tok/s MFU {s.Mfu:P1}");
                                     break;
                                 case EvalEvent s:
                                     lastValidation = s.ValidationLoss;

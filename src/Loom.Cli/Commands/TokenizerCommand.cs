@@ -17,7 +17,7 @@ internal static class TokenizerCommand
     private static Command CreateTrain()
     {
         var corpus = new Option<string>("--corpus") { Description = "A text file, a folder (recursive), a glob, or dotnet-docs.", Required = true };
-        var vocab = new Option<int>("--vocab") { Description = "Vocabulary size for bpe, special tokens included.", DefaultValueFactory = _ => 4096 };
+        var vocab = new Option<int>("--vocab") { Description = "Vocabulary size for bpe, special tokens included (char takes every character of the corpus).", DefaultValueFactory = _ => 4096 };
         var output = new Option<string>("--out") { Description = "Folder to write tokenizer.json into.", Required = true };
         var kind = new Option<string>("--kind") { Description = "bpe (byte-level BPE) or char (one token per character).", DefaultValueFactory = _ => "bpe" };
         kind.AcceptOnlyFromAmong("bpe", "char");

@@ -9,6 +9,9 @@ public static class AtomicFile
     /// <summary>Opens the stream for a temporary file; tests replace it to simulate a full disk.</summary>
     internal static Func<string, Stream> CreateStream { get; set; } = DefaultCreateStream;
 
+    /// <summary>Puts back the real file stream after a test replaced it.</summary>
+    internal static void ResetCreateStream() => CreateStream = DefaultCreateStream;
+
     static Stream DefaultCreateStream(string path) =>
         new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
 

@@ -15,10 +15,12 @@ public static class AttentionOps
         var output = tape.Allocate(batch, tokenCount, heads * headDim); // [batch, tokens, heads*headDim]
         bool record = tape.NeedsGrad(q, k, v);
         Tensor? logSumExp = record ? tape.Allocate(batch, heads, tokenCount) : null; // [batch, heads, tokens]
+        int keyBlocks = AttentionKernels.KeyBlocks(tokenCount);
+        var keysTransposed = tape.Allocate(batch * kvHeads, keyBlocks, headDim, AttentionKernels.KeyBlock); // [batch*kvHeads, keyBlocks, headDim, KeyBlock]
         unsafe
         {
             AttentionKernels.Forward(q.Pointer, k.Pointer, v.Pointer, batch, tokenCount, heads, kvHeads, headDim,
-                output.Pointer, logSumExp is null ? null : logSumExp.Pointer);
+                keysTransposed.Pointer, output.Pointer, logSumExp is null ? null : logSumExp.Pointer);
         }
         if (record)
             tape.Record(new TapeEntry { Op = AttentionBackward.Instance, Output = output, A = q, B = k, C = v, D = logSumExp, I0 = heads, I1 = kvHeads });

@@ -62,6 +62,7 @@ public static class DotnetDocs
     {
         var settings = new XmlReaderSettings { DtdProcessing = DtdProcessing.Ignore, IgnoreComments = true, IgnoreProcessingInstructions = true };
         using var reader = XmlReader.Create(xmlFile, settings);
+        var names = new GenericNames();
         reader.MoveToContent();
         while (!reader.EOF)
         {
@@ -74,10 +75,16 @@ public static class DotnetDocs
                 {
                     continue;
                 }
-                var text = RenderMember(element);
+                var typeParameters = element.Elements("typeparam").Select(e => (string?)e.Attribute("name") ?? "T").ToArray();
+                if (id.StartsWith("T:", StringComparison.Ordinal) && typeParameters.Length > 0)
+                {
+                    names.Types[id[2..]] = typeParameters;
+                }
+                names.Method = id.StartsWith("M:", StringComparison.Ordinal) && typeParameters.Length > 0 ? typeParameters : null;
+                var text = RenderMember(element, names);
                 if (text.Length > 0)
                 {
-                    yield return new DocMember(id, TitleOf(id), text, xmlFile);
+                    yield return new DocMember(id, TitleOf(id, names), text, xmlFile);
                 }
             }
             else
@@ -206,50 +213,50 @@ public static class DotnetDocs
 
     // ---- Rendering a member ----
 
-    private static string RenderMember(XElement member)
+    private static string RenderMember(XElement member, GenericNames names)
     {
         var text = new PlainTextBuilder();
         foreach (var section in member.Elements().Where(e => e.Name == "summary"))
         {
             text.Paragraph();
-            RenderNodes(section, text);
+            RenderNodes(section, text, names);
         }
         foreach (var typeParameter in member.Elements("typeparam"))
         {
-            RenderLabelled(text, $"Type parameter {(string?)typeParameter.Attribute("name")}: ", typeParameter);
+            RenderLabelled(text, $"Type parameter {(string?)typeParameter.Attribute("name")}: ", typeParameter, names);
         }
         foreach (var parameter in member.Elements("param"))
         {
-            RenderLabelled(text, $"Parameter {(string?)parameter.Attribute("name")}: ", parameter);
+            RenderLabelled(text, $"Parameter {(string?)parameter.Attribute("name")}: ", parameter, names);
         }
         foreach (var returns in member.Elements("returns"))
         {
-            RenderLabelled(text, "Returns: ", returns);
+            RenderLabelled(text, "Returns: ", returns, names);
         }
         foreach (var value in member.Elements("value"))
         {
-            RenderLabelled(text, "Value: ", value);
+            RenderLabelled(text, "Value: ", value, names);
         }
         foreach (var exception in member.Elements("exception"))
         {
             var cref = (string?)exception.Attribute("cref");
-            RenderLabelled(text, cref is null ? "Exception: " : $"Exception {CrefName(cref)}: ", exception);
+            RenderLabelled(text, cref is null ? "Exception: " : $"Exception {CrefName(cref, names)}: ", exception, names);
         }
         foreach (var remarks in member.Elements("remarks"))
         {
-            RenderLabelled(text, "Remarks: ", remarks);
+            RenderLabelled(text, "Remarks: ", remarks, names);
         }
         foreach (var example in member.Elements("example"))
         {
-            RenderLabelled(text, "Example: ", example);
+            RenderLabelled(text, "Example: ", example, names);
         }
         return text.ToString();
     }
 
-    private static void RenderLabelled(PlainTextBuilder text, string label, XElement section)
+    private static void RenderLabelled(PlainTextBuilder text, string label, XElement section, GenericNames names)
     {
         var body = new PlainTextBuilder();
-        RenderNodes(section, body);
+        RenderNodes(section, body, names);
         var rendered = body.ToString();
         if (rendered.Length == 0)
         {
@@ -260,7 +267,7 @@ public static class DotnetDocs
         text.AppendRaw(rendered);
     }
 
-    private static void RenderNodes(XElement parent, PlainTextBuilder text)
+    private static void RenderNodes(XElement parent, PlainTextBuilder text, GenericNames names)
     {
         foreach (var node in parent.Nodes())
         {
@@ -270,13 +277,13 @@ public static class DotnetDocs
                     text.AppendFlowing(textNode.Value);
                     break;
                 case XElement element:
-                    RenderElement(element, text);
+                    RenderElement(element, text, names);
                     break;
             }
         }
     }
 
-    private static void RenderElement(XElement element, PlainTextBuilder text)
+    private static void RenderElement(XElement element, PlainTextBuilder text, GenericNames names)
     {
         switch (element.Name.LocalName)
         {
@@ -284,11 +291,11 @@ public static class DotnetDocs
             case "seealso":
                 if (element.Nodes().Any())
                 {
-                    RenderNodes(element, text);
+                    RenderNodes(element, text, names);
                 }
                 else if ((string?)element.Attribute("cref") is { } cref)
                 {
-                    text.AppendWord(CrefName(cref));
+                    text.AppendWord(CrefName(cref, names));
                 }
                 else if (((string?)element.Attribute("langword") ?? (string?)element.Attribute("langref") ?? (string?)element.Attribute("name")) is { } word)
                 {
@@ -306,17 +313,17 @@ public static class DotnetDocs
             case "xref":
                 if (element.Nodes().Any())
                 {
-                    RenderNodes(element, text);
+                    RenderNodes(element, text, names);
                 }
                 else if ((string?)element.Attribute("uid") is { } uid)
                 {
-                    text.AppendWord(CrefName(uid));
+                    text.AppendWord(CrefName(uid, names));
                 }
                 break;
             case "a":
                 if (element.Nodes().Any())
                 {
-                    RenderNodes(element, text);
+                    RenderNodes(element, text, names);
                 }
                 else if ((string?)element.Attribute("href") is { } link)
                 {
@@ -332,7 +339,7 @@ public static class DotnetDocs
             case "ul":
             case "ol":
                 text.Paragraph();
-                RenderNodes(element, text);
+                RenderNodes(element, text, names);
                 text.Paragraph();
                 break;
             case "br":
@@ -344,35 +351,35 @@ public static class DotnetDocs
                 {
                     text.LineBreak();
                     text.AppendRaw("- ");
-                    RenderListRow(row, text);
+                    RenderListRow(row, text, names);
                 }
                 text.Paragraph();
                 break;
             case "li":
                 text.LineBreak();
                 text.AppendRaw("- ");
-                RenderNodes(element, text);
+                RenderNodes(element, text, names);
                 break;
             case "inheritdoc":
                 break;
             default:
-                RenderNodes(element, text);
+                RenderNodes(element, text, names);
                 break;
         }
     }
 
-    private static void RenderListRow(XElement row, PlainTextBuilder text)
+    private static void RenderListRow(XElement row, PlainTextBuilder text, GenericNames names)
     {
         var term = row.Element("term");
         var description = row.Element("description");
         if (term is null && description is null)
         {
-            RenderNodes(row, text);
+            RenderNodes(row, text, names);
             return;
         }
         if (term is not null)
         {
-            RenderNodes(term, text);
+            RenderNodes(term, text, names);
         }
         if (term is not null && description is not null)
         {
@@ -380,7 +387,7 @@ public static class DotnetDocs
         }
         if (description is not null)
         {
-            RenderNodes(description, text);
+            RenderNodes(description, text, names);
         }
     }
 
@@ -412,12 +419,26 @@ public static class DotnetDocs
 
     // ---- Names ----
 
+    /// <summary>Generic parameter names known while reading a file: types seen so far, and the current method's.</summary>
+    private sealed class GenericNames
+    {
+        public Dictionary<string, string[]> Types { get; } = new(StringComparer.Ordinal);
+
+        public string[]? Method { get; set; }
+    }
+
     /// <summary>
     /// The short readable name of a cref: <c>T:System.Threading.CancellationToken</c> becomes
     /// <c>CancellationToken</c>, <c>M:System.String.Trim(System.Char[])</c> becomes <c>String.Trim</c>,
-    /// <c>T:System.Collections.Generic.List`1</c> becomes <c>List&lt;T&gt;</c>.
+    /// <c>T:System.Collections.Generic.List`1</c> becomes <c>List&lt;T&gt;</c> (or the declared names,
+    /// such as <c>Dictionary&lt;TKey, TValue&gt;</c>, when the type was read earlier in the same file).
     /// </summary>
-    public static string CrefName(string cref)
+    public static string CrefName(string cref) => CrefName(cref, null);
+
+    /// <summary>The readable title of a member id: namespace-qualified, with short parameter types.</summary>
+    public static string TitleOf(string id) => TitleOf(id, null);
+
+    private static string CrefName(string cref, GenericNames? names)
     {
         var (kind, name) = SplitKind(cref);
         var parenthesis = name.IndexOf('(');
@@ -435,19 +456,18 @@ public static class DotnetDocs
             case 'N':
                 return name;
             case 'T':
-                return TypeSegment(segments[^1]);
+                return TypeSegment(segments, segments.Count - 1, names);
             default:
                 if (segments.Count == 1)
                 {
-                    return MemberSegment(segments[0], null);
+                    return MemberSegment(segments[0], null, null);
                 }
-                var typeName = TypeSegment(segments[^2]);
-                return segments[^1] is "#ctor" or "#cctor" ? typeName : typeName + "." + MemberSegment(segments[^1], segments[^2]);
+                var typeName = TypeSegment(segments, segments.Count - 2, names);
+                return segments[^1] is "#ctor" or "#cctor" ? typeName : typeName + "." + MemberSegment(segments[^1], null, null);
         }
     }
 
-    /// <summary>The readable title of a member id: namespace-qualified, with short parameter types.</summary>
-    public static string TitleOf(string id)
+    private static string TitleOf(string id, GenericNames? names)
     {
         var (kind, name) = SplitKind(id);
         string? parameters = null;
@@ -475,7 +495,7 @@ public static class DotnetDocs
             {
                 title.Append('.');
             }
-            title.Append(TypeSegment(segments[i]));
+            title.Append(TypeSegment(segments, i, names));
         }
         if (kind is not 'T')
         {
@@ -483,14 +503,21 @@ public static class DotnetDocs
             {
                 title.Append('.');
             }
-            title.Append(MemberSegment(segments[^1], typeSegments > 0 ? segments[typeSegments - 1] : null));
+            var declaringType = typeSegments > 0 ? segments[typeSegments - 1] : null;
+            title.Append(MemberSegment(segments[^1], declaringType, names?.Method));
+            var methodArity = segments[^1].IndexOf("``", StringComparison.Ordinal) is var backticks and >= 0
+                && int.TryParse(segments[^1].AsSpan(backticks + 2), out var arity) ? arity : 0;
+            var methodNames = names?.Method is { } declared && declared.Length == methodArity
+                ? declared
+                : methodArity > 0 ? GenericParameterNames(methodArity).Split(", ") : null;
+            var context = new ParameterContext(TypeParameterNames(segments, typeSegments, names), methodNames);
             if (kind is 'M')
             {
-                title.Append('(').Append(parameters is null ? "" : ParameterList(parameters)).Append(')');
+                title.Append('(').Append(parameters is null ? "" : ParameterList(parameters, context)).Append(')');
             }
             else if (parameters is not null)
             {
-                title.Append('[').Append(ParameterList(parameters)).Append(']');
+                title.Append('[').Append(ParameterList(parameters, context)).Append(']');
             }
         }
         return title.ToString();
@@ -544,9 +571,10 @@ public static class DotnetDocs
         return segments;
     }
 
-    // "List`1" -> "List<T>"; "Dictionary`2" -> "Dictionary<T1, T2>".
-    private static string TypeSegment(string segment)
+    // segments[index] "List`1" -> "List<T>" (declared names when known); "Dictionary`2" -> "Dictionary<T1, T2>".
+    private static string TypeSegment(IReadOnlyList<string> segments, int index, GenericNames? names)
     {
+        var segment = segments[index];
         var backtick = segment.IndexOf('`');
         if (backtick < 0)
         {
@@ -557,20 +585,50 @@ public static class DotnetDocs
         {
             return name;
         }
+        var key = string.Join('.', segments.Take(index + 1));
+        // A nested type's documentation lists the enclosing types' parameters first, then its own.
+        if (names is not null && names.Types.TryGetValue(key, out var declared) && declared.Length >= arity)
+        {
+            return name + "<" + string.Join(", ", declared[^arity..]) + ">";
+        }
         return name + "<" + GenericParameterNames(arity) + ">";
     }
 
     private static string GenericParameterNames(int arity) =>
         arity == 1 ? "T" : string.Join(", ", Enumerable.Range(1, arity).Select(i => "T" + i));
 
-    // "#ctor" -> the type's name; "System#IDisposable#Dispose" -> "Dispose"; "Select``2" -> "Select<T1, T2>".
-    private static string MemberSegment(string segment, string? typeSegment)
+    // The generic parameter names of a type and the types enclosing it, outermost first, as `N indexes them.
+    private static string[]? TypeParameterNames(IReadOnlyList<string> segments, int typeSegments, GenericNames? names)
+    {
+        var total = 0;
+        var innermost = -1;
+        for (var i = 0; i < typeSegments; i++)
+        {
+            var backtick = segments[i].IndexOf('`');
+            if (backtick >= 0 && int.TryParse(segments[i].AsSpan(backtick + 1), out var arity))
+            {
+                total += arity;
+                innermost = i;
+            }
+        }
+        if (innermost < 0)
+        {
+            return null;
+        }
+        // The innermost generic type's documentation lists every parameter, the enclosing types' first.
+        return names is not null && names.Types.TryGetValue(string.Join('.', segments.Take(innermost + 1)), out var declared) && declared.Length == total
+            ? declared
+            : GenericParameterNames(total).Split(", ");
+    }
+
+    // "#ctor" -> the type's name; "System#IDisposable#Dispose" -> "Dispose"; "Select``2" -> "Select<TSource, TResult>".
+    private static string MemberSegment(string segment, string? typeSegment, string[]? methodTypeParameters)
     {
         if (segment is "#ctor" or "#cctor")
         {
-            var typeName = typeSegment is null ? "ctor" : TypeSegment(typeSegment);
-            var angle = typeName.IndexOf('<');
-            return angle < 0 ? typeName : typeName[..angle];
+            var typeName = typeSegment ?? "ctor";
+            var backtick = typeName.IndexOf('`');
+            return backtick < 0 ? typeName : typeName[..backtick];
         }
         var hash = segment.LastIndexOf('#');
         if (hash >= 0)
@@ -580,13 +638,18 @@ public static class DotnetDocs
         var backticks = segment.IndexOf("``", StringComparison.Ordinal);
         if (backticks >= 0 && int.TryParse(segment.AsSpan(backticks + 2), out var arity) && arity > 0)
         {
-            return segment[..backticks] + "<" + GenericParameterNames(arity) + ">";
+            var parameterNames = methodTypeParameters is { } declared && declared.Length == arity
+                ? string.Join(", ", declared)
+                : GenericParameterNames(arity);
+            return segment[..backticks] + "<" + parameterNames + ">";
         }
         return segment;
     }
 
+    private sealed record ParameterContext(string[]? TypeParameters, string[]? MethodTypeParameters);
+
     // "System.Collections.Generic.IEnumerable{System.String},System.Int32@" -> "IEnumerable<String>, ref Int32".
-    private static string ParameterList(string parameters)
+    private static string ParameterList(string parameters, ParameterContext context)
     {
         var list = new List<string>();
         var depth = 0;
@@ -597,7 +660,7 @@ public static class DotnetDocs
             {
                 if (i > start)
                 {
-                    list.Add(ParameterType(parameters[start..i]));
+                    list.Add(ParameterType(parameters[start..i], context));
                 }
                 start = i + 1;
             }
@@ -613,7 +676,7 @@ public static class DotnetDocs
         return string.Join(", ", list);
     }
 
-    private static string ParameterType(string type)
+    private static string ParameterType(string type, ParameterContext context)
     {
         var byReference = type.EndsWith('@');
         if (byReference)
@@ -626,12 +689,12 @@ public static class DotnetDocs
             result.Append("ref ");
         }
         var i = 0;
-        AppendType(type, ref i, result);
+        AppendType(type, ref i, result, context);
         return result.ToString();
     }
 
     // Reads one type name (with generic arguments in {}) starting at index i.
-    private static void AppendType(string type, ref int i, StringBuilder result)
+    private static void AppendType(string type, ref int i, StringBuilder result, ParameterContext context)
     {
         var nameStart = i;
         SkipName(type, ref i);
@@ -644,16 +707,16 @@ public static class DotnetDocs
         }
         if (fullName.StartsWith("``", StringComparison.Ordinal))
         {
-            result.Append("TMethod").Append(fullName[2..]);
+            result.Append(GenericReference(fullName[2..], context.MethodTypeParameters, "TMethod"));
         }
         else if (fullName.StartsWith('`'))
         {
-            result.Append("TType").Append(fullName[1..]);
+            result.Append(GenericReference(fullName[1..], context.TypeParameters, "TType"));
         }
         else
         {
             var segments = SplitSegments(fullName);
-            result.Append(segments.Count == 0 ? fullName : TypeSegment(segments[^1]));
+            result.Append(segments.Count == 0 ? fullName : TypeSegment(segments, segments.Count - 1, null));
         }
         if (i < type.Length && type[i] == '{')
         {
@@ -672,7 +735,7 @@ public static class DotnetDocs
                     result.Append(", ");
                 }
                 first = false;
-                AppendType(type, ref i, result);
+                AppendType(type, ref i, result, context);
             }
             i++;
             result.Append('>');
@@ -682,6 +745,10 @@ public static class DotnetDocs
         }
         result.Append(RenderArraySuffix(suffix));
     }
+
+    // "0" with names [TSource, TResult] -> "TSource"; unknown names -> "TMethod0".
+    private static string GenericReference(string index, string[]? names, string fallbackPrefix) =>
+        int.TryParse(index, out var position) && names is not null && position < names.Length ? names[position] : fallbackPrefix + index;
 
     // Moves past a name and any array suffix; commas inside [] belong to the suffix.
     private static void SkipName(string type, ref int i)

@@ -113,7 +113,6 @@ public static class Pretrainer
         TokenStream train = shards.Train, validation = shards.Validation;
 
         // ---- model and optimizer: fresh, or exactly as the checkpoint left them.
-        Directory.CreateDirectory(options.OutputFolder);
         string checkpointFolder = Path.Combine(options.OutputFolder, CheckpointFolderName);
         Transformer model;
         TrainingState? resumed = null;
@@ -140,6 +139,8 @@ public static class Pretrainer
         if (train.Length < block + 1) throw new InvalidDataException($"{options.DataFolder}: the train split has {train.Length} tokens, fewer than block size + 1 = {block + 1}");
         if (validation.Length < block + 1) throw new InvalidDataException($"{options.DataFolder}: the validation split has {validation.Length} tokens, fewer than block size + 1 = {block + 1}");
 
+        Directory.CreateDirectory(options.OutputFolder);
+
         var parameters = model.Parameters;
         var optimizer = new AdamW(parameters, new AdamWOptions(options.LearningRate, Beta1: 0.9f, Beta2: options.Beta2, Epsilon: 1e-8f, WeightDecay: options.WeightDecay));
         var schedule = new LearningRateSchedule(options.LearningRate, options.MinLearningRate, options.WarmupSteps, options.Steps);
@@ -154,7 +155,7 @@ public static class Pretrainer
 
         // The validation batches are drawn once from their own generator, so every evaluation
         // (and every resumed run) measures the same tokens.
-        var evalRandom = new DeterministicRandom(options.Seed ^ 0x5EED_0F_E7A1UL);
+        var evalRandom = new DeterministicRandom((resumed?.Seed ?? options.Seed) ^ 0x5EED_0F_E7A1UL);
         var evalOffsets = new long[options.EvalBatches * batch];
         for (int i = 0; i < evalOffsets.Length; i++) evalOffsets[i] = evalRandom.NextInt64(validation.Length - block);
 
@@ -167,7 +168,7 @@ public static class Pretrainer
 
         long tokensPerStep = (long)batch * block * accumulation;
         double flopsPerStep = (double)config.FlopsPerTokenAt(block) * tokensPerStep;
-        double peak = options.PeakFlops ?? PeakFlops.Measure();
+        double peak = options.PeakFlops ?? PeakFlops.Measure(minimumTime: TimeSpan.FromSeconds(1)); // best of many: the shared cores swing
         report(new StartEvent(config, config.ParameterCount, startStep, options.Steps, tokensPerStep, peak, resumed is not null));
 
         string metricsPath = Path.Combine(options.OutputFolder, MetricsFileName);
@@ -175,7 +176,7 @@ public static class Pretrainer
 
         void Save(int stepsDone, float learningRate)
         {
-            var state = new TrainingState(stepsDone, optimizer.StepCount, sampler.State, options.Seed, learningRate);
+            var state = new TrainingState(stepsDone, optimizer.StepCount, sampler.State, resumed?.Seed ?? options.Seed, learningRate);
             Checkpoint.Save(checkpointFolder, model, tokenizer.Save, folder => state.Save(folder, optimizer));
             report(new CheckpointEvent(stepsDone, checkpointFolder));
         }

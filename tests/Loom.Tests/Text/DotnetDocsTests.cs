@@ -58,9 +58,22 @@ public class DotnetDocsTests
         Assert.Equal("Array.Equals", DotnetDocs.CrefName("M:System.Array.System#Collections#IStructuralEquatable#Equals(System.Object,System.Collections.IEqualityComparer)"));
         Assert.Equal("System.IO", DotnetDocs.CrefName("N:System.IO"));
         Assert.Equal("Object.Equals", DotnetDocs.CrefName("Overload:System.Object.Equals"));
-        Assert.Equal("System.Linq.Enumerable.Select<T1, T2>(IEnumerable<TMethod0>, Func<TMethod0, TMethod1>)",
+        Assert.Equal("System.Linq.Enumerable.Select<T1, T2>(IEnumerable<T1>, Func<T1, T2>)",
             DotnetDocs.TitleOf("M:System.Linq.Enumerable.Select``2(System.Collections.Generic.IEnumerable{``0},System.Func{``0,``1})"));
         Assert.Equal("System.Array.Copy(Array, ref Int32, Int32[,])", DotnetDocs.TitleOf("M:System.Array.Copy(System.Array,System.Int32@,System.Int32[0:,0:])"));
+        Assert.Equal("System.Collections.Generic.List<T>.Add(T)", DotnetDocs.TitleOf("M:System.Collections.Generic.List`1.Add(`0)"));
+    }
+
+    [Fact]
+    public void GenericTitlesUseTheDeclaredParameterNames()
+    {
+        var file = DotnetDocs.FindFiles().Single(f => Path.GetFileName(f) == "System.Collections.xml" && f.Contains("Microsoft.NETCore.App.Ref", StringComparison.Ordinal));
+        var members = DotnetDocs.ReadMembers(file).ToDictionary(m => m.Id);
+        Assert.Equal("System.Collections.Generic.Dictionary<TKey, TValue>.TryGetValue(TKey, ref TValue)",
+            members["M:System.Collections.Generic.Dictionary`2.TryGetValue(`0,`1@)"].Title);
+        Assert.Equal("System.Collections.Generic.Dictionary<TKey, TValue>.AlternateLookup<TAlternateKey>.TryGetValue(TAlternateKey, ref TKey, ref TValue)",
+            members["M:System.Collections.Generic.Dictionary`2.AlternateLookup`1.TryGetValue(`2,`0@,`1@)"].Title);
+        Assert.Contains("Dictionary<TKey, TValue>", members["T:System.Collections.Generic.Dictionary`2.AlternateLookup`1"].Text);
     }
 
     [Fact]

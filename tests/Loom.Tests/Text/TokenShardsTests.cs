@@ -90,6 +90,23 @@ public sealed class TokenShardsTests : IDisposable
     }
 
     [Fact]
+    public void TokenizerSampleOfAHugeCorpusTakesEvenlySpacedBlocks()
+    {
+        var corpus = TextCorpus.Open(TestData.TinyShakespeare);
+        var whole = File.ReadAllBytes(TestData.TinyShakespeare);
+        Assert.Equal(Encoding.UTF8.GetString(whole), string.Concat(corpus.Sample(budgetBytes: 2 << 20)));
+        // 1.1 MB is two 1 MB blocks; a budget of about half keeps only the second.
+        var sample = Assert.Single(corpus.Sample(budgetBytes: 600_000));
+        Assert.Equal(Encoding.UTF8.GetString(whole, 1 << 20, whole.Length - (1 << 20)), sample);
+
+        var output = Path.Combine(directory, "sampled");
+        var info = CorpusPreparer.Prepare(new PrepareOptions(TestData.TinyShakespeare, "bpe:300", output) { TokenizerSampleBytes = 600_000 });
+        using var shards = TokenShards.Open(output);
+        Assert.Equal(300, shards.Tokenizer.VocabSize);
+        Assert.True(info.TokenCount > 300_000);
+    }
+
+    [Fact]
     public void GlobsSelectMatchingFiles()
     {
         var corpus = Path.Combine(directory, "logs");

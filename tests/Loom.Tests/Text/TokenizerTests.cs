@@ -6,24 +6,25 @@ using MlTokenizers = Microsoft.ML.Tokenizers;
 
 namespace Loom.Tests.Text;
 
-/// <summary>Trains the tinyshakespeare vocabularies once for all tokenizer tests.</summary>
+/// <summary>Trains the tinyshakespeare vocabularies once for all tokenizer test classes.</summary>
 public sealed class ShakespeareTokenizers
 {
-    public string Text { get; } = File.ReadAllText(TestData.TinyShakespeare);
-
-    public ByteLevelBpeTokenizer Bpe512 { get; }
-
-    public ByteLevelBpeTokenizer Bpe4096 { get; }
-
-    public TimeSpan Train4096Time { get; }
-
-    public ShakespeareTokenizers()
+    private static readonly Lazy<(string Text, ByteLevelBpeTokenizer Bpe512, ByteLevelBpeTokenizer Bpe4096, TimeSpan Train4096Time)> Shared = new(() =>
     {
-        Bpe512 = BpeTrainer.Train([Text], 512);
+        var text = File.ReadAllText(TestData.TinyShakespeare);
+        var bpe512 = BpeTrainer.Train([text], 512);
         var stopwatch = Stopwatch.StartNew();
-        Bpe4096 = BpeTrainer.Train([Text], 4096);
-        Train4096Time = stopwatch.Elapsed;
-    }
+        var bpe4096 = BpeTrainer.Train([text], 4096);
+        return (text, bpe512, bpe4096, stopwatch.Elapsed);
+    });
+
+    public string Text => Shared.Value.Text;
+
+    public ByteLevelBpeTokenizer Bpe512 => Shared.Value.Bpe512;
+
+    public ByteLevelBpeTokenizer Bpe4096 => Shared.Value.Bpe4096;
+
+    public TimeSpan Train4096Time => Shared.Value.Train4096Time;
 
     public IReadOnlyList<string> RandomLines(int count, int seed)
     {
@@ -391,5 +392,25 @@ public class TokenizerTests(ShakespeareTokenizers shakespeare, ITestOutputHelper
             result.AddRange(symbols);
         }
         return [.. result];
+    }
+}
+
+public class IncrementalDecoderTests(ShakespeareTokenizers shakespeare) : IClassFixture<ShakespeareTokenizers>
+{
+    [Theory]
+    [InlineData("plain ascii text, with punctuation!\n")]
+    [InlineData("héllo wörld — 日本語のテキスト 😀👍🏽 done")]
+    [InlineData("<|user|>hi<|end|>")]
+    public void PiecesJoinToTheFullDecode(string text)
+    {
+        foreach (var tokenizer in new ITokenizer[] { shakespeare.Bpe512, CharTokenizer.Train([text]) })
+        {
+            var ids = tokenizer.Encode(text, allowSpecialTokens: true);
+            var decoder = new IncrementalDecoder(tokenizer);
+            var pieces = ids.Select(decoder.Append).ToList();
+            pieces.Add(decoder.Flush());
+            Assert.Equal(tokenizer.Decode(ids), string.Concat(pieces));
+            Assert.DoesNotContain(pieces, piece => piece.Contains('\uFFFD'));
+        }
     }
 }

@@ -1,0 +1,121 @@
+using System.Text;
+using Loom.Models;
+using Loom.Tests.Training;
+using Loom.Text;
+using AtomicFile = Loom.Models.AtomicFile;
+
+namespace Loom.Tests.Models;
+
+[Collection(SerialTrainingCollection.Name)]
+public sealed class CheckpointTests : IDisposable
+{
+    readonly string root = Directory.CreateTempSubdirectory("loom-ckpt-").FullName;
+
+    public void Dispose()
+    {
+        AtomicFile.ResetCreateStream();
+        Directory.Delete(root, recursive: true);
+    }
+
+    static CharTokenizer Tokenizer(string characters) => new(characters.EnumerateRunes());
+
+    static Transformer Model(int vocab, ulong seed = 1) =>
+        new(new LlamaConfig { VocabSize = vocab, Dim = 16, Layers = 2, Heads = 2, KvHeads = 1, HiddenDim = 24, MaxSeq = 8, TiedEmbeddings = false }, seed);
+
+    [Fact]
+    public void SaveAndLoadRoundTripInTheHuggingFaceLayout()
+    {
+        var tokenizer = Tokenizer("abcdefg");
+        var model = Model(tokenizer.VocabSize);
+        string folder = Path.Combine(root, "ckpt");
+        Checkpoint.Save(folder, model, tokenizer.Save);
+        foreach (var file in new[] { "config.json", "model.safetensors", "tokenizer.json", "generation_config.json" })
+            Assert.True(File.Exists(Path.Combine(folder, file)), file);
+        Assert.False(Directory.Exists(Path.Combine(folder, Checkpoint.TrainingStateFolderName)));
+        var loaded = Checkpoint.Load(folder);
+        Assert.Equal(model.Config, loaded.Config);
+        for (int i = 0; i < model.Parameters.Count; i++)
+        {
+            Assert.Equal(model.Parameters[i].Name, loaded.Parameters[i].Name);
+            Assert.Equal(model.Parameters[i].Span.ToArray(), loaded.Parameters[i].Span.ToArray());
+        }
+        Assert.Equal(7, Loom.Text.Tokenizer.Load(folder).VocabSize);
+
+        // Saving again replaces the folder whole, and leaves no temporary folders beside it.
+        var other = Model(tokenizer.VocabSize, seed: 2);
+        Checkpoint.Save(folder, other, tokenizer.Save, state => File.WriteAllText(Path.Combine(state, "marker"), "x"));
+        Assert.Equal(other.LmHead.Span.ToArray(), Checkpoint.Load(folder).LmHead.Span.ToArray());
+        Assert.True(File.Exists(Path.Combine(folder, "training_state", "marker")));
+        Assert.Equal(["ckpt"], Directory.GetDirectories(root).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void TokenizerThatDisagreesWithVocabSizeIsNamed()
+    {
+        var model = Model(7);
+        string folder = Path.Combine(root, "ckpt");
+        Checkpoint.Save(folder, model, Tokenizer("abcdef").Save); // 6 tokens, vocab_size 7
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(folder));
+        Assert.Contains("tokenizer.json", e.Message);
+        Assert.Contains("6 tokens", e.Message);
+        Assert.Contains("vocab_size 7", e.Message);
+    }
+
+    [Fact]
+    public void TensorThatDisagreesWithTheConfigIsNamed()
+    {
+        var tokenizer = Tokenizer("abcdefg");
+        string folder = Path.Combine(root, "ckpt");
+        Checkpoint.Save(folder, Model(7), tokenizer.Save);
+        string configPath = Path.Combine(folder, "config.json");
+        File.WriteAllText(configPath, File.ReadAllText(configPath).Replace("\"intermediate_size\": 24", "\"intermediate_size\": 32"));
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(folder));
+        Assert.Contains("model.layers.0.mlp.gate_proj.weight", e.Message);
+        Assert.Contains("[24, 16]", e.Message);
+    }
+
+    /// <summary>A file stream that fails like a full disk once <paramref name="capacity"/> bytes are written.</summary>
+    internal sealed class FullDiskStream(string path, int capacity) : Stream
+    {
+        readonly FileStream inner = new(path, FileMode.CreateNew, FileAccess.Write);
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            if (inner.Length + buffer.Length > capacity) throw new IOException("No space left on device");
+            inner.Write(buffer);
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+        public override void Flush() => inner.Flush();
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => inner.Length;
+        public override long Position { get => inner.Position; set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
+    [Fact]
+    public void FullDiskLeavesThePreviousCheckpointAndNoPartialFolder()
+    {
+        var tokenizer = Tokenizer("abcdefg");
+        string folder = Path.Combine(root, "ckpt");
+        var first = Model(7, seed: 1);
+        Checkpoint.Save(folder, first, tokenizer.Save);
+        AtomicFile.CreateStream = path => new FullDiskStream(path, 1000);
+        var e = Assert.Throws<IOException>(() => Checkpoint.Save(folder, Model(7, seed: 2), tokenizer.Save));
+        Assert.Contains("No space left", e.Message);
+        Assert.Equal(["ckpt"], Directory.GetDirectories(root).Select(Path.GetFileName));
+        Assert.Empty(Directory.GetFiles(folder, "*.tmp"));
+        AtomicFile.ResetCreateStream();
+        Assert.Equal(first.LmHead.Span.ToArray(), Checkpoint.Load(folder).LmHead.Span.ToArray());
+    }
+}
