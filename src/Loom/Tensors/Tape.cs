@@ -18,7 +18,7 @@ public struct TapeEntry
 {
     public IBackward Op;
     public Tensor Output;
-    public Tensor? A, B, C, D;
+    public Tensor? A, B, C, D, E;
     /// <summary>Integer inputs (token ids, targets); the caller keeps them unchanged until backward.</summary>
     public int[]? Indices;
     public int I0, I1, I2, I3;

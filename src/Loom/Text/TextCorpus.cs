@@ -274,9 +274,8 @@ public sealed class TextCorpus
         {
             return "binary (contains NUL bytes)";
         }
-        // A multi-byte character may be cut at the end of the sniffed block: ignore its last 3 bytes.
-        var checkedLength = count == SniffBytes ? count - 3 : count;
-        var status = System.Text.Unicode.Utf8.ToUtf16(bytes[..checkedLength], new char[checkedLength], out _, out _, replaceInvalidSequences: false);
+        // A multi-byte character may be cut at the end of the sniffed block: that is not final, so not invalid.
+        var status = System.Text.Unicode.Utf8.ToUtf16(bytes, new char[count], out _, out _, replaceInvalidSequences: false, isFinalBlock: count < SniffBytes);
         if (status == System.Buffers.OperationStatus.InvalidData)
         {
             return "not UTF-8 text";

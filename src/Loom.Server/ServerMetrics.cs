@@ -1,0 +1,51 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+
+namespace Loom.Server;
+
+/// <summary>Counters for GET /metrics, in the Prometheus text exposition format.</summary>
+public sealed class ServerMetrics
+{
+    readonly ConcurrentDictionary<(string Path, int Status), long> requests = new();
+    long promptTokens, completionTokens, activeRequests;
+    double requestSeconds;
+    long requestCount;
+    readonly object secondsGate = new();
+
+    public void RequestStarted() => Interlocked.Increment(ref activeRequests);
+
+    public void RequestFinished(string path, int status, TimeSpan elapsed)
+    {
+        Interlocked.Decrement(ref activeRequests);
+        requests.AddOrUpdate((path, status), 1, (_, n) => n + 1);
+        lock (secondsGate) { requestSeconds += elapsed.TotalSeconds; requestCount++; }
+    }
+
+    public void Tokens(int prompt, int completion)
+    {
+        Interlocked.Add(ref promptTokens, prompt);
+        Interlocked.Add(ref completionTokens, completion);
+    }
+
+    public string Render(int activeSequences)
+    {
+        var text = new StringBuilder();
+        text.Append("# HELP loom_requests_total HTTP requests by path and status.\n# TYPE loom_requests_total counter\n");
+        foreach (var ((path, status), count) in requests.OrderBy(r => r.Key.Path).ThenBy(r => r.Key.Status))
+            text.Append(CultureInfo.InvariantCulture, $"loom_requests_total{{path=\"{path}\",status=\"{status}\"}} {count}\n");
+        Append(text, "loom_requests_active", "gauge", "Requests in progress.", Interlocked.Read(ref activeRequests));
+        Append(text, "loom_active_sequences", "gauge", "Sequences being decoded by the batching loop.", activeSequences);
+        Append(text, "loom_prompt_tokens_total", "counter", "Prompt tokens processed.", Interlocked.Read(ref promptTokens));
+        Append(text, "loom_completion_tokens_total", "counter", "Tokens generated.", Interlocked.Read(ref completionTokens));
+        lock (secondsGate)
+        {
+            text.Append("# HELP loom_request_duration_seconds Time to answer a request.\n# TYPE loom_request_duration_seconds summary\n");
+            text.Append(CultureInfo.InvariantCulture, $"loom_request_duration_seconds_sum {requestSeconds}\nloom_request_duration_seconds_count {requestCount}\n");
+        }
+        return text.ToString();
+    }
+
+    static void Append(StringBuilder text, string name, string type, string help, long value) =>
+        text.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} {type}\n{name} {value}\n");
+}

@@ -1,0 +1,74 @@
+using System.Globalization;
+using System.Text;
+
+namespace Loom.Evaluation;
+
+/// <summary>
+/// Reference-based scores for generated text, as used by SQuAD (exact match, token F1) and
+/// summarisation (ROUGE-L). Text is normalised first: lower case, punctuation and articles removed,
+/// whitespace collapsed (SQuAD's normalize_answer).
+/// </summary>
+public static class TextMetrics
+{
+    public static string Normalize(string text)
+    {
+        var builder = new StringBuilder(text.Length);
+        foreach (char c in text.ToLowerInvariant())
+            builder.Append(char.IsPunctuation(c) || char.IsSymbol(c) ? ' ' : c);
+        return string.Join(' ', Tokens(builder.ToString()).Where(w => w is not ("a" or "an" or "the")));
+    }
+
+    /// <summary>1 when the normalised texts are equal, else 0.</summary>
+    public static double ExactMatch(string prediction, string reference) => Normalize(prediction) == Normalize(reference) ? 1 : 0;
+
+    /// <summary>Harmonic mean of token precision and recall over the normalised bags of words.</summary>
+    public static double TokenF1(string prediction, string reference)
+    {
+        var predicted = Tokens(Normalize(prediction));
+        var expected = Tokens(Normalize(reference));
+        if (predicted.Length == 0 || expected.Length == 0) return predicted.Length == expected.Length ? 1 : 0;
+        var counts = expected.GroupBy(w => w).ToDictionary(g => g.Key, g => g.Count());
+        int common = 0;
+        foreach (var word in predicted)
+            if (counts.TryGetValue(word, out int n) && n > 0) { common++; counts[word] = n - 1; }
+        if (common == 0) return 0;
+        double precision = common / (double)predicted.Length, recall = common / (double)expected.Length;
+        return 2 * precision * recall / (precision + recall);
+    }
+
+    /// <summary>ROUGE-L F1: from the longest common subsequence of the normalised tokens.</summary>
+    public static double RougeL(string prediction, string reference)
+    {
+        var a = Tokens(Normalize(prediction));
+        var b = Tokens(Normalize(reference));
+        if (a.Length == 0 || b.Length == 0) return a.Length == b.Length ? 1 : 0;
+        var previous = new int[b.Length + 1];
+        var current = new int[b.Length + 1];
+        for (int i = 1; i <= a.Length; i++)
+        {
+            for (int j = 1; j <= b.Length; j++)
+                current[j] = a[i - 1] == b[j - 1] ? previous[j - 1] + 1 : Math.Max(previous[j], current[j - 1]);
+            (previous, current) = (current, previous);
+        }
+        int lcs = previous[b.Length];
+        if (lcs == 0) return 0;
+        double precision = lcs / (double)a.Length, recall = lcs / (double)b.Length;
+        return 2 * precision * recall / (precision + recall);
+    }
+
+    /// <summary>Citation markers [n] in an answer, in order of first appearance.</summary>
+    public static IReadOnlyList<int> Citations(string answer)
+    {
+        var found = new List<int>();
+        for (int i = 0; i < answer.Length; i++)
+        {
+            if (answer[i] != '[') continue;
+            int end = answer.IndexOf(']', i + 1);
+            if (end < 0) break;
+            if (int.TryParse(answer.AsSpan(i + 1, end - i - 1), NumberStyles.None, CultureInfo.InvariantCulture, out int n) && !found.Contains(n)) found.Add(n);
+        }
+        return found;
+    }
+
+    static string[] Tokens(string text) => text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+}

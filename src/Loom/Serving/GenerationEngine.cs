@@ -1,0 +1,214 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Loom.Models;
+using Loom.Text;
+
+namespace Loom.Serving;
+
+/// <summary>Limits of a <see cref="GenerationEngine"/>; null means the default.</summary>
+public sealed record GenerationEngineOptions
+{
+    /// <summary>Requests that may wait for a free slot before new ones are refused.</summary>
+    public int? QueueLimit { get; init; }
+}
+
+/// <summary>
+/// Continuous batching: one loop owns the model. Requests arrive over a channel; the loop admits
+/// each into a free KV-cache slot (prefill), then decodes every active sequence together, one
+/// token per step, and streams each sequence's text to its own reader. A cancelled request frees
+/// its slot at the next step.
+/// </summary>
+public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
+{
+    readonly IBatchDecoder decoder;
+    readonly ITokenizer tokenizer;
+    readonly Channel<Job> incoming;
+    readonly CancellationTokenSource shutdown = new();
+    readonly Task loop;
+
+    public GenerationEngine(string modelName, IBatchDecoder decoder, ITokenizer tokenizer, GenerationEngineOptions? options = null)
+    {
+        ModelName = modelName;
+        this.decoder = decoder;
+        this.tokenizer = tokenizer;
+        int queueLimit = options?.QueueLimit ?? 256;
+        incoming = Channel.CreateBounded<Job>(new BoundedChannelOptions(queueLimit) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        loop = Task.Factory.StartNew(RunLoop, TaskCreationOptions.LongRunning);
+    }
+
+    public string ModelName { get; }
+    public int ContextLength => decoder.ContextLength;
+
+    /// <summary>Sequences being decoded right now.</summary>
+    public int ActiveSequences { get; private set; }
+
+    /// <summary>Tokens generated since start, over all requests.</summary>
+    public long GeneratedTokens => Interlocked.Read(ref generatedTokens);
+    long generatedTokens;
+
+    public int CountTokens(string text) => tokenizer.Encode(text).Length;
+
+    public int[] EncodeChat(IReadOnlyList<ChatTurn> turns) => ChatTemplate.Encode(turns, tokenizer, addGenerationPrompt: true).Ids;
+
+    public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var job = CreateJob(request, cancellationToken);
+        if (!incoming.Writer.TryWrite(job))
+            await incoming.Writer.WriteAsync(job, cancellationToken).ConfigureAwait(false);
+        await foreach (var update in job.Output.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            yield return update;
+        if (job.Failure is not null) throw job.Failure;
+    }
+
+    Job CreateJob(GenerationRequest request, CancellationToken cancellationToken)
+    {
+        request.Sampling.Validate();
+        var prompt = request.PromptTokens ?? tokenizer.Encode(request.Prompt);
+        if (request.AddBos && tokenizer.BosId is int bos) prompt = [bos, .. prompt];
+        if (prompt.Length == 0) throw new ArgumentException("the prompt is empty");
+        if (prompt.Length >= ContextLength)
+            throw new ArgumentException($"the prompt has {prompt.Length} tokens; the context holds {ContextLength}, leaving no room to generate");
+        if (request.MaxTokens is < 1) throw new ArgumentException($"max_tokens must be at least 1, got {request.MaxTokens}");
+        int room = ContextLength - prompt.Length;
+        int maxTokens = Math.Min(request.MaxTokens ?? room, room);
+        return new Job(request, prompt, maxTokens, new Sampler(request.Sampling, decoder.VocabSize), cancellationToken);
+    }
+
+    void RunLoop()
+    {
+        var slots = new Job?[decoder.SlotCount];
+        var activeSlots = new int[decoder.SlotCount];
+        var nextTokens = new int[decoder.SlotCount];
+        var logits = new float[decoder.SlotCount * decoder.VocabSize];
+        var reader = incoming.Reader;
+        while (!shutdown.IsCancellationRequested)
+        {
+            int active = 0;
+            foreach (var job in slots) if (job is not null) active++;
+            if (active == 0)
+            {
+                try
+                {
+                    if (!reader.WaitToReadAsync(shutdown.Token).AsTask().GetAwaiter().GetResult()) return;
+                }
+                catch (OperationCanceledException) { return; }
+            }
+
+            // Admit waiting requests into free slots: prefill each and sample its first token.
+            for (int slot = 0; slot < slots.Length; slot++)
+            {
+                if (slots[slot] is not null || !reader.TryRead(out var job)) continue;
+                if (job.Cancellation.IsCancellationRequested) { job.Output.Writer.TryComplete(); continue; }
+                try
+                {
+                    var row = logits.AsSpan(0, decoder.VocabSize);
+                    decoder.Prefill(slot, job.Prompt, row);
+                    slots[slot] = job;
+                    Emit(job, job.Sampler.Sample(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.History)), slot, slots);
+                }
+                catch (Exception e)
+                {
+                    Fail(job, e, slot, slots);
+                }
+            }
+
+            // Drop cancelled sequences, then decode all the others together.
+            int count = 0;
+            for (int slot = 0; slot < slots.Length; slot++)
+            {
+                var job = slots[slot];
+                if (job is null) continue;
+                if (job.Cancellation.IsCancellationRequested) { Finish(job, slot, slots, null); continue; }
+                activeSlots[count] = slot;
+                nextTokens[count] = job.LastToken;
+                count++;
+            }
+            ActiveSequences = count;
+            if (count == 0) continue;
+            try
+            {
+                decoder.Decode(activeSlots.AsSpan(0, count), nextTokens.AsSpan(0, count), logits.AsSpan(0, count * decoder.VocabSize));
+            }
+            catch (Exception e)
+            {
+                for (int i = 0; i < count; i++) Fail(slots[activeSlots[i]]!, e, activeSlots[i], slots);
+                continue;
+            }
+            for (int i = 0; i < count; i++)
+            {
+                int slot = activeSlots[i];
+                var job = slots[slot]!;
+                var row = logits.AsSpan(i * decoder.VocabSize, decoder.VocabSize);
+                Emit(job, job.Sampler.Sample(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.History)), slot, slots);
+            }
+        }
+    }
+
+    /// <summary>Adds a sampled token to its sequence, streams the text it completes, and ends the sequence when it should.</summary>
+    void Emit(Job job, int token, int slot, Job?[] slots)
+    {
+        Interlocked.Increment(ref generatedTokens);
+        if (tokenizer.EosId == token) { Finish(job, slot, slots, FinishReason.Stop); return; }
+        job.History.Add(token);
+        job.LastToken = token;
+        job.Generated++;
+        string text = job.Stops.Push(job.TakeText(tokenizer));
+        if (text.Length > 0) job.Output.Writer.TryWrite(new GenerationUpdate(text, job.Prompt.Length, job.Generated));
+        if (job.Stops.Stopped) Finish(job, slot, slots, FinishReason.Stop);
+        else if (job.Generated >= job.MaxTokens) Finish(job, slot, slots, FinishReason.Length);
+    }
+
+    void Finish(Job job, int slot, Job?[] slots, FinishReason? reason)
+    {
+        decoder.Release(slot);
+        slots[slot] = null;
+        if (reason is FinishReason finish)
+        {
+            string rest = job.Stops.Push(job.TakeText(tokenizer, final: true)) + job.Stops.Flush();
+            job.Output.Writer.TryWrite(new GenerationUpdate(rest, job.Prompt.Length, job.Generated, finish));
+        }
+        job.Output.Writer.TryComplete();
+    }
+
+    void Fail(Job job, Exception error, int slot, Job?[] slots)
+    {
+        job.Failure = error;
+        if (ReferenceEquals(slots[slot], job)) { decoder.Release(slot); slots[slot] = null; }
+        job.Output.Writer.TryComplete();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        shutdown.Cancel();
+        incoming.Writer.TryComplete();
+        await loop.ConfigureAwait(false);
+        shutdown.Dispose();
+    }
+
+    sealed class Job(GenerationRequest request, int[] prompt, int maxTokens, Sampler sampler, CancellationToken cancellation)
+    {
+        public GenerationRequest Request { get; } = request;
+        public int[] Prompt { get; } = prompt;
+        public int MaxTokens { get; } = maxTokens;
+        public Sampler Sampler { get; } = sampler;
+        public CancellationToken Cancellation { get; } = cancellation;
+        public List<int> History { get; } = [.. prompt];
+        public StopSequenceMatcher Stops { get; } = new(request.Stop);
+        public Channel<GenerationUpdate> Output { get; } = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
+        public int LastToken { get; set; }
+        public int Generated { get; set; }
+        public Exception? Failure { get; set; }
+        int decodedUpTo; // generated tokens already turned into text
+
+        /// <summary>Text of the tokens not yet decoded; holds back a trailing partial UTF-8 character unless final.</summary>
+        public string TakeText(ITokenizer tokenizer, bool final = false)
+        {
+            var pending = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(History)[(Prompt.Length + decodedUpTo)..];
+            if (pending.IsEmpty) return "";
+            string text = tokenizer.Decode(pending);
+            if (!final && text.EndsWith('\uFFFD')) return "";
+            decodedUpTo += pending.Length;
+            return text;
+        }
+    }
+}

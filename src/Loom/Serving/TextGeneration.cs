@@ -1,0 +1,51 @@
+using Loom.Models;
+
+namespace Loom.Serving;
+
+/// <summary>Why a sequence stopped (the OpenAI finish_reason values).</summary>
+public enum FinishReason
+{
+    /// <summary>End-of-sequence token or a stop string.</summary>
+    Stop,
+    /// <summary>max_tokens reached, or the context is full.</summary>
+    Length,
+}
+
+/// <summary>One completion request, already parsed: a prompt, how to sample, and when to stop.</summary>
+public sealed record GenerationRequest
+{
+    /// <summary>The prompt as plain text (special-token spellings in it stay text).</summary>
+    public string Prompt { get; init; } = "";
+    /// <summary>The prompt as token ids (chat requests arrive here encoded by the chat template); used instead of <see cref="Prompt"/> when set.</summary>
+    public int[]? PromptTokens { get; init; }
+    /// <summary>Tokens to generate at most; null means up to the end of the context.</summary>
+    public int? MaxTokens { get; init; }
+    public SamplingOptions Sampling { get; init; } = new();
+    /// <summary>Strings that end the completion; they are not part of the output.</summary>
+    public IReadOnlyList<string>? Stop { get; init; }
+    /// <summary>Whether to prepend the tokenizer's beginning-of-sequence token (when it has one).</summary>
+    public bool AddBos { get; init; } = true;
+}
+
+/// <summary>A piece of streamed output; the last update carries <see cref="FinishReason"/>.</summary>
+public sealed record GenerationUpdate(string Text, int PromptTokens, int CompletionTokens, FinishReason? FinishReason = null);
+
+/// <summary>Anything that turns prompts into streamed text: Loom's own engine, llama.cpp.</summary>
+public interface ITextGenerator
+{
+    /// <summary>The model's name as clients see it (OpenAI "model").</summary>
+    string ModelName { get; }
+
+    int ContextLength { get; }
+
+    /// <summary>Sequences being generated right now (for metrics).</summary>
+    int ActiveSequences { get; }
+
+    int CountTokens(string text);
+
+    /// <summary>A conversation as prompt tokens, in the model's chat format, ending with an open assistant turn.</summary>
+    int[] EncodeChat(IReadOnlyList<Loom.Text.ChatTurn> turns);
+
+    /// <summary>Streams the completion of one request. Throws <see cref="ArgumentException"/> with a one-line message for a bad request (a prompt longer than the context).</summary>
+    IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default);
+}

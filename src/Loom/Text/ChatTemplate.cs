@@ -1,0 +1,65 @@
+namespace Loom.Text;
+
+/// <summary>One turn of a conversation.</summary>
+public sealed record ChatTurn(string Role, string Content);
+
+/// <summary>
+/// Loom's chat format, used by tuning (to build examples) and by serving (to build prompts):
+/// <c>&lt;|system|&gt;\n…&lt;|end|&gt;\n&lt;|user|&gt;\n…&lt;|end|&gt;\n&lt;|assistant|&gt;\n…&lt;|end|&gt;\n</c>.
+/// The role markers and <c>&lt;|end|&gt;</c> are special tokens of Loom's tokenizers.
+/// </summary>
+public static class ChatTemplate
+{
+    public const string End = SpecialTokens.End;
+    static readonly string[] Roles = ["system", "user", "assistant"];
+
+    public static string RoleMarker(string role) => $"<|{role}|>";
+
+    /// <summary>The conversation as one string; with <paramref name="addGenerationPrompt"/> it ends with an open assistant turn.</summary>
+    public static string Format(IEnumerable<ChatTurn> turns, bool addGenerationPrompt)
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (var turn in turns)
+        {
+            if (!Roles.Contains(turn.Role))
+                throw new ArgumentException($"unknown chat role '{turn.Role}' (expected system, user or assistant)");
+            text.Append(RoleMarker(turn.Role)).Append('\n').Append(turn.Content).Append(End).Append('\n');
+        }
+        if (addGenerationPrompt) text.Append(RoleMarker("assistant")).Append('\n');
+        return text.ToString();
+    }
+
+    /// <summary>
+    /// The conversation as token ids, with a mask that is true on the tokens a model should learn to
+    /// produce (each assistant turn's content and its end marker). Markers become special tokens where
+    /// the vocabulary has them; message content is always plain text, so it cannot inject markers.
+    /// </summary>
+    public static (int[] Ids, bool[] TargetMask) Encode(IEnumerable<ChatTurn> turns, ITokenizer tokenizer, bool addGenerationPrompt)
+    {
+        var ids = new List<int>();
+        var mask = new List<bool>();
+        void Add(string text, bool special, bool target)
+        {
+            int before = ids.Count;
+            tokenizer.Encode(text, ids, allowSpecialTokens: special);
+            for (int i = before; i < ids.Count; i++) mask.Add(target);
+        }
+        foreach (var turn in turns)
+        {
+            if (!Roles.Contains(turn.Role))
+                throw new ArgumentException($"unknown chat role '{turn.Role}' (expected system, user or assistant)");
+            bool target = turn.Role == "assistant";
+            Add(RoleMarker(turn.Role), special: true, target: false);
+            Add("\n", special: false, target: false);
+            Add(turn.Content, special: false, target: target);
+            Add(End, special: true, target: target);
+            Add("\n", special: false, target: false);
+        }
+        if (addGenerationPrompt)
+        {
+            Add(RoleMarker("assistant"), special: true, target: false);
+            Add("\n", special: false, target: false);
+        }
+        return ([.. ids], [.. mask]);
+    }
+}
