@@ -393,3 +393,23 @@ public class TokenizerTests(ShakespeareTokenizers shakespeare, ITestOutputHelper
         return [.. result];
     }
 }
+
+public class IncrementalDecoderTests(ShakespeareTokenizers shakespeare) : IClassFixture<ShakespeareTokenizers>
+{
+    [Theory]
+    [InlineData("plain ascii text, with punctuation!\n")]
+    [InlineData("héllo wörld — 日本語のテキスト 😀👍🏽 done")]
+    [InlineData("<|user|>hi<|end|>")]
+    public void PiecesJoinToTheFullDecode(string text)
+    {
+        foreach (var tokenizer in new ITokenizer[] { shakespeare.Bpe512, CharTokenizer.Train([text]) })
+        {
+            var ids = tokenizer.Encode(text, allowSpecialTokens: true);
+            var decoder = new IncrementalDecoder(tokenizer);
+            var pieces = ids.Select(decoder.Append).ToList();
+            pieces.Add(decoder.Flush());
+            Assert.Equal(tokenizer.Decode(ids), string.Concat(pieces));
+            Assert.DoesNotContain(pieces, piece => piece.Contains('\uFFFD'));
+        }
+    }
+}
