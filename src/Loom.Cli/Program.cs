@@ -12,6 +12,8 @@ public static class Program
         root.Subcommands.Add(PrepareCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(ChatCommand.Create());
         return root.Parse(args).Invoke();
     }
 }

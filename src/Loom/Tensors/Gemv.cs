@@ -76,6 +76,8 @@ public static unsafe class Gemv
         int j = start;
         if (Vector512.IsHardwareAccelerated && k >= 16)
         {
+            if (m == 1)
+                for (; j + 8 <= end; j += 8) Tile1x8(x, k, w + (long)j * k, y + j);
             for (; j + 4 <= end; j += 4)
             {
                 float* wj = w + (long)j * k;
@@ -91,41 +93,48 @@ public static unsafe class Gemv
         }
     }
 
-    /// <summary>y[0, 0..4) = x[k] · w[4, k]ᵀ; two accumulators per row hide the FMA latency.</summary>
+    // Every tile sums each output the same way (one vector accumulator over k in steps of 16, then the
+    // lanes, then the scalar tail), so a row's result does not depend on how many rows share the step:
+    // a sequence decodes to the same tokens alone or in a batch.
+
+    /// <summary>y[0, 0..8) = x[k] · w[8, k]ᵀ: eight independent accumulators keep the FMA units busy for one row.</summary>
+    static void Tile1x8(float* x, int k, float* w, float* y)
+    {
+        float* w1 = w + k, w2 = w1 + k, w3 = w2 + k, w4 = w3 + k, w5 = w4 + k, w6 = w5 + k, w7 = w6 + k;
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector512<float> a4 = default, a5 = default, a6 = default, a7 = default;
+        int p = 0;
+        for (; p + 16 <= k; p += 16)
+        {
+            var v = Vector512.Load(x + p);
+            a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w + p), a0);
+            a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w1 + p), a1);
+            a2 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w2 + p), a2);
+            a3 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w3 + p), a3);
+            a4 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w4 + p), a4);
+            a5 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w5 + p), a5);
+            a6 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w6 + p), a6);
+            a7 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w7 + p), a7);
+        }
+        Store(x, w, k, p, a0, a1, a2, a3, y);
+        Store(x, w4, k, p, a4, a5, a6, a7, y + 4);
+    }
+
+    /// <summary>y[0, 0..4) = x[k] · w[4, k]ᵀ.</summary>
     static void Tile1x4(float* x, int k, float* w, float* y)
     {
         float* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
         int p = 0;
-        for (; p + 32 <= k; p += 32)
-        {
-            var v = Vector512.Load(x + p);
-            var u = Vector512.Load(x + p + 16);
-            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(w + p), v, a0);
-            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(w1 + p), v, a1);
-            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(w2 + p), v, a2);
-            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(w3 + p), v, a3);
-            b0 = Vector512.FusedMultiplyAdd(Vector512.Load(w + p + 16), u, b0);
-            b1 = Vector512.FusedMultiplyAdd(Vector512.Load(w1 + p + 16), u, b1);
-            b2 = Vector512.FusedMultiplyAdd(Vector512.Load(w2 + p + 16), u, b2);
-            b3 = Vector512.FusedMultiplyAdd(Vector512.Load(w3 + p + 16), u, b3);
-        }
         for (; p + 16 <= k; p += 16)
         {
             var v = Vector512.Load(x + p);
-            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(w + p), v, a0);
-            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(w1 + p), v, a1);
-            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(w2 + p), v, a2);
-            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(w3 + p), v, a3);
+            a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w + p), a0);
+            a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w1 + p), a1);
+            a2 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w2 + p), a2);
+            a3 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w3 + p), a3);
         }
-        float s0 = Vector512.Sum(a0 + b0), s1 = Vector512.Sum(a1 + b1), s2 = Vector512.Sum(a2 + b2), s3 = Vector512.Sum(a3 + b3);
-        for (; p < k; p++)
-        {
-            float v = x[p];
-            s0 += w[p] * v; s1 += w1[p] * v; s2 += w2[p] * v; s3 += w3[p] * v;
-        }
-        y[0] = s0; y[1] = s1; y[2] = s2; y[3] = s3;
+        Store(x, w, k, p, a0, a1, a2, a3, y);
     }
 
     /// <summary>y[4 rows of stride n, 0..4) = x[4, k] · w[4, k]ᵀ: 16 accumulators, each loaded vector used four times.</summary>
