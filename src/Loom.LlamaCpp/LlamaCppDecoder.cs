@@ -4,6 +4,7 @@ using LLama.Common;
 using LLama.Exceptions;
 using LLama.Native;
 using Loom.Models;
+using Loom.Models.Gguf;
 using Loom.Text;
 
 namespace Loom.LlamaCpp;
@@ -30,7 +31,9 @@ public sealed class LlamaCppDecoder : IBatchDecoder
         this.batchSize = batchSize;
         lengths = new int[slots];
         ContextLength = contextLength;
-        Tokenizer = new LlamaCppTokenizer(weights);
+        // llama.cpp gives a BPE vocabulary without bos/eos keys the default id 11 for both; trust only ids the file names.
+        using var reader = GgufReader.Open(path);
+        Tokenizer = new LlamaCppTokenizer(weights, reader.Contains(GgufVocabulary.BosKey), reader.Contains(GgufVocabulary.EosKey));
     }
 
     public string Path { get; }
@@ -172,17 +175,18 @@ public sealed class LlamaCppTokenizer : ITokenizer
 {
     readonly LLamaWeights weights;
 
-    internal LlamaCppTokenizer(LLamaWeights weights)
+    internal LlamaCppTokenizer(LLamaWeights weights, bool fileNamesBos, bool fileNamesEos)
     {
         this.weights = weights;
         var vocab = weights.NativeHandle.Vocab;
-        BosId = vocab.BOS is LLamaToken bos ? (int)bos : null;
-        EosId = vocab.EOS is LLamaToken eos ? (int)eos : null;
+        BosId = fileNamesBos && vocab.ShouldAddBOS && vocab.BOS is LLamaToken bos ? (int)bos : null;
+        EosId = fileNamesEos && vocab.EOS is LLamaToken eos ? (int)eos : null;
         PadId = vocab.Pad is LLamaToken pad ? (int)pad : null;
         EndOfTurnId = vocab.EOT is LLamaToken eot ? (int)eot : null;
     }
 
     public int VocabSize => weights.Vocab.Count;
+    /// <summary>The BOS token when the model wants one prepended (tokenizer.ggml.add_bos_token), else null.</summary>
     public int? BosId { get; }
     public int? EosId { get; }
     public int? PadId { get; }
