@@ -4,7 +4,13 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        Console.Error.WriteLine("usage: Loom.Bench <benchmark>");
-        return 2;
+        switch (args.FirstOrDefault())
+        {
+            case "generate":
+                return GenerateBench.Run(args[1..]);
+            default:
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   (benchmarks: generate)");
+                return 2;
+        }
     }
 }
