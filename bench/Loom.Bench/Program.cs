@@ -9,8 +9,9 @@ public static class Program
             case "gemm": return GemmBench.Run(args[1..]);
             case "step": return StepBench.Run(args[1..]);
             case "tuning": return TuningBench.Run(args[1..]);
+            case "generate": return GenerateBench.Run(args[1..]);
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate");
                 return 2;
         }
     }

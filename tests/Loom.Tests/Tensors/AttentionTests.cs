@@ -2,6 +2,8 @@ using Loom.Tensors;
 
 namespace Loom.Tests.Tensors;
 
+/// <summary>Runs in the allocation collection: its no-allocation check reads a process-wide counter, so no other test may run beside it.</summary>
+[Collection(nameof(AllocationCollection))]
 public class AttentionTests
 {
     // Small shapes: forward against the float64 reference and every gradient against finite differences.

@@ -212,5 +212,34 @@ public sealed class TuningTests : IDisposable
         Assert.Contains("unknown module 'bogus'", stderr);
     }
 
+    [Fact]
+    public void GenerateBestOfRanksContinuationsWithTheRewardModel()
+    {
+        var (model, tokenizer) = Tiny();
+        string policy = Path.Combine(directory, "policy");
+        Checkpoint.Save(policy, model, tokenizer.Save);
+        var (body, _) = Tiny();
+        var reward = new RewardModel(body);
+        var random = new Random(4);
+        for (int i = 0; i < reward.Head.Length; i++) reward.Head[i] = (float)(random.NextDouble() - 0.5);
+        string rewardFolder = Path.Combine(directory, "reward");
+        reward.Save(rewardFolder, tokenizer);
+
+        var (code, stdout, stderr) = Cli("generate", "it is", "--model", policy, "--best-of", "3", "--reward-model", rewardFolder, "--seed", "5", "--max-tokens", "6", "--threads", "1");
+        Assert.True(code == 0, stderr);
+        var scores = stderr.Split('\n').Where(l => l.StartsWith("reward ")).Select(l => float.Parse(l["reward ".Length..l.IndexOf(':')], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        Assert.Equal(3, scores.Count);
+        Assert.Equal(scores.OrderByDescending(v => v), scores);
+        string best = stderr.Split('\n').First(l => l.StartsWith("reward "))[(stderr.IndexOf(": ", StringComparison.Ordinal) + 2)..];
+        Assert.Equal(best.TrimEnd(), stdout.TrimEnd().ReplaceLineEndings(" "));
+        // The score is the reward model's on prompt + continuation.
+        float expected = reward.Score([new TokenSequence(tokenizer.Encode("it is" + stdout.TrimEnd('\n')), new bool[tokenizer.Encode("it is" + stdout.TrimEnd('\n')).Length])])[0];
+        Assert.Equal(scores[0], expected, 2);
+
+        (code, _, stderr) = Cli("generate", "it is", "--model", policy, "--best-of", "3");
+        Assert.Equal(1, code);
+        Assert.Equal("error: --best-of needs --reward-model", stderr.Trim());
+    }
+
     const string FinetuneCommandPlot = "curves.png";
 }

@@ -167,4 +167,19 @@ public sealed class BestOfN
         var rewards = rewardModel.Score([.. texts.Select(t => TokenSequence.FromResponse(prompt, t, tokenizer))]);
         return [.. texts.Select((t, i) => (t, rewards[i])).OrderByDescending(x => x.Item2)];
     }
+
+    /// <summary>
+    /// Ranks continuations made elsewhere (e.g. by the serving engine) of a plain-text prompt: each is scored as the
+    /// text prompt + continuation, tokenized by <paramref name="tokenizer"/> (the reward model's). Highest reward first.
+    /// </summary>
+    public static IReadOnlyList<(string Response, float Reward)> Rank(RewardModel rewardModel, ITokenizer tokenizer, string prompt, IReadOnlyList<string> continuations)
+    {
+        var sequences = continuations.Select(c =>
+        {
+            var ids = tokenizer.Encode(prompt + c);
+            return new TokenSequence(ids, new bool[ids.Length]);
+        }).ToList();
+        var rewards = rewardModel.Score(sequences);
+        return [.. continuations.Select((c, i) => (c, rewards[i])).OrderByDescending(x => x.Item2)];
+    }
 }
