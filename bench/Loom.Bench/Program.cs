@@ -8,8 +8,10 @@ public static class Program
         {
             case "gemm": return GemmBench.Run(args[1..]);
             case "step": return StepBench.Run(args[1..]);
+            case "tuning": return TuningBench.Run(args[1..]);
+            case "generate": return GenerateBench.Run(args[1..]);
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate");
                 return 2;
         }
     }

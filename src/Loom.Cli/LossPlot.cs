@@ -27,3 +27,27 @@ internal static class LossPlot
         File.Move(temp, path, overwrite: true);
     }
 }
+
+/// <summary>Curves of a tuning run as a PNG: one line per named series (loss, reward margin, KL, accuracy…), by step.</summary>
+internal static class MetricsPlot
+{
+    public static void Save(string path, IReadOnlyList<(string Label, IReadOnlyList<(int Step, float Value)> Points)> series)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var (label, points) in series)
+        {
+            var finite = points.Where(p => float.IsFinite(p.Value)).ToList();
+            if (finite.Count == 0) continue;
+            var line = finite.Count > 1
+                ? plot.Add.ScatterLine(finite.Select(p => (double)p.Step).ToArray(), finite.Select(p => (double)p.Value).ToArray())
+                : plot.Add.Scatter(finite.Select(p => (double)p.Step).ToArray(), finite.Select(p => (double)p.Value).ToArray());
+            line.LegendText = label;
+            line.LineWidth = 1;
+        }
+        plot.XLabel("step");
+        plot.ShowLegend();
+        string temp = path + ".tmp.png";
+        plot.SavePng(temp, 900, 500);
+        File.Move(temp, path, overwrite: true);
+    }
+}

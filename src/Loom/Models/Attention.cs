@@ -36,16 +36,19 @@ public sealed class Attention
     /// <summary>The parameters in Hugging Face's order within a layer.</summary>
     public IEnumerable<Tensor> Parameters => [Norm, Query, Key, Value, Output];
 
+    /// <summary>LoRA adapters on this layer's projections (see <see cref="Lora"/>); empty for a plain model.</summary>
+    public List<LoraAdapter> Adapters { get; } = [];
+
     /// <summary>x [batch, tokens, dim] → the attention branch [batch, tokens, dim].</summary>
     public Tensor Forward(Tape tape, Tensor x, int positionOffset = 0)
     {
         var h = tape.RmsNorm(x, Norm, config.NormEps); // [batch, tokens, dim]
-        var q = tape.MatMul(h, Query, transposeW: true); // [batch, tokens, heads·headDim]
-        var k = tape.MatMul(h, Key, transposeW: true); // [batch, tokens, kvHeads·headDim]
-        var v = tape.MatMul(h, Value, transposeW: true); // [batch, tokens, kvHeads·headDim]
+        var q = LoraAdapter.Linear(tape, h, Query, Adapters); // [batch, tokens, heads·headDim]
+        var k = LoraAdapter.Linear(tape, h, Key, Adapters); // [batch, tokens, kvHeads·headDim]
+        var v = LoraAdapter.Linear(tape, h, Value, Adapters); // [batch, tokens, kvHeads·headDim]
         q = tape.Rope(q, config.Heads, config.HeadDim, config.RopeTheta, positionOffset); // [batch, tokens, heads·headDim]
         k = tape.Rope(k, config.KvHeads, config.HeadDim, config.RopeTheta, positionOffset); // [batch, tokens, kvHeads·headDim]
         var attended = tape.CausalAttention(q, k, v, config.Heads, config.KvHeads); // [batch, tokens, heads·headDim]
-        return tape.MatMul(attended, Output, transposeW: true); // [batch, tokens, dim]
+        return LoraAdapter.Linear(tape, attended, Output, Adapters); // [batch, tokens, dim]
     }
 }

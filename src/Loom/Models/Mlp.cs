@@ -32,13 +32,16 @@ public sealed class Mlp
     /// <summary>The parameters in Hugging Face's order within a layer.</summary>
     public IEnumerable<Tensor> Parameters => [Norm, Gate, Up, Down];
 
+    /// <summary>LoRA adapters on this layer's projections (see <see cref="Lora"/>); empty for a plain model.</summary>
+    public List<LoraAdapter> Adapters { get; } = [];
+
     /// <summary>x [batch, tokens, dim] → the MLP branch [batch, tokens, dim].</summary>
     public Tensor Forward(Tape tape, Tensor x)
     {
         var h = tape.RmsNorm(x, Norm, config.NormEps); // [batch, tokens, dim]
-        var gate = tape.MatMul(h, Gate, transposeW: true); // [batch, tokens, hidden]
-        var up = tape.MatMul(h, Up, transposeW: true); // [batch, tokens, hidden]
+        var gate = LoraAdapter.Linear(tape, h, Gate, Adapters); // [batch, tokens, hidden]
+        var up = LoraAdapter.Linear(tape, h, Up, Adapters); // [batch, tokens, hidden]
         var activated = tape.SwiGlu(gate, up); // [batch, tokens, hidden]
-        return tape.MatMul(activated, Down, transposeW: true); // [batch, tokens, dim]
+        return LoraAdapter.Linear(tape, activated, Down, Adapters); // [batch, tokens, dim]
     }
 }

@@ -111,7 +111,14 @@ public sealed class Transformer
     /// Logits for every position: ids [batch·tokens] (row-major, kept unchanged until backward) →
     /// [batch, tokens, vocab]. Position p attends to positions ≤ p of its own sequence.
     /// </summary>
-    public Tensor Forward(Tape tape, int[] ids, int batch, int tokens)
+    public Tensor Forward(Tape tape, int[] ids, int batch, int tokens) =>
+        tape.MatMul(ForwardHidden(tape, ids, batch, tokens), LmHead, transposeW: true); // [batch, tokens, vocab]
+
+    /// <summary>
+    /// The final hidden states (after the last RMSNorm, before the LM head) for ids [batch·tokens]:
+    /// [batch, tokens, dim]. Reward models and value heads read these.
+    /// </summary>
+    public Tensor ForwardHidden(Tape tape, int[] ids, int batch, int tokens)
     {
         if (tokens > Config.MaxSeq) throw new ArgumentException($"{tokens} tokens exceed the model's context of {Config.MaxSeq}", nameof(tokens));
         var x = tape.Embedding(TokenEmbedding, ids, batch, tokens); // [batch, tokens, dim]
@@ -120,8 +127,7 @@ public sealed class Transformer
             x = tape.Add(x, block.Attention.Forward(tape, x)); // [batch, tokens, dim]
             x = tape.Add(x, block.Mlp.Forward(tape, x)); // [batch, tokens, dim]
         }
-        x = tape.RmsNorm(x, FinalNorm, Config.NormEps); // [batch, tokens, dim]
-        return tape.MatMul(x, LmHead, transposeW: true); // [batch, tokens, vocab]
+        return tape.RmsNorm(x, FinalNorm, Config.NormEps); // [batch, tokens, dim]
     }
 
     /// <summary>

@@ -86,7 +86,11 @@ internal static unsafe class AttentionKernels
     {
         var job = decodeJob ??= new DecodeJob();
         job.Set(q, kCache, vCache, cachedTokens, heads, kvHeads, headDim, output);
-        WorkerPool.Run(heads, job);
+        // A short cache is less work than waking the worker threads.
+        if ((long)cachedTokens * heads * headDim < 16384)
+            for (int h = 0; h < heads; h++) job.Execute(h);
+        else
+            WorkerPool.Run(heads, job);
     }
 
     [ThreadStatic] static ForwardJob? forwardJob;

@@ -28,6 +28,43 @@ public static class RopeOps
         return y;
     }
 
+    /// <summary>
+    /// Rotates x [rows, heads·headDim] in place, row r at its own position <paramref name="positions"/>[r]
+    /// (decoding several sequences together, each at its own length). The same rotation as <see cref="Rope"/>;
+    /// no autograd.
+    /// </summary>
+    public static unsafe void RopeInPlace(Span<float> x, ReadOnlySpan<int> positions, int heads, int headDim, float theta)
+    {
+        if (headDim % 2 != 0) throw new ArgumentException($"rope head size must be even, got {headDim}", nameof(headDim));
+        if (x.Length != (long)positions.Length * heads * headDim)
+            throw new ArgumentException($"rope: x has {x.Length} values, {positions.Length} positions need {positions.Length}x{heads}·{headDim}", nameof(x));
+        fixed (float* px = x)
+        fixed (int* pp = positions)
+            RopeInPlace(px, pp, positions.Length, heads, headDim, theta);
+    }
+
+    /// <inheritdoc cref="RopeInPlace(Span{float}, ReadOnlySpan{int}, int, int, float)"/>
+    internal static unsafe void RopeInPlace(float* x, int* positions, int rows, int heads, int headDim, float theta)
+    {
+        int maxPosition = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            if (positions[r] < 0) throw new ArgumentOutOfRangeException(nameof(positions), positions[r], "rope positions must be >= 0");
+            maxPosition = Math.Max(maxPosition, positions[r]);
+        }
+        var table = RopeTable.For(headDim, theta, maxPosition + 1);
+        int half = headDim / 2;
+        fixed (float* cos = table.Cos, sin = table.Sin)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                float* c = cos + (long)positions[r] * half, s = sin + (long)positions[r] * half;
+                float* row = x + (long)r * heads * headDim;
+                for (int h = 0; h < heads; h++) RotateHalves(row + h * headDim, c, s, half, 1f, false, row + h * headDim);
+            }
+        }
+    }
+
     sealed class RopeBackward : IBackward
     {
         public static readonly RopeBackward Instance = new();

@@ -46,6 +46,36 @@ public static class FeedbackDatasets
 
     public static FeedbackData Read(string path, bool strict = false) => Read([path], strict);
 
+    /// <summary>
+    /// The prompts of a JSONL file for online RL and sampling: the <c>prompt</c> field of each line (a string or
+    /// a list of messages), whatever else the line holds. Bad lines are counted in <paramref name="skipped"/> with
+    /// file and line, or stop the read in strict mode.
+    /// </summary>
+    public static List<IReadOnlyList<ChatTurn>> ReadPrompts(string path, List<string> skipped, bool strict = false)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such prompts file", path);
+        var prompts = new List<IReadOnlyList<ChatTurn>>();
+        int lineNumber = 0;
+        foreach (var line in File.ReadLines(path))
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            try
+            {
+                using var document = JsonDocument.Parse(line);
+                if (document.RootElement.ValueKind != JsonValueKind.Object) throw new FormatException("each line must be a JSON object");
+                prompts.Add(Prompt(document.RootElement));
+            }
+            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or KeyNotFoundException)
+            {
+                string message = $"{path}:{lineNumber}: {(e is JsonException ? "malformed JSON" : e.Message)}";
+                if (strict) throw new FormatException(message, e);
+                skipped.Add(message);
+            }
+        }
+        return prompts;
+    }
+
     static void Read(string path, FeedbackData data, bool strict)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such dataset file", path);

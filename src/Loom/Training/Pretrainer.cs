@@ -269,7 +269,7 @@ public static class Pretrainer
     }
 
     /// <summary>Opens metrics.jsonl for appending, first dropping records past <paramref name="startStep"/> (left by a run that went on after its last checkpoint).</summary>
-    static StreamWriter OpenMetrics(string path, int startStep)
+    internal static StreamWriter OpenMetrics(string path, int startStep)
     {
         if (File.Exists(path))
         {
@@ -291,7 +291,7 @@ public static class Pretrainer
     }
 
     /// <summary>One JSON object from name/value pairs (floats in round-trip form).</summary>
-    static string Json(params ReadOnlySpan<(string Name, float Value)> fields)
+    internal static string Json(params ReadOnlySpan<(string Name, float Value)> fields)
     {
         var text = new StringBuilder("{");
         for (int i = 0; i < fields.Length; i++)

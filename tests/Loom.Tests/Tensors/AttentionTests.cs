@@ -2,7 +2,7 @@ using Loom.Tensors;
 
 namespace Loom.Tests.Tensors;
 
-// Runs with the allocation tests, alone: its allocation check reads a process-wide counter.
+/// <summary>Runs in the allocation collection: its no-allocation check reads a process-wide counter, so no other test may run beside it.</summary>
 [Collection(nameof(AllocationCollection))]
 public class AttentionTests
 {

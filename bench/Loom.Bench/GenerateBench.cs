@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using Loom.LlamaCpp;
+using Loom.Models;
+using Loom.Models.Gguf;
+using Loom.Tensors;
+
+namespace Loom.Bench;
+
+/// <summary>
+/// Inference speed of Loom's <see cref="TransformerDecoder"/> against llama.cpp (LLamaSharp) on the same
+/// weights exported to GGUF, with the same thread count, both through <see cref="IBatchDecoder"/>:
+/// decode tokens/s at batch 1, prefill tokens/s, and the time per token at growing positions (flat with
+/// a KV cache, apart from the attention term). Random weights: speed does not depend on their values.
+/// Usage: generate [--threads N] [--tokens N] [--models shakespeare-char,small]
+/// </summary>
+public static class GenerateBench
+{
+    public static int Run(string[] args)
+    {
+        int threads = Environment.ProcessorCount, tokens = 64;
+        string[] models = ["shakespeare-char", "small"];
+        for (int i = 0; i + 1 < args.Length; i += 2)
+        {
+            switch (args[i])
+            {
+                case "--threads": threads = int.Parse(args[i + 1]); break;
+                case "--tokens": tokens = int.Parse(args[i + 1]); break;
+                case "--models": models = args[i + 1].Split(','); break;
+                default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
+            }
+        }
+        WorkerPool.ThreadCount = threads;
+        Console.WriteLine($"generate bench: {threads} threads, {tokens} decode tokens, AVX-512 {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}");
+        string folder = Directory.CreateTempSubdirectory("loom-generate-bench-").FullName;
+        try
+        {
+            foreach (var name in models) Model(name, threads, tokens, folder);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+        return 0;
+    }
+
+    const int ContextLength = 544;
+    const int PrefillTokens = 256;
+    static readonly int[] Positions = [32, 128, 256, 512];
+
+    static void Model(string preset, int threads, int tokens, string folder)
+    {
+        var config = LlamaConfig.Preset(preset) with { MaxSeq = ContextLength };
+        var model = new Transformer(config, seed: 1);
+        Console.WriteLine();
+        Console.WriteLine($"== {preset}: {config.Layers} layers, {config.Dim} dims, {config.Heads} heads, hidden {config.HiddenDim}, vocab {config.VocabSize}, {config.ParameterCount / 1e6:F2}M parameters ({config.ParameterCount * 4 / 1e6:F1} MB in F32)");
+
+        var loom = Measure(new TransformerDecoder(model, slotCount: 1), config.VocabSize, tokens);
+        Report("Loom F32", loom, null);
+
+        var vocabulary = GgufVocabulary.FromCharacters([.. Enumerable.Range(0, config.VocabSize).Select(i => ((char)(0x4E00 + i)).ToString())]);
+        var weights = model.Parameters.ToDictionary(p => p.Name!);
+        foreach (var type in new[] { GgmlType.F32, GgmlType.Q8_0 })
+        {
+            string path = Path.Combine(folder, $"{preset}-{type}.gguf");
+            LlamaGguf.Write(path, config, weights, vocabulary, type, preset);
+            var llama = Measure(LlamaCppDecoder.Load(path, slots: 1, new LlamaCppOptions(ContextSize: ContextLength, Threads: threads)), config.VocabSize, tokens);
+            Report($"llama.cpp {type}", llama, loom);
+            File.Delete(path);
+        }
+    }
+
+    sealed record Result(double DecodeTokensPerSecond, double PrefillTokensPerSecond, double[] MillisecondsAt);
+
+    /// <summary>Times one decoder (then disposes it): best of three prefills, a decode run, and per-token times at growing positions.</summary>
+    static Result Measure(IBatchDecoder decoder, int vocab, int tokens)
+    {
+        using var _ = decoder;
+        var logits = new float[vocab];
+        int[] prompt = [.. Enumerable.Range(0, PrefillTokens).Select(i => i * 7 % vocab)];
+        int[] slot = [0];
+        int[] next = [0];
+
+        // Warm-up: buffers, thread pools, RoPE tables.
+        decoder.Prefill(0, prompt, logits);
+        for (int i = 0; i < 8; i++) { next[0] = i % vocab; decoder.Decode(slot, next, logits); }
+
+        double prefill = double.MaxValue;
+        for (int run = 0; run < 3; run++)
+        {
+            var watch = Stopwatch.StartNew();
+            decoder.Prefill(0, prompt, logits);
+            prefill = Math.Min(prefill, watch.Elapsed.TotalSeconds);
+        }
+
+        // Decode at batch 1 from a short prompt, so that the attention span stays small as in chat. Each
+        // token is timed alone and the median kept: on a shared machine a preempted token says nothing
+        // about either engine.
+        decoder.Prefill(0, prompt.AsSpan(0, 16), logits);
+        var times = new double[tokens];
+        for (int i = 0; i < tokens; i++)
+        {
+            next[0] = i * 13 % vocab;
+            long start = Stopwatch.GetTimestamp();
+            decoder.Decode(slot, next, logits);
+            times[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+        double decodeSeconds = Median(times);
+
+        // Time per token at growing positions (median of a window): one sequence decoded up to the last position.
+        const int window = 9;
+        var at = new double[Positions.Length];
+        var windowTimes = new double[window];
+        decoder.Prefill(0, prompt.AsSpan(0, 1), logits);
+        int position = 1;
+        for (int p = 0; p < Positions.Length; p++)
+        {
+            for (; position < Positions[p]; position++) { next[0] = position % vocab; decoder.Decode(slot, next, logits); }
+            for (int i = 0; i < window; i++, position++)
+            {
+                next[0] = position % vocab;
+                long start = Stopwatch.GetTimestamp();
+                decoder.Decode(slot, next, logits);
+                windowTimes[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+            at[p] = Median(windowTimes);
+        }
+        decoder.Release(0);
+        return new Result(1 / decodeSeconds, PrefillTokens / prefill, at);
+    }
+
+    static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted[sorted.Length / 2];
+    }
+
+    static void Report(string name, Result result, Result? loom)
+    {
+        string positions = string.Join(", ", Positions.Select((p, i) => $"@{p} {result.MillisecondsAt[i]:F3}"));
+        Console.WriteLine($"{name,-16} decode {result.DecodeTokensPerSecond,9:F1} tokens/s (median token)   prefill {result.PrefillTokensPerSecond,9:F1} tokens/s (best of 3, {PrefillTokens} tokens)   ms/token {positions} (x{result.MillisecondsAt[^1] / result.MillisecondsAt[0]:F2} from first to last)");
+        if (loom is not null)
+            Console.WriteLine($"{"",-16} Loom / {name}: decode x{loom.DecodeTokensPerSecond / result.DecodeTokensPerSecond:F2}, prefill x{loom.PrefillTokensPerSecond / result.PrefillTokensPerSecond:F2}");
+    }
+}

@@ -1,0 +1,66 @@
+using Loom.Models;
+using Loom.Text;
+
+namespace Loom.Serving;
+
+/// <summary>How a model is loaded for generation; null means the default.</summary>
+public sealed record LoomModelOptions
+{
+    /// <summary>Sequences decoded together (KV-cache slots); default 1.</summary>
+    public int? Slots { get; init; }
+    /// <summary>Tokens per sequence, prompt included; default (and at most) the model's max_position_embeddings.</summary>
+    public int? ContextLength { get; init; }
+    /// <summary>Options of the batching engine.</summary>
+    public GenerationEngineOptions? Engine { get; init; }
+}
+
+/// <summary>
+/// A checkpoint ready to generate: its config, tokenizer, weights, a <see cref="TransformerDecoder"/>
+/// with a KV cache, and the <see cref="GenerationEngine"/> that batches requests over it.
+/// Disposing stops the engine.
+/// </summary>
+public sealed class LoomModel : IAsyncDisposable
+{
+    LoomModel(string name, Transformer transformer, ITokenizer tokenizer, LoomModelOptions options)
+    {
+        if (tokenizer.VocabSize > transformer.Config.VocabSize)
+            throw new ArgumentException($"the tokenizer has {tokenizer.VocabSize} tokens, the model only {transformer.Config.VocabSize}");
+        Name = name;
+        Transformer = transformer;
+        Tokenizer = tokenizer;
+        Decoder = new TransformerDecoder(transformer, options.Slots ?? 1, options.ContextLength);
+        Engine = new GenerationEngine(name, Decoder, tokenizer, options.Engine);
+    }
+
+    /// <summary>The model's name as clients see it (the checkpoint folder's name).</summary>
+    public string Name { get; }
+    public LlamaConfig Config => Transformer.Config;
+    public Transformer Transformer { get; }
+    public ITokenizer Tokenizer { get; }
+    public TransformerDecoder Decoder { get; }
+    public GenerationEngine Engine { get; }
+
+    /// <summary>
+    /// Loads a checkpoint folder (or a training output folder holding checkpoint/): config.json,
+    /// model.safetensors, tokenizer.json. Errors are one line naming the file.
+    /// </summary>
+    public static LoomModel Load(string folder, LoomModelOptions? options = null)
+    {
+        string resolved = Checkpoint.Resolve(folder);
+        var transformer = Checkpoint.Load(resolved);
+        var tokenizer = Text.Tokenizer.Load(resolved);
+        string name = Path.GetFileName(Path.GetFullPath(resolved).TrimEnd(Path.DirectorySeparatorChar));
+        if (name == "checkpoint") name = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(resolved).TrimEnd(Path.DirectorySeparatorChar))) ?? name;
+        return new LoomModel(name, transformer, tokenizer, options ?? new LoomModelOptions());
+    }
+
+    /// <summary>A model already in memory (tests, benchmarks, a model just trained).</summary>
+    public static LoomModel Create(string name, Transformer transformer, ITokenizer tokenizer, LoomModelOptions? options = null) =>
+        new(name, transformer, tokenizer, options ?? new LoomModelOptions());
+
+    public async ValueTask DisposeAsync()
+    {
+        await Engine.DisposeAsync().ConfigureAwait(false);
+        Decoder.Dispose();
+    }
+}

@@ -1,0 +1,57 @@
+using Loom.Models;
+using Loom.Tensors;
+using Loom.Text;
+
+namespace Loom.Training.Tuning;
+
+/// <summary>Log-probabilities of responses under a causal LM: per token and summed per sequence.</summary>
+public static class SequenceLogProbs
+{
+    /// <summary>
+    /// Per-token log-probabilities [batch·tokens] (0 outside the response) of the rows of <paramref name="batch"/>
+    /// (built by <see cref="TokenBatch.ForLogProbs"/>).
+    /// </summary>
+    public static Tensor TokenLogProbs(Tape tape, Transformer model, TokenBatch batch)
+    {
+        var logits = model.Forward(tape, batch.Ids, batch.Batch, batch.Tokens); // [batch, tokens, vocab]
+        return tape.TokenLogProbs(logits, batch.Targets, TokenBatch.IgnoreIndex); // [batch·tokens]
+    }
+
+    /// <summary>Sequence log-probabilities log π(response | prompt) [batch].</summary>
+    public static Tensor Sequences(Tape tape, Transformer model, TokenBatch batch) =>
+        tape.SegmentSum(TokenLogProbs(tape, model, batch), batch.SegmentOf, batch.Batch); // [batch]
+
+    /// <summary>Sequence log-probabilities of many sequences without recording, in chunks.</summary>
+    public static float[] Compute(Transformer model, IReadOnlyList<TokenSequence> sequences, int chunk = 16)
+    {
+        var tape = new Tape { Recording = false };
+        var result = new float[sequences.Count];
+        for (int start = 0; start < sequences.Count; start += chunk)
+        {
+            tape.Reset();
+            var batch = TokenBatch.ForLogProbs([.. sequences.Skip(start).Take(chunk)], model.Config.MaxSeq);
+            Sequences(tape, model, batch).Span.CopyTo(result.AsSpan(start));
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// A Monte Carlo estimate of KL(policy ‖ reference) per response: sample one response per prompt from the
+    /// policy and average log π(y|x) − log π_ref(y|x) (nats per response).
+    /// </summary>
+    public static float SampledKl(Transformer policy, Transformer reference, IReadOnlyList<int[]> promptIds, int maxNewTokens, int stopId, ulong seed)
+    {
+        if (promptIds.Count == 0) return float.NaN;
+        var samples = new PolicySampler(policy).Sample(promptIds, 1, maxNewTokens, 1f, stopId, new DeterministicRandom(seed));
+        var sequences = promptIds.Select((p, i) => TokenSequence.FromSample(p, samples[i])).Where(s => s.Ids.Length > 1).ToList();
+        var policyLogProbs = Compute(policy, sequences);
+        var referenceLogProbs = Compute(reference, sequences);
+        double total = 0;
+        for (int i = 0; i < sequences.Count; i++) total += policyLogProbs[i] - referenceLogProbs[i];
+        return (float)(total / sequences.Count);
+    }
+
+    /// <summary>The id that ends an assistant turn (<c>&lt;|end|&gt;</c>); a one-line error when the tokenizer lacks it.</summary>
+    public static int EndId(ITokenizer tokenizer) =>
+        tokenizer.TokenToId(ChatTemplate.End) ?? throw new InvalidDataException($"the tokenizer has no {ChatTemplate.End} token (chat tuning needs Loom's special tokens)");
+}
