@@ -234,15 +234,19 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         }
         if (documentId is null)
             return null;
-        await using (var command = new NpgsqlCommand($"""
-            INSERT INTO {schema}.chunk_tombstones(chunk_id, generation) SELECT id, $2 FROM {schema}.chunks WHERE document_id = $1;
-            DELETE FROM {schema}.chunks WHERE document_id = $1;
-            DELETE FROM {schema}.document_tags WHERE document_id = $1;
-            """, connection, transaction))
+        await using (var batch = new NpgsqlBatch(connection, transaction))
         {
-            command.Parameters.Add(new NpgsqlParameter { Value = documentId.Value });
-            command.Parameters.Add(new NpgsqlParameter { Value = generation });
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            var tombstones = new NpgsqlBatchCommand($"INSERT INTO {schema}.chunk_tombstones(chunk_id, generation) SELECT id, $2 FROM {schema}.chunks WHERE document_id = $1");
+            tombstones.Parameters.Add(new NpgsqlParameter { Value = documentId.Value });
+            tombstones.Parameters.Add(new NpgsqlParameter { Value = generation });
+            var chunks = new NpgsqlBatchCommand($"DELETE FROM {schema}.chunks WHERE document_id = $1");
+            chunks.Parameters.Add(new NpgsqlParameter { Value = documentId.Value });
+            var tags = new NpgsqlBatchCommand($"DELETE FROM {schema}.document_tags WHERE document_id = $1");
+            tags.Parameters.Add(new NpgsqlParameter { Value = documentId.Value });
+            batch.BatchCommands.Add(tombstones);
+            batch.BatchCommands.Add(chunks);
+            batch.BatchCommands.Add(tags);
+            await batch.ExecuteNonQueryAsync(cancellationToken);
         }
         return documentId;
     }
