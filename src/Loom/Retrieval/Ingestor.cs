@@ -24,6 +24,20 @@ public sealed class IngestReport
 
     internal void Add(IngestEntry entry) { lock (gate) entries.Add(entry); }
 
+    /// <summary>One report for several runs (files and SQL in one command).</summary>
+    public static IngestReport Combine(IEnumerable<IngestReport> reports)
+    {
+        var combined = new IngestReport();
+        foreach (var report in reports)
+        {
+            foreach (var entry in report.Entries)
+                combined.Add(entry);
+            combined.ChunksEmbedded += report.ChunksEmbedded;
+            combined.Elapsed += report.Elapsed;
+        }
+        return combined;
+    }
+
     /// <summary>True when the run did something useful or confirmed the index is current.</summary>
     public bool AnythingDone => Entries.Any(entry => entry.Outcome != IngestOutcome.Skipped);
 
