@@ -204,13 +204,15 @@ public sealed partial class Chunker(ChunkerOptions? options = null)
     /// <summary>Splits a block longer than a chunk: code at line ends, prose at sentence ends, then at words.</summary>
     IEnumerable<(string Text, int Tokens)> SplitLong(Block block)
     {
+        // Pieces leave room for the overlap that the next chunk starts with.
+        int budget = options.MaxTokens - options.OverlapTokens - 1;
         var units = block.Kind == BlockKind.Code ? block.Text.Split('\n') : SentenceBreak().Split(block.Text);
         string separator = block.Kind == BlockKind.Code ? "\n" : " ";
         var current = new StringBuilder();
-        foreach (string unit in units.SelectMany(unit => TokenCounter.Count(unit) > options.MaxTokens ? SplitWords(unit) : [unit]))
+        foreach (string unit in units.SelectMany(unit => TokenCounter.Count(unit) > budget ? SplitWords(unit, budget) : [unit]))
         {
             string candidate = current.Length == 0 ? unit : current + separator + unit;
-            if (current.Length > 0 && TokenCounter.Count(candidate) > options.MaxTokens)
+            if (current.Length > 0 && TokenCounter.Count(candidate) > budget)
             {
                 string text = current.ToString();
                 yield return (text, TokenCounter.Count(text));
@@ -228,16 +230,16 @@ public sealed partial class Chunker(ChunkerOptions? options = null)
         }
     }
 
-    IEnumerable<string> SplitWords(string text)
+    static IEnumerable<string> SplitWords(string text, int budget)
     {
         var current = new StringBuilder();
         foreach (string word in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
         {
             // A single "word" longer than a chunk (a base64 blob) is cut by characters.
-            foreach (string part in word.Length > options.MaxTokens * 2 ? word.Chunk(options.MaxTokens * 2).Select(part => new string(part)) : [word])
+            foreach (string part in word.Length > budget ? word.Chunk(budget).Select(part => new string(part)) : [word])
             {
                 string candidate = current.Length == 0 ? part : current + " " + part;
-                if (current.Length > 0 && TokenCounter.Count(candidate) > options.MaxTokens)
+                if (current.Length > 0 && TokenCounter.Count(candidate) > budget)
                 {
                     yield return current.ToString();
                     current.Clear().Append(part);
