@@ -23,6 +23,9 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
 
     public int Dimensions { get; }
 
+    /// <summary>Vectors in this process's HNSW index (equals the chunk count once in step).</summary>
+    public long VectorCount => vectors.Count;
+
     PostgresRetrievalStore(NpgsqlDataSource dataSource, string schema, int dimensions, VectorIndex vectors)
     {
         this.dataSource = dataSource;

@@ -19,6 +19,9 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
 
     public int Dimensions { get; }
 
+    /// <summary>Vectors in this process's HNSW index (equals the chunk count once in step).</summary>
+    public long VectorCount => vectors.Count;
+
     /// <summary>Where the database lives.</summary>
     public string DatabasePath { get; }
 
