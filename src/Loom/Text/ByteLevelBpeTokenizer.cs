@@ -1,0 +1,329 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Text;
+
+namespace Loom.Text;
+
+/// <summary>
+/// GPT-2-style byte-level BPE: text is split by the GPT-2 pre-tokenizer regex, each piece is encoded as
+/// bytes (WTF-8, so every .NET string round-trips), and merges are applied lowest rank first, leftmost
+/// first among equal ranks (as Hugging Face tokenizers and Microsoft.ML.Tokenizers do).
+/// </summary>
+public sealed class ByteLevelBpeTokenizer : ITokenizer
+{
+    private const int CacheLimit = 200_000;
+    private const int CacheableLength = 64;
+
+    private readonly string[] idToToken;
+    private readonly byte[]?[] idToBytes; // null for special tokens
+    private readonly bool[] special;
+    private readonly Dictionary<string, int> tokenToId;
+    private readonly int[] byteToId = new int[256];
+    private readonly Dictionary<long, int> mergeRanks = [];
+    private readonly int[] mergeResults;
+    private readonly (int Left, int Right)[] merges;
+    private readonly SpecialTokenSplitter specialSplitter;
+    private readonly ConcurrentDictionary<string, int[]> cache = new();
+    private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> cacheLookup;
+
+    /// <summary>
+    /// Builds a tokenizer from a vocabulary (token spelled in the byte-level alphabet, id), merges (pairs
+    /// of tokens, in rank order) and special tokens (content, id). Every byte must have a token.
+    /// </summary>
+    public ByteLevelBpeTokenizer(
+        IReadOnlyDictionary<string, int> vocabulary,
+        IReadOnlyList<(string Left, string Right)> merges,
+        IReadOnlyDictionary<string, int> specialTokens)
+    {
+        var size = Math.Max(
+            vocabulary.Count == 0 ? 0 : vocabulary.Values.Max() + 1,
+            specialTokens.Count == 0 ? 0 : specialTokens.Values.Max() + 1);
+        idToToken = new string[size];
+        idToBytes = new byte[size][];
+        special = new bool[size];
+        tokenToId = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (token, id) in vocabulary)
+        {
+            if (id < 0)
+            {
+                throw new InvalidDataException($"vocabulary: token '{token}' has negative id {id}");
+            }
+            idToToken[id] = token;
+            idToBytes[id] = ByteLevel.TokenStringToBytes(token)
+                ?? throw new InvalidDataException($"vocabulary: token '{token}' is not spelled in the byte-level alphabet");
+            tokenToId[token] = id;
+        }
+        foreach (var (token, id) in specialTokens)
+        {
+            if (id < 0)
+            {
+                throw new InvalidDataException($"added_tokens: token '{token}' has negative id {id}");
+            }
+            idToToken[id] = token;
+            idToBytes[id] = null;
+            special[id] = true;
+            tokenToId[token] = id;
+        }
+        for (var id = 0; id < size; id++)
+        {
+            if (idToToken[id] is null)
+            {
+                throw new InvalidDataException($"vocabulary: id {id} has no token (ids must be 0..{size - 1} with no gaps)");
+            }
+        }
+        for (var b = 0; b < 256; b++)
+        {
+            var token = ByteLevel.ByteToChar((byte)b).ToString();
+            if (!vocabulary.TryGetValue(token, out byteToId[b]))
+            {
+                throw new InvalidDataException($"vocabulary: byte 0x{b:X2} ('{token}') has no token");
+            }
+        }
+        mergeResults = new int[merges.Count];
+        this.merges = new (int, int)[merges.Count];
+        for (var rank = 0; rank < merges.Count; rank++)
+        {
+            var (left, right) = merges[rank];
+            if (!vocabulary.TryGetValue(left, out var leftId) || !vocabulary.TryGetValue(right, out var rightId)
+                || !vocabulary.TryGetValue(left + right, out var mergedId))
+            {
+                throw new InvalidDataException($"merges[{rank}]: '{left} {right}' uses a token that is not in the vocabulary");
+            }
+            this.merges[rank] = (leftId, rightId);
+            mergeResults[rank] = mergedId;
+            mergeRanks.TryAdd(PairKey(leftId, rightId), rank);
+        }
+        SpecialTokenIds = new Dictionary<string, int>(specialTokens);
+        specialSplitter = new SpecialTokenSplitter(specialTokens);
+        cacheLookup = cache.GetAlternateLookup<ReadOnlySpan<char>>();
+        BosId = FirstPresent(SpecialTokens.BosNames);
+        EosId = FirstPresent(SpecialTokens.EosNames);
+        PadId = FirstPresent(SpecialTokens.PadNames);
+    }
+
+    public int VocabSize => idToToken.Length;
+
+    public int? BosId { get; }
+
+    public int? EosId { get; }
+
+    public int? PadId { get; }
+
+    /// <summary>Special tokens by content.</summary>
+    public IReadOnlyDictionary<string, int> SpecialTokenIds { get; }
+
+    /// <summary>Merges in rank order, as token ids.</summary>
+    public IReadOnlyList<(int Left, int Right)> Merges => merges;
+
+    public int[] Encode(string text, bool allowSpecialTokens = false)
+    {
+        var ids = new List<int>(text.Length / 3 + 1);
+        Encode(text, ids, allowSpecialTokens);
+        return [.. ids];
+    }
+
+    public void Encode(ReadOnlySpan<char> text, List<int> ids, bool allowSpecialTokens = false)
+    {
+        if (allowSpecialTokens && !specialSplitter.IsEmpty)
+        {
+            specialSplitter.Split(text, ids, this, static (piece, list, self) => self.EncodeOrdinary(piece, list));
+        }
+        else
+        {
+            EncodeOrdinary(text, ids);
+        }
+    }
+
+    /// <summary>Encodes raw bytes (any bytes, valid UTF-8 or not) as one piece, with no pre-tokenization; <see cref="DecodeBytes"/> gives them back.</summary>
+    public int[] EncodeBytes(ReadOnlySpan<byte> bytes)
+    {
+        var ids = new List<int>(bytes.Length / 3 + 1);
+        EncodeWord(bytes, ids);
+        return [.. ids];
+    }
+
+    /// <summary>The bytes the ids stand for; special tokens contribute their UTF-8 text unless skipped.</summary>
+    public byte[] DecodeBytes(ReadOnlySpan<int> ids, bool skipSpecialTokens = false)
+    {
+        var output = new List<byte>(ids.Length * 4);
+        foreach (var id in ids)
+        {
+            if ((uint)id >= (uint)idToToken.Length)
+            {
+                output.AddRange("\uFFFD"u8);
+            }
+            else if (idToBytes[id] is { } bytes)
+            {
+                output.AddRange(bytes);
+            }
+            else if (!skipSpecialTokens)
+            {
+                output.AddRange(Encoding.UTF8.GetBytes(idToToken[id]));
+            }
+        }
+        return [.. output];
+    }
+
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false)
+    {
+        var output = new StringBuilder(ids.Length * 4);
+        var pending = new List<byte>(64);
+        foreach (var id in ids)
+        {
+            if ((uint)id < (uint)idToToken.Length && idToBytes[id] is { } bytes)
+            {
+                pending.AddRange(bytes);
+                continue;
+            }
+            Flush();
+            if ((uint)id >= (uint)idToToken.Length)
+            {
+                output.Append('\uFFFD');
+            }
+            else if (!skipSpecialTokens)
+            {
+                output.Append(idToToken[id]);
+            }
+        }
+        Flush();
+        return output.ToString();
+
+        void Flush()
+        {
+            ByteLevel.DecodeText(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pending), output);
+            pending.Clear();
+        }
+    }
+
+    public int? TokenToId(string token) => tokenToId.TryGetValue(token, out var id) ? id : null;
+
+    public string? IdToToken(int id) => (uint)id < (uint)idToToken.Length ? idToToken[id] : null;
+
+    public bool IsSpecial(int id) => (uint)id < (uint)special.Length && special[id];
+
+    public void Save(string directory) => TokenizerJson.WriteByteLevelBpe(this, directory);
+
+    /// <summary>The vocabulary in id order, each token spelled in the byte-level alphabet.</summary>
+    internal IReadOnlyList<string> Tokens => idToToken;
+
+    private void EncodeOrdinary(ReadOnlySpan<char> text, List<int> ids)
+    {
+        byte[]? rented = null;
+        Span<byte> buffer = stackalloc byte[256];
+        foreach (var match in ByteLevel.PreTokenizer().EnumerateMatches(text))
+        {
+            var piece = text.Slice(match.Index, match.Length);
+            if (piece.Length <= CacheableLength && cacheLookup.TryGetValue(piece, out var cached))
+            {
+                ids.AddRange(cached);
+                continue;
+            }
+            var maxBytes = ByteLevel.MaxByteCount(piece.Length);
+            if (maxBytes > buffer.Length)
+            {
+                if (rented is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(rented);
+                }
+                rented = ArrayPool<byte>.Shared.Rent(maxBytes);
+                buffer = rented;
+            }
+            var byteCount = ByteLevel.EncodeText(piece, buffer);
+            var start = ids.Count;
+            EncodeWord(buffer[..byteCount], ids);
+            if (piece.Length <= CacheableLength)
+            {
+                if (cache.Count >= CacheLimit)
+                {
+                    cache.Clear();
+                }
+                cache.TryAdd(piece.ToString(), ids.GetRange(start, ids.Count - start).ToArray());
+            }
+        }
+        if (rented is not null)
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    // Applies merges to one pre-tokenized piece: the lowest-ranked adjacent pair first, leftmost among
+    // equals; a heap over (rank, position) and a linked list of symbols make it O(n log n) in the length.
+    private void EncodeWord(ReadOnlySpan<byte> bytes, List<int> ids)
+    {
+        var length = bytes.Length;
+        if (length == 0)
+        {
+            return;
+        }
+        if (length == 1)
+        {
+            ids.Add(byteToId[bytes[0]]);
+            return;
+        }
+        var symbols = new int[length];
+        var next = new int[length];
+        var previous = new int[length];
+        var queue = new PriorityQueue<int, long>();
+        for (var i = 0; i < length; i++)
+        {
+            symbols[i] = byteToId[bytes[i]];
+            next[i] = i + 1 < length ? i + 1 : -1;
+            previous[i] = i - 1;
+        }
+        for (var i = 0; i + 1 < length; i++)
+        {
+            Enqueue(i, i + 1);
+        }
+        while (queue.TryDequeue(out var position, out var priority))
+        {
+            var rank = (int)(priority >> 32);
+            var right = next[position];
+            if (symbols[position] < 0 || right < 0
+                || !mergeRanks.TryGetValue(PairKey(symbols[position], symbols[right]), out var currentRank) || currentRank != rank)
+            {
+                continue;
+            }
+            symbols[position] = mergeResults[rank];
+            symbols[right] = -1;
+            next[position] = next[right];
+            if (next[right] >= 0)
+            {
+                previous[next[right]] = position;
+            }
+            if (previous[position] >= 0)
+            {
+                Enqueue(previous[position], position);
+            }
+            if (next[position] >= 0)
+            {
+                Enqueue(position, next[position]);
+            }
+        }
+        for (var i = 0; i >= 0; i = next[i])
+        {
+            ids.Add(symbols[i]);
+        }
+
+        void Enqueue(int left, int right)
+        {
+            if (mergeRanks.TryGetValue(PairKey(symbols[left], symbols[right]), out var rank))
+            {
+                queue.Enqueue(left, ((long)rank << 32) | (uint)left);
+            }
+        }
+    }
+
+    private int? FirstPresent(string[] names)
+    {
+        foreach (var name in names)
+        {
+            if (SpecialTokenIds.TryGetValue(name, out var id))
+            {
+                return id;
+            }
+        }
+        return null;
+    }
+
+    internal static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
+}

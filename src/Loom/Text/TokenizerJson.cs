@@ -1,0 +1,278 @@
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace Loom.Text;
+
+/// <summary>Reads and writes Hugging Face <c>tokenizer.json</c> files.</summary>
+internal static class TokenizerJson
+{
+    private static readonly JsonWriterOptions WriterOptions = new() { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static void WriteByteLevelBpe(ByteLevelBpeTokenizer tokenizer, string directory)
+    {
+        var tokens = tokenizer.Tokens;
+        Write(directory, writer =>
+        {
+            WriteHeader(writer);
+            writer.WriteStartArray("added_tokens");
+            foreach (var (content, id) in tokenizer.SpecialTokenIds.OrderBy(pair => pair.Value))
+            {
+                writer.WriteStartObject();
+                writer.WriteNumber("id", id);
+                writer.WriteString("content", content);
+                writer.WriteBoolean("single_word", false);
+                writer.WriteBoolean("lstrip", false);
+                writer.WriteBoolean("rstrip", false);
+                writer.WriteBoolean("normalized", false);
+                writer.WriteBoolean("special", true);
+                writer.WriteEndObject();
+            }
+            writer.WriteEndArray();
+            writer.WriteNull("normalizer");
+            WriteByteLevelComponent(writer, "pre_tokenizer", trimOffsets: true);
+            WriteByteLevelComponent(writer, "post_processor", trimOffsets: false);
+            WriteByteLevelComponent(writer, "decoder", trimOffsets: true);
+            WriteModelStart(writer);
+            writer.WriteStartObject("vocab");
+            for (var id = 0; id < tokens.Count; id++)
+            {
+                if (!tokenizer.IsSpecial(id))
+                {
+                    writer.WriteNumber(tokens[id], id);
+                }
+            }
+            writer.WriteEndObject();
+            writer.WriteStartArray("merges");
+            foreach (var (left, right) in tokenizer.Merges)
+            {
+                writer.WriteStringValue(tokens[left] + " " + tokens[right]);
+            }
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+            writer.WriteEndObject();
+        });
+    }
+
+    public static void WriteChar(CharTokenizer tokenizer, string directory)
+    {
+        var tokens = tokenizer.Tokens;
+        Write(directory, writer =>
+        {
+            WriteHeader(writer);
+            writer.WriteStartArray("added_tokens");
+            writer.WriteEndArray();
+            writer.WriteNull("normalizer");
+            writer.WriteNull("pre_tokenizer");
+            writer.WriteNull("post_processor");
+            writer.WriteStartObject("decoder");
+            writer.WriteString("type", "Fuse");
+            writer.WriteEndObject();
+            WriteModelStart(writer);
+            writer.WriteStartObject("vocab");
+            for (var id = 0; id < tokens.Count; id++)
+            {
+                writer.WriteNumber(tokens[id], id);
+            }
+            writer.WriteEndObject();
+            writer.WriteStartArray("merges");
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+            writer.WriteEndObject();
+        });
+    }
+
+    public static ITokenizer Read(string file)
+    {
+        JsonDocument document;
+        try
+        {
+            using var stream = File.OpenRead(file);
+            document = JsonDocument.Parse(stream);
+        }
+        catch (JsonException error)
+        {
+            throw new InvalidDataException($"{file}: not valid JSON ({error.Message})");
+        }
+        using (document)
+        {
+            var root = document.RootElement;
+            if (!root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+            {
+                throw new InvalidDataException($"{file}: no \"model\" object");
+            }
+            var type = model.TryGetProperty("type", out var typeElement) ? typeElement.GetString() : "BPE";
+            if (type != "BPE")
+            {
+                throw new InvalidDataException($"{file}: model.type \"{type}\" is not supported (only BPE)");
+            }
+            if (!model.TryGetProperty("vocab", out var vocabElement) || vocabElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new InvalidDataException($"{file}: model.vocab is missing");
+            }
+            var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var entry in vocabElement.EnumerateObject())
+            {
+                if (!entry.Value.TryGetInt32(out var id))
+                {
+                    throw new InvalidDataException($"{file}: model.vocab[\"{entry.Name}\"] is not an integer id");
+                }
+                vocabulary[entry.Name] = id;
+            }
+            var merges = new List<(string, string)>();
+            if (model.TryGetProperty("merges", out var mergesElement) && mergesElement.ValueKind == JsonValueKind.Array)
+            {
+                var index = 0;
+                foreach (var merge in mergesElement.EnumerateArray())
+                {
+                    merges.Add(ParseMerge(file, index++, merge));
+                }
+            }
+            var specials = new Dictionary<string, int>(StringComparer.Ordinal);
+            if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var token in added.EnumerateArray())
+                {
+                    var content = token.GetProperty("content").GetString() ?? "";
+                    var id = token.GetProperty("id").GetInt32();
+                    if (!vocabulary.TryGetValue(content, out var vocabId) || vocabId == id)
+                    {
+                        vocabulary.Remove(content);
+                        specials[content] = id;
+                    }
+                }
+            }
+            var isByteLevel = root.TryGetProperty("pre_tokenizer", out var preTokenizer) && ContainsByteLevel(preTokenizer);
+            try
+            {
+                if (isByteLevel)
+                {
+                    return new ByteLevelBpeTokenizer(vocabulary, merges, specials);
+                }
+                if (merges.Count == 0 && specials.Count == 0 && vocabulary.Keys.All(IsSingleRune))
+                {
+                    var characters = vocabulary.OrderBy(pair => pair.Value).Select(pair => Rune.GetRuneAt(pair.Key, 0)).ToList();
+                    var tokenizer = new CharTokenizer(characters);
+                    foreach (var (token, id) in vocabulary)
+                    {
+                        if (tokenizer.TokenToId(token) != id)
+                        {
+                            throw new InvalidDataException($"model.vocab[\"{token}\"]: character ids must be in code-point order");
+                        }
+                    }
+                    return tokenizer;
+                }
+            }
+            catch (InvalidDataException error)
+            {
+                throw new InvalidDataException($"{file}: {error.Message}");
+            }
+            throw new InvalidDataException($"{file}: only byte-level BPE and character vocabularies are supported");
+        }
+    }
+
+    private static (string, string) ParseMerge(string file, int index, JsonElement merge)
+    {
+        if (merge.ValueKind == JsonValueKind.String)
+        {
+            var text = merge.GetString()!;
+            var space = text.IndexOf(' ', 1);
+            if (space > 0)
+            {
+                return (text[..space], text[(space + 1)..]);
+            }
+        }
+        else if (merge.ValueKind == JsonValueKind.Array && merge.GetArrayLength() == 2)
+        {
+            return (merge[0].GetString() ?? "", merge[1].GetString() ?? "");
+        }
+        throw new InvalidDataException($"{file}: model.merges[{index}] is not \"left right\" or [left, right]");
+    }
+
+    private static bool ContainsByteLevel(JsonElement element)
+    {
+        if (element.ValueKind != JsonValueKind.Object)
+        {
+            return false;
+        }
+        if (element.TryGetProperty("type", out var type) && type.GetString() == "ByteLevel")
+        {
+            return true;
+        }
+        if (element.TryGetProperty("pretokenizers", out var list) && list.ValueKind == JsonValueKind.Array)
+        {
+            return list.EnumerateArray().Any(ContainsByteLevel);
+        }
+        return false;
+    }
+
+    private static bool IsSingleRune(string token) =>
+        Rune.TryGetRuneAt(token, 0, out var rune) && rune.Utf16SequenceLength == token.Length;
+
+    private static void WriteHeader(Utf8JsonWriter writer)
+    {
+        writer.WriteStartObject();
+        writer.WriteString("version", "1.0");
+        writer.WriteNull("truncation");
+        writer.WriteNull("padding");
+    }
+
+    private static void WriteModelStart(Utf8JsonWriter writer)
+    {
+        writer.WriteStartObject("model");
+        writer.WriteString("type", "BPE");
+        writer.WriteNull("dropout");
+        writer.WriteNull("unk_token");
+        writer.WriteNull("continuing_subword_prefix");
+        writer.WriteNull("end_of_word_suffix");
+        writer.WriteBoolean("fuse_unk", false);
+        writer.WriteBoolean("byte_fallback", false);
+        writer.WriteBoolean("ignore_merges", false);
+    }
+
+    private static void WriteByteLevelComponent(Utf8JsonWriter writer, string name, bool trimOffsets)
+    {
+        writer.WriteStartObject(name);
+        writer.WriteString("type", "ByteLevel");
+        writer.WriteBoolean("add_prefix_space", false);
+        writer.WriteBoolean("trim_offsets", trimOffsets);
+        writer.WriteBoolean("use_regex", true);
+        writer.WriteEndObject();
+    }
+
+    private static void Write(string directory, Action<Utf8JsonWriter> write)
+    {
+        Directory.CreateDirectory(directory);
+        AtomicFile.Write(Path.Combine(directory, Tokenizer.FileName), stream =>
+        {
+            using var writer = new Utf8JsonWriter(stream, WriterOptions);
+            write(writer);
+        });
+    }
+}
+
+/// <summary>Writes a file through a temporary name in the same folder and renames it into place.</summary>
+internal static class AtomicFile
+{
+    public static void Write(string path, Action<Stream> write)
+    {
+        var temporary = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        try
+        {
+            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                write(stream);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(temporary);
+            throw;
+        }
+    }
+
+    public static void WriteText(string path, string text) =>
+        Write(path, stream => stream.Write(Encoding.UTF8.GetBytes(text)));
+}
