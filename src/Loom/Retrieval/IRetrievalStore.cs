@@ -23,7 +23,7 @@ public interface IRetrievalStore : IDisposable
     /// <summary>Removes the document and its chunks; false when it was not stored.</summary>
     Task<bool> DeleteDocumentAsync(string sourceId, CancellationToken cancellationToken);
 
-    /// <summary>Full-text search ranked by BM25 (SQLite FTS5) or ts_rank_cd (PostgreSQL); any query word may match.</summary>
+    /// <summary>Full-text search ranked by BM25 (SQLite FTS5) or ts_rank (PostgreSQL); any query word may match.</summary>
     Task<IReadOnlyList<SearchHit>> SearchTextAsync(string query, int top, SearchFilter? filter, CancellationToken cancellationToken);
 
     /// <summary>Nearest chunks by cosine similarity (HNSW index); Score is the cosine similarity.</summary>

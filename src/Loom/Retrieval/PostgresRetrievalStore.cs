@@ -7,7 +7,7 @@ using NpgsqlTypes;
 namespace Loom.Retrieval;
 
 /// <summary>
-/// The scale-out store: documents and chunks in PostgreSQL (tsvector full-text search with a GIN
+/// The scale-out store: documents and chunks in PostgreSQL (tsvector full-text search (ts_rank) with a GIN
 /// index, embeddings as real[]), shared by many Loom processes. pgvector is not packaged for
 /// Debian 12, so each process keeps its own USearch index (a local file) in step with the
 /// database: writers bump a generation counter under a row lock, chunks and tombstones carry the
@@ -217,7 +217,6 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
             await batch.DisposeAsync();
             await transaction.CommitAsync(cancellationToken);
         }
-        await SyncVectorsAsync(cancellationToken);
     }
 
     async Task<long> NextGenerationAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
@@ -272,7 +271,6 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
             }
             await transaction.CommitAsync(cancellationToken);
         }
-        await SyncVectorsAsync(cancellationToken);
         return true;
     }
 
@@ -311,7 +309,7 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         command.Parameters.Add(new NpgsqlParameter { Value = top });
         string filterSql = FilterSql(filter, command.Parameters);
         command.CommandText = $"""
-            SELECT c.id, d.source_id, d.title, c.heading, c.text, d.tags::text, ts_rank_cd(c.tsv, q.query, 1) AS rank
+            SELECT c.id, d.source_id, d.title, c.heading, c.text, d.tags::text, ts_rank(c.tsv, q.query, 1) AS rank
             FROM {schema}.chunks c JOIN {schema}.documents d ON d.id = c.document_id, to_tsquery('english', $1) AS q(query)
             WHERE c.tsv @@ q.query{filterSql}
             ORDER BY rank DESC, c.id LIMIT $2
