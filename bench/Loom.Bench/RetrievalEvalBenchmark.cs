@@ -95,7 +95,7 @@ static class RetrievalEvalBenchmark
             foreach (var (_, store) in stores)
                 store.Dispose();
         }
-        RetrievalBenchCommon.WriteJson("retrieval-eval.json", new
+        RetrievalBenchCommon.WriteJson($"retrieval-eval-{embedderName}.json", new
         {
             benchmark = "retrieval-eval",
             corpus = "dotnet-docs",

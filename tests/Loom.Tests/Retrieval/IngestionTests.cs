@@ -216,6 +216,62 @@ public sealed class IngestionTests : IDisposable
         Assert.Equal(resumedCounts.Chunks, resumed.VectorCount);
     }
 
+    [Fact]
+    public async Task WatchModeReingestsChangedAndRemovedFiles()
+    {
+        string corpus = MakeCorpus(5);
+        string index = Path.Combine(folder, "index");
+        string cli = typeof(Loom.Cli.Program).Assembly.Location;
+        var start = new ProcessStartInfo("dotnet", ["exec", cli, "ingest", "--index", index, "--embedder", "hashing", "--watch", corpus])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var process = Process.Start(start)!;
+        var watching = new TaskCompletionSource();
+        var output = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, line) =>
+        {
+            lock (output)
+                output.AppendLine(line.Data);
+            if (line.Data?.Contains("watching for changes") == true)
+                watching.TrySetResult();
+        };
+        process.BeginOutputReadLine();
+        _ = process.StandardError.ReadToEndAsync();
+        try
+        {
+            await watching.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            string database = Path.Combine(index, "index.db");
+            Assert.Equal(5, CountDocuments(database));
+            File.WriteAllText(Path.Combine(corpus, "d2", "note0002.md"), FileText(2, version: 1));
+            File.Delete(Path.Combine(corpus, "d4", "note0004.md"));
+            File.WriteAllText(Path.Combine(corpus, "d4", "added.md"), "# Added\n\nA new file.");
+            var deadline = Stopwatch.StartNew();
+            while (deadline.Elapsed < TimeSpan.FromSeconds(30) && !(CountDocuments(database) == 5 && CountMatches(database, "revised") == 1 && CountMatches(database, "new") == 1))
+                await Task.Delay(100);
+            Assert.Equal(5, CountDocuments(database));
+            Assert.Equal(1, CountMatches(database, "revised"));
+            Assert.Equal(1, CountMatches(database, "new"));
+            Assert.Equal(0, CountMatches(database, "item4"));
+        }
+        finally
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+    }
+
+    static long CountMatches(string database, string word)
+    {
+        using var connection = new SqliteConnection($"Data Source={database};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH $word";
+        command.Parameters.AddWithValue("$word", word);
+        return (long)command.ExecuteScalar()!;
+    }
+
     static long CountDocuments(string database)
     {
         if (!File.Exists(database))
