@@ -21,12 +21,14 @@ static class RetrievalLatencyBenchmark
         int targetChunks = RetrievalBenchCommon.Int(arguments, "chunks", 100_000);
         int queryCount = RetrievalBenchCommon.Int(arguments, "queries", 300);
         string embedderName = arguments.GetValueOrDefault("embedder", Embedders.MiniLm);
-        string cache = Directory.CreateDirectory(Path.Combine(RetrievalBenchCommon.ResultsFolder(), "cache", $"latency-{embedderName}-{targetChunks}")).FullName;
+        // dotnet-docs holds about 80k chunks at the default 200 tokens; smaller chunks reach 100k.
+        var chunking = new ChunkerOptions(RetrievalBenchCommon.Int(arguments, "chunk-tokens", 96), 16);
+        string cache = Directory.CreateDirectory(Path.Combine(RetrievalBenchCommon.ResultsFolder(), "cache", $"latency-{embedderName}-{targetChunks}-{chunking.MaxTokens}")).FullName;
         string buildsPath = Path.Combine(cache, "builds.json");
         var builds = File.Exists(buildsPath) ? JsonSerializer.Deserialize<List<BuildRecord>>(File.ReadAllText(buildsPath)) ?? [] : [];
 
         // Documents in corpus order until the chunk target is reached (the same on every run).
-        var chunker = new Chunker();
+        var chunker = new Chunker(chunking);
         var documents = new List<SourceDocument>();
         long plannedChunks = 0;
         foreach (var member in DotnetDocs.ReadAll())
@@ -37,12 +39,12 @@ static class RetrievalLatencyBenchmark
             if (plannedChunks >= targetChunks)
                 break;
         }
-        Console.WriteLine($"corpus: {documents.Count} dotnet-docs members, {plannedChunks} chunks");
+        Console.WriteLine($"corpus: {documents.Count} dotnet-docs members, {plannedChunks} chunks of at most {chunking.MaxTokens} tokens");
         var questions = documents.Where((_, index) => index % Math.Max(1, documents.Count / queryCount) == 0).Take(queryCount)
             .Select(document => string.Join(' ', document.Text.Split('\n').Skip(1).FirstOrDefault("").Split(' ').Take(12))).Where(text => text.Length > 0).ToList();
 
         using var embedder = new CachingEmbeddingGenerator(Embedders.Create(embedderName));
-        var stores = await RetrievalBenchCommon.OpenStoresAsync(cache, $"loom_bench_latency_{embedderName}_{targetChunks}", Embedders.DimensionsOf(embedderName), RetrievalBenchCommon.PostgresConnection(arguments));
+        var stores = await RetrievalBenchCommon.OpenStoresAsync(cache, $"loom_bench_latency_{embedderName}_{targetChunks}_{chunking.MaxTokens}", Embedders.DimensionsOf(embedderName), RetrievalBenchCommon.PostgresConnection(arguments));
         var results = new List<object>();
         try
         {
@@ -52,7 +54,7 @@ static class RetrievalLatencyBenchmark
                 if (counts.Chunks < plannedChunks || builds.All(build => build.Store != name))
                 {
                     var clock = Stopwatch.StartNew();
-                    var report = await new Ingestor(store, embedder).IngestDocumentsAsync(documents, default);
+                    var report = await new Ingestor(store, embedder, new IngestOptions(chunking)).IngestDocumentsAsync(documents, default);
                     double seconds = clock.Elapsed.TotalSeconds;
                     counts = await store.CountAsync(null, default);
                     builds.RemoveAll(build => build.Store == name);
@@ -108,6 +110,7 @@ static class RetrievalLatencyBenchmark
             corpus = "dotnet-docs",
             embedder = embedderName,
             targetChunks,
+            chunkTokens = chunking.MaxTokens,
             machine = new { Environment.ProcessorCount, os = Environment.OSVersion.ToString() },
             builds,
             results,

@@ -178,6 +178,21 @@ public abstract class RetrievalStoreContract : IDisposable
     }
 
     [SkippableFact]
+    public async Task ASecondOpenInstanceKeepsItsVectorIndexInStepWithWrites()
+    {
+        // Two processes on one store: each has its own vector index, and sees the other's writes.
+        var writer = await LoadCorpusAsync("shared");
+        var reader = await OpenAsync("shared");
+        Assert.Equal(6, (await reader.SearchVectorAsync(Embedder.Embed("wood"), 10, null, default)).Count);
+        await writer.UpsertDocumentAsync(Document("/docs/tools/drill.md", "A drill bores holes."), Chunks("A drill bores holes."), default);
+        await writer.DeleteDocumentAsync("/docs/fruit/apple.md", default);
+        var hits = await reader.SearchVectorAsync(Embedder.Embed("A drill bores holes."), 10, null, default);
+        Assert.Equal(5, hits.Count);
+        Assert.Equal("/docs/tools/drill.md", hits[0].SourceId);
+        Assert.DoesNotContain(hits, hit => hit.SourceId == "/docs/fruit/apple.md");
+    }
+
+    [SkippableFact]
     public async Task RejectsEmbeddingsOfTheWrongWidth()
     {
         var store = await OpenAsync("width");
