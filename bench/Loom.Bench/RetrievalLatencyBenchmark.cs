@@ -22,7 +22,7 @@ static class RetrievalLatencyBenchmark
         int queryCount = RetrievalBenchCommon.Int(arguments, "queries", 300);
         string embedderName = arguments.GetValueOrDefault("embedder", Embedders.MiniLm);
         // dotnet-docs holds about 80k chunks at the default 200 tokens; smaller chunks reach 100k.
-        var chunking = new ChunkerOptions(RetrievalBenchCommon.Int(arguments, "chunk-tokens", 96), 16);
+        var chunking = new ChunkerOptions(RetrievalBenchCommon.Int(arguments, "chunk-tokens", 80), 16);
         string cache = Directory.CreateDirectory(Path.Combine(RetrievalBenchCommon.ResultsFolder(), "cache", $"latency-{embedderName}-{targetChunks}-{chunking.MaxTokens}")).FullName;
         string buildsPath = Path.Combine(cache, "builds.json");
         var builds = File.Exists(buildsPath) ? JsonSerializer.Deserialize<List<BuildRecord>>(File.ReadAllText(buildsPath)) ?? [] : [];
