@@ -71,16 +71,24 @@ public sealed class VectorIndex : IDisposable
     /// <summary>Adds or replaces vectors; idempotent, so a replay may repeat keys.</summary>
     public void Add(IReadOnlyList<(long Key, float[] Vector)> items)
     {
+        if (items.Count == 0)
+            return;
+        var keys = new ulong[items.Count];
+        var vectors = new float[items.Count][];
         lock (gate)
         {
-            foreach (var (key, vector) in items)
+            for (int i = 0; i < items.Count; i++)
             {
+                var (key, vector) = items[i];
                 if (vector.Length != dimensions)
                     throw new InvalidDataException($"chunk {key}: embedding has {vector.Length} values, the index expects {dimensions}");
                 if (index.Contains((ulong)key))
                     index.Remove((ulong)key);
-                index.Add((ulong)key, vector);
+                keys[i] = (ulong)key;
+                vectors[i] = vector;
             }
+            // One call per batch: the binding grows capacity per call, so adding one by one reallocates every time.
+            index.Add(keys, vectors);
         }
     }
 
