@@ -334,14 +334,56 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), score,
         JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? []);
 
+    /// <summary>
+    /// In stores of at least 1,000 chunks, query words found in more than this fraction of chunks are
+    /// left out of the full-text query (the "common terms" cut of search engines): their BM25 weight
+    /// is small, but FTS5 must score every chunk that holds them, which dominates query time.
+    /// </summary>
+    public const double CommonTermFraction = 0.2;
+
+    readonly Dictionary<string, long> documentFrequencies = new(StringComparer.Ordinal);
+    long frequenciesGeneration = -1;
+    long frequenciesChunkCount;
+
+    List<string> WithoutCommonTerms(IReadOnlyList<string> words)
+    {
+        long generation = ScalarLong("SELECT generation FROM store_state WHERE id = 1");
+        if (generation != frequenciesGeneration)
+        {
+            documentFrequencies.Clear();
+            frequenciesChunkCount = ScalarLong("SELECT count(*) FROM chunks");
+            frequenciesGeneration = generation;
+        }
+        if (frequenciesChunkCount < 1000)
+            return words.ToList();
+        var counted = new List<(string Word, long Frequency)>();
+        foreach (string word in words)
+        {
+            if (!documentFrequencies.TryGetValue(word, out long frequency))
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH $word";
+                command.Parameters.AddWithValue("$word", "\"" + word + "\"");
+                frequency = Convert.ToInt64(command.ExecuteScalar());
+                documentFrequencies[word] = frequency;
+            }
+            if (frequency > 0)
+                counted.Add((word, frequency));
+        }
+        var kept = counted.Where(item => item.Frequency <= frequenciesChunkCount * CommonTermFraction).Select(item => item.Word).ToList();
+        return kept.Count > 0 ? kept : counted.OrderBy(item => item.Frequency).Take(2).Select(item => item.Word).ToList();
+    }
+
     public async Task<IReadOnlyList<SearchHit>> SearchTextAsync(string query, int top, SearchFilter? filter, CancellationToken cancellationToken)
     {
-        var words = QueryText.Words(query);
-        if (words.Count == 0 || top <= 0)
+        if (QueryText.Words(query).Count == 0 || top <= 0)
             return [];
         await gate.WaitAsync(cancellationToken);
         try
         {
+            var words = WithoutCommonTerms(QueryText.Words(query));
+            if (words.Count == 0)
+                return [];
             using var command = connection.CreateCommand();
             string filterSql = FilterSql(filter, command);
             // Without a filter, FTS5 picks the top rows by its rank column (bm25 with heading weight 0.5)
