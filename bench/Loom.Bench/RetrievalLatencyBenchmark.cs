@@ -104,7 +104,7 @@ static class RetrievalLatencyBenchmark
             foreach (var (_, store) in stores)
                 store.Dispose();
         }
-        RetrievalBenchCommon.WriteJson($"retrieval-latency-{embedderName}.json", new
+        RetrievalBenchCommon.WriteJson($"retrieval-latency-{embedderName}-{targetChunks}.json", new
         {
             benchmark = "retrieval-latency",
             corpus = "dotnet-docs",
