@@ -1,0 +1,139 @@
+using System.CommandLine;
+using Loom.Retrieval;
+using Spectre.Console;
+
+namespace Loom.Cli.Commands;
+
+/// <summary>`loom ingest`: brings an index in step with files, folders and SQL query rows.</summary>
+internal static class IngestCommand
+{
+    internal static Command Create()
+    {
+        var index = new Option<string>("--index") { Description = "Index folder (created when missing)", Required = true };
+        var tags = new Option<string[]>("--tag") { Description = "Tag every document: key=value (repeatable)", AllowMultipleArgumentsPerToken = false, Arity = ArgumentArity.ZeroOrMore };
+        var embedder = new Option<string?>("--embedder") { Description = "Embedder for a new index: minilm (default, all-MiniLM-L6-v2) or hashing (fast, lexical)" };
+        var postgres = new Option<string?>("--postgres") { Description = "Keep the index in PostgreSQL (connection string) instead of SQLite in the folder" };
+        var sql = new Option<string?>("--sql") { Description = "Ingest the rows of this SQL query (one document per row)" };
+        var connection = new Option<string?>("--connection") { Description = "Connection string for --sql (e.g. \"Data Source=x.db\")" };
+        var provider = new Option<string>("--provider") { Description = "Database for --sql: sqlite (default) or postgres", DefaultValueFactory = _ => SqlReader.Sqlite };
+        var maxBytes = new Option<long>("--max-file-bytes") { Description = "Skip files larger than this, unread", DefaultValueFactory = _ => FileReader.DefaultMaxBytes };
+        var chunkTokens = new Option<int>("--chunk-tokens") { Description = "Maximum tokens per chunk (cl100k_base count)", DefaultValueFactory = _ => new ChunkerOptions().MaxTokens };
+        var overlapTokens = new Option<int>("--overlap-tokens") { Description = "Tokens repeated from the previous chunk", DefaultValueFactory = _ => new ChunkerOptions().OverlapTokens };
+        var watch = new Option<bool>("--watch") { Description = "Keep watching the files and folders and re-ingest on change until Ctrl-C" };
+        var verbose = new Option<bool>("--verbose") { Description = "List every document, not only skipped and removed ones" };
+        var sources = new Argument<string[]>("source") { Description = "Files and folders to ingest", Arity = ArgumentArity.ZeroOrMore };
+
+        var command = new Command("ingest", "Ingest files, folders and SQL rows into a retrieval index (only changed content is re-embedded)");
+        foreach (var option in new Option[] { index, tags, embedder, postgres, sql, connection, provider, maxBytes, chunkTokens, overlapTokens, watch, verbose })
+            command.Options.Add(option);
+        command.Arguments.Add(sources);
+        command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("ingest", async () =>
+        {
+            string[] paths = parseResult.GetValue(sources) ?? [];
+            string? query = parseResult.GetValue(sql);
+            string? connectionString = parseResult.GetValue(connection);
+            if (paths.Length == 0 && query is null)
+                throw new ArgumentException("nothing to ingest: give files or folders, or --sql with --connection");
+            if (query is not null && string.IsNullOrWhiteSpace(connectionString))
+                throw new ArgumentException("--sql needs --connection");
+            var tagValues = TagParser.Parse(parseResult.GetValue(tags));
+            var options = new IngestOptions(new ChunkerOptions(parseResult.GetValue(chunkTokens), parseResult.GetValue(overlapTokens)), parseResult.GetValue(maxBytes));
+
+            using var retrievalIndex = await RetrievalIndex.OpenAsync(parseResult.GetValue(index)!, parseResult.GetValue(embedder), parseResult.GetValue(postgres), create: true, cancellationToken);
+            var ingestor = new Ingestor(retrievalIndex.Store, retrievalIndex.Embedder, options);
+            bool verboseOutput = parseResult.GetValue(verbose);
+
+            async Task<IngestReport> RunOnceAsync(CancellationToken token)
+            {
+                var parts = new List<IngestReport>();
+                if (paths.Length > 0)
+                    parts.Add(await ingestor.IngestPathsAsync(paths, tagValues, token));
+                if (query is not null)
+                    parts.Add(await ingestor.IngestSqlAsync(new SqlSource(parseResult.GetValue(provider)!, connectionString!, query), tagValues, token));
+                Print(parts, verboseOutput);
+                return IngestReport.Combine(parts);
+            }
+
+            var first = await RunOnceAsync(cancellationToken);
+            var counts = await retrievalIndex.Store.CountAsync(null, cancellationToken);
+            AnsiConsole.MarkupLine($"index: {counts.Documents} documents, {counts.Chunks} chunks");
+            if (parseResult.GetValue(watch))
+            {
+                await WatchAsync(paths, RunOnceAsync, cancellationToken);
+                return 0;
+            }
+            return first.AnythingDone ? 0 : 1;
+        }));
+        return command;
+    }
+
+    static void Print(List<IngestReport> parts, bool verbose)
+    {
+        foreach (var report in parts)
+        {
+            var shown = report.Entries.Where(entry => verbose || entry.Outcome is IngestOutcome.Skipped or IngestOutcome.Removed).ToList();
+            if (shown.Count > 0)
+            {
+                var table = new Table().AddColumns("outcome", "source", "chunks", "reason");
+                foreach (var entry in shown)
+                    table.AddRow(entry.Outcome.ToString().ToLowerInvariant(), Markup.Escape(entry.Source), entry.Chunks.ToString(), Markup.Escape(entry.Reason ?? ""));
+                AnsiConsole.Write(table);
+            }
+            AnsiConsole.MarkupLine(Markup.Escape("ingest: " + report));
+        }
+    }
+
+    /// <summary>Re-runs ingestion 500 ms after the last change under any watched path, until cancelled (Ctrl-C).</summary>
+    static async Task WatchAsync(string[] paths, Func<CancellationToken, Task<IngestReport>> runOnce, CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        ConsoleCancelEventHandler onCancel = (_, eventArgs) => { eventArgs.Cancel = true; stop.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        var changed = new SemaphoreSlim(0);
+        var watchers = new List<FileSystemWatcher>();
+        try
+        {
+            foreach (string path in paths.Select(Path.GetFullPath))
+            {
+                bool isFolder = Directory.Exists(path);
+                string folder = isFolder ? path : Path.GetDirectoryName(path)!;
+                if (!Directory.Exists(folder))
+                    continue;
+                var watcher = new FileSystemWatcher(folder)
+                {
+                    IncludeSubdirectories = isFolder,
+                    NotifyFilter = NotifyFilters.FileName | NotifyFilters.DirectoryName | NotifyFilters.LastWrite | NotifyFilters.Size,
+                };
+                if (!isFolder)
+                    watcher.Filter = Path.GetFileName(path);
+                FileSystemEventHandler signal = (_, _) => changed.Release();
+                watcher.Changed += signal;
+                watcher.Created += signal;
+                watcher.Deleted += signal;
+                watcher.Renamed += (_, _) => changed.Release();
+                watcher.EnableRaisingEvents = true;
+                watchers.Add(watcher);
+            }
+            AnsiConsole.MarkupLine("watching for changes (Ctrl-C to stop)");
+            while (!stop.IsCancellationRequested)
+            {
+                await changed.WaitAsync(stop.Token);
+                // Debounce: wait until 500 ms pass with no further change.
+                while (await changed.WaitAsync(TimeSpan.FromMilliseconds(500), stop.Token))
+                {
+                }
+                await runOnce(stop.Token);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            AnsiConsole.MarkupLine("stopped watching");
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+            foreach (var watcher in watchers)
+                watcher.Dispose();
+        }
+    }
+}

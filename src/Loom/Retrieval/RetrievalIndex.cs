@@ -1,0 +1,89 @@
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+
+namespace Loom.Retrieval;
+
+/// <summary>What an index folder records about itself (index.json), so search uses the embedder that built it.</summary>
+/// <param name="Embedder">Built-in embedder name ("minilm", "hashing").</param>
+/// <param name="Dimensions">Embedding width.</param>
+/// <param name="Store">"sqlite" (index.db in the folder) or "postgres".</param>
+/// <param name="PostgresSchema">Schema holding the tables when Store is "postgres".</param>
+public sealed record IndexManifest(string Embedder = Embedders.MiniLm, int Dimensions = MiniLmEmbeddingGenerator.Dimensions, string Store = "sqlite", string PostgresSchema = "loom");
+
+/// <summary>
+/// An index folder: index.json, and either index.db (+ index.db.usearch) or, for PostgreSQL,
+/// the local vector index file vectors.usearch. Opening gives a store, its embedder and a retriever.
+/// </summary>
+public sealed class RetrievalIndex : IDisposable
+{
+    public const string ManifestFile = "index.json";
+
+    public IndexManifest Manifest { get; }
+    public IRetrievalStore Store { get; }
+    public IEmbeddingGenerator<string, Embedding<float>> Embedder { get; }
+    public Retriever Retriever { get; }
+
+    RetrievalIndex(IndexManifest manifest, IRetrievalStore store, IEmbeddingGenerator<string, Embedding<float>> embedder)
+    {
+        Manifest = manifest;
+        Store = store;
+        Embedder = embedder;
+        Retriever = new Retriever(store, embedder);
+    }
+
+    /// <summary>
+    /// Opens the index folder. A new folder is created with the requested embedder and store; an
+    /// existing one keeps what it was built with (asking for another embedder is an error).
+    /// postgresConnection is needed whenever the store is PostgreSQL.
+    /// </summary>
+    public static async Task<RetrievalIndex> OpenAsync(string folder, string? embedder, string? postgresConnection, bool create, CancellationToken cancellationToken,
+        IEmbeddingGenerator<string, Embedding<float>>? customEmbedder = null)
+    {
+        string manifestPath = Path.Combine(folder, ManifestFile);
+        IndexManifest manifest;
+        if (File.Exists(manifestPath))
+        {
+            try
+            {
+                manifest = JsonSerializer.Deserialize<IndexManifest>(File.ReadAllText(manifestPath)) ?? throw new JsonException("empty");
+            }
+            catch (JsonException exception)
+            {
+                throw new InvalidDataException($"{manifestPath}: not a valid index manifest ({exception.Message})");
+            }
+            if (embedder is not null && embedder != manifest.Embedder)
+                throw new InvalidDataException($"{folder}: the index was built with embedder '{manifest.Embedder}', not '{embedder}'");
+        }
+        else if (!create)
+        {
+            throw new FileNotFoundException($"{folder}: no index here (run 'loom ingest --index {folder} ...' first)");
+        }
+        else
+        {
+            string name = embedder ?? Embedders.MiniLm;
+            manifest = new IndexManifest(name, Embedders.DimensionsOf(name), postgresConnection is null ? "sqlite" : "postgres");
+            Directory.CreateDirectory(folder);
+            string temporary = manifestPath + ".tmp";
+            File.WriteAllText(temporary, JsonSerializer.Serialize(manifest, new JsonSerializerOptions { WriteIndented = true }));
+            File.Move(temporary, manifestPath, overwrite: true);
+        }
+        IRetrievalStore store;
+        if (manifest.Store == "postgres")
+        {
+            if (postgresConnection is null)
+                throw new ArgumentException($"{folder}: the index lives in PostgreSQL; pass --postgres \"Host=...;Database=...\"");
+            store = await PostgresRetrievalStore.OpenAsync(postgresConnection, manifest.Dimensions, Path.Combine(folder, "vectors.usearch"), manifest.PostgresSchema, cancellationToken);
+        }
+        else
+        {
+            store = SqliteRetrievalStore.Open(Path.Combine(folder, "index.db"), manifest.Dimensions);
+        }
+        return new RetrievalIndex(manifest, store, customEmbedder ?? Embedders.Create(manifest.Embedder));
+    }
+
+    public void Dispose()
+    {
+        Store.Dispose();
+        Embedder.Dispose();
+    }
+}

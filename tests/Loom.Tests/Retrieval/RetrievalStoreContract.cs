@@ -1,0 +1,267 @@
+using Loom.Retrieval;
+
+namespace Loom.Tests.Retrieval;
+
+/// <summary>
+/// The one test suite every IRetrievalStore passes. A subclass says how to open a store by name
+/// (opening the same name again must reach the same data) and how to damage its vector index file.
+/// </summary>
+public abstract class RetrievalStoreContract : IDisposable
+{
+    protected readonly string Folder = Path.Combine(Path.GetTempPath(), "loom-store-" + Guid.NewGuid().ToString("N"));
+    readonly List<IRetrievalStore> opened = [];
+    static readonly HashingEmbeddingGenerator Embedder = new(64);
+
+    /// <summary>Opens (creating when new) the store called name; null means this store cannot run here (skip).</summary>
+    protected abstract Task<IRetrievalStore> OpenCoreAsync(string name, int dimensions);
+
+    /// <summary>Deletes the saved vector index of the store called name.</summary>
+    protected abstract void DeleteVectorIndexFile(string name);
+
+    protected async Task<IRetrievalStore> OpenAsync(string name = "main", int dimensions = 64)
+    {
+        var store = await OpenCoreAsync(name, dimensions);
+        opened.Add(store);
+        return store;
+    }
+
+    protected static SourceDocument Document(string sourceId, string text, params (string Key, string Value)[] tags) =>
+        new(sourceId, Path.GetFileName(sourceId), "markdown", text, tags.ToDictionary(tag => tag.Key, tag => tag.Value), new Dictionary<string, string>());
+
+    protected static List<EmbeddedChunk> Chunks(params string[] texts) =>
+        texts.Select((text, index) => new EmbeddedChunk(new TextChunk(index, "", text, TokenCounter.Count(text)), Embedder.Embed(text))).ToList();
+
+    static readonly (string Source, string[] Chunks, (string, string)[] Tags)[] Corpus =
+    [
+        ("/docs/fruit/apple.md", ["Apples are red or green fruit that grow on trees.", "Apple pie is baked with cinnamon."], [("topic", "fruit"), ("lang", "en")]),
+        ("/docs/fruit/banana.md", ["Bananas are long yellow fruit rich in potassium."], [("topic", "fruit"), ("lang", "en")]),
+        ("/docs/tools/hammer.md", ["A hammer drives nails into wood.", "Claw hammers also pull nails out."], [("topic", "tools"), ("lang", "en")]),
+        ("/docs/tools/saw.md", ["A saw cuts wood with a toothed blade."], [("topic", "tools"), ("lang", "de")]),
+    ];
+
+    async Task<IRetrievalStore> LoadCorpusAsync(string name = "main")
+    {
+        var store = await OpenAsync(name);
+        foreach (var (source, chunks, tags) in Corpus)
+            await store.UpsertDocumentAsync(Document(source, string.Join("\n\n", chunks), tags), Chunks(chunks), default);
+        return store;
+    }
+
+    [SkippableFact]
+    public async Task UpsertStoresDocumentsChunksAndHashes()
+    {
+        var store = await LoadCorpusAsync();
+        Assert.Equal(new StoreCounts(4, 6), await store.CountAsync(null, default));
+        var document = Document(Corpus[0].Source, string.Join("\n\n", Corpus[0].Chunks), Corpus[0].Tags);
+        Assert.Equal(document.ContentHash, await store.GetDocumentHashAsync(Corpus[0].Source, default));
+        Assert.Null(await store.GetDocumentHashAsync("/docs/missing.md", default));
+        var listed = await store.ListDocumentsAsync("/docs/tools/", default);
+        Assert.Equal(["/docs/tools/hammer.md", "/docs/tools/saw.md"], listed.Select(item => item.SourceId));
+        Assert.Equal(4, (await store.ListDocumentsAsync(null, default)).Count);
+    }
+
+    [SkippableFact]
+    public async Task UpsertReplacesChunksWithoutDuplicates()
+    {
+        var store = await LoadCorpusAsync();
+        await store.UpsertDocumentAsync(Document("/docs/fruit/apple.md", "Apples are now blue.", ("topic", "fruit")), Chunks("Apples are now blue."), default);
+        Assert.Equal(new StoreCounts(4, 5), await store.CountAsync(null, default));
+        var hits = await store.SearchTextAsync("cinnamon", 10, null, default);
+        Assert.Empty(hits);
+        hits = await store.SearchTextAsync("blue", 10, null, default);
+        Assert.Equal("/docs/fruit/apple.md", Assert.Single(hits).SourceId);
+        // The old chunks are gone from the vector index too.
+        var vectorHits = await store.SearchVectorAsync(Embedder.Embed("Apple pie is baked with cinnamon."), 10, null, default);
+        Assert.DoesNotContain(vectorHits, hit => hit.Text.Contains("cinnamon"));
+        Assert.Equal(5, vectorHits.Count);
+    }
+
+    [SkippableFact]
+    public async Task DeleteRemovesDocumentFromEverySearch()
+    {
+        var store = await LoadCorpusAsync();
+        Assert.True(await store.DeleteDocumentAsync("/docs/tools/hammer.md", default));
+        Assert.False(await store.DeleteDocumentAsync("/docs/tools/hammer.md", default));
+        Assert.Equal(new StoreCounts(3, 4), await store.CountAsync(null, default));
+        Assert.Empty(await store.SearchTextAsync("nails", 10, null, default));
+        var vectorHits = await store.SearchVectorAsync(Embedder.Embed("A hammer drives nails into wood."), 10, null, default);
+        Assert.DoesNotContain(vectorHits, hit => hit.SourceId == "/docs/tools/hammer.md");
+    }
+
+    [SkippableFact]
+    public async Task TextSearchRanksMatchingChunksFirst()
+    {
+        var store = await LoadCorpusAsync();
+        var hits = await store.SearchTextAsync("Which fruit is yellow?", 10, null, default);
+        Assert.Equal("/docs/fruit/banana.md", hits[0].SourceId);
+        Assert.Contains(hits, hit => hit.SourceId == "/docs/fruit/apple.md");
+        Assert.All(hits, hit => Assert.True(hit.Text.Contains("fruit") || hit.Text.Contains("yellow")));
+        Assert.True(hits.Zip(hits.Skip(1)).All(pair => pair.First.Score >= pair.Second.Score));
+        Assert.Empty(await store.SearchTextAsync("zeppelin", 10, null, default));
+        Assert.Empty(await store.SearchTextAsync("\"*()", 10, null, default));
+        Assert.Single(await store.SearchTextAsync("wood", 1, null, default));
+    }
+
+    [SkippableFact]
+    public async Task VectorSearchMatchesBruteForceCosine()
+    {
+        var store = await LoadCorpusAsync();
+        var all = Corpus.SelectMany(item => item.Chunks.Select(chunk => (item.Source, chunk))).ToList();
+        foreach (string query in new[] { "wood nails hammer", "yellow fruit", "baked pie" })
+        {
+            float[] vector = Embedder.Embed(query);
+            var expected = all
+                .Select(item => (item.chunk, Similarity: System.Numerics.Tensors.TensorPrimitives.CosineSimilarity(vector, Embedder.Embed(item.chunk))))
+                .OrderByDescending(item => item.Similarity).ToList();
+            var hits = await store.SearchVectorAsync(vector, 3, null, default);
+            Assert.Equal(3, hits.Count);
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.Equal(expected[i].Similarity, hits[i].Score, 4);
+                // Ties may come in either order: the hit must be one of the chunks with that similarity.
+                Assert.Contains(expected.Where(item => Math.Abs(item.Similarity - hits[i].Score) < 1e-4), item => item.chunk == hits[i].Text);
+            }
+        }
+    }
+
+    [SkippableFact]
+    public async Task FiltersByTagAndSourceInEverySearchAndCount()
+    {
+        var store = await LoadCorpusAsync();
+        var tools = new SearchFilter(new Dictionary<string, string> { ["topic"] = "tools" });
+        var toolsInGerman = new SearchFilter(new Dictionary<string, string> { ["topic"] = "tools", ["lang"] = "de" });
+        var fruitFolder = new SearchFilter(SourcePrefix: "/docs/fruit/");
+        Assert.Equal(new StoreCounts(2, 3), await store.CountAsync(tools, default));
+        Assert.Equal(new StoreCounts(1, 1), await store.CountAsync(toolsInGerman, default));
+        Assert.Equal(new StoreCounts(2, 3), await store.CountAsync(fruitFolder, default));
+
+        var text = await store.SearchTextAsync("wood fruit", 10, toolsInGerman, default);
+        Assert.Equal("/docs/tools/saw.md", Assert.Single(text).SourceId);
+        text = await store.SearchTextAsync("wood fruit", 10, fruitFolder, default);
+        Assert.All(text, hit => Assert.StartsWith("/docs/fruit/", hit.SourceId));
+        Assert.Equal(2, text.Count);
+
+        // The nearest chunks overall are fruit; the filter must still find the tools ones.
+        var vector = await store.SearchVectorAsync(Embedder.Embed("Apples are red or green fruit"), 2, tools, default);
+        Assert.Equal(2, vector.Count);
+        Assert.All(vector, hit => Assert.Equal("tools", hit.Tags["topic"]));
+        vector = await store.SearchVectorAsync(Embedder.Embed("Apples are red or green fruit"), 10, toolsInGerman, default);
+        Assert.Equal("/docs/tools/saw.md", Assert.Single(vector).SourceId);
+    }
+
+    [SkippableFact]
+    public async Task VectorIndexIsRebuiltWhenMissingAndRepairedWhenStale()
+    {
+        var store = await LoadCorpusAsync("persisted");
+        await store.FlushAsync(default);
+        // Writes after the last save leave the saved index stale.
+        await store.DeleteDocumentAsync("/docs/fruit/banana.md", default);
+        await store.UpsertDocumentAsync(Document("/docs/tools/drill.md", "A drill bores holes."), Chunks("A drill bores holes."), default);
+        store.Dispose();
+        opened.Remove(store);
+
+        var reopened = await OpenAsync("persisted");
+        var hits = await reopened.SearchVectorAsync(Embedder.Embed("A drill bores holes."), 10, null, default);
+        Assert.Equal("/docs/tools/drill.md", hits[0].SourceId);
+        Assert.DoesNotContain(hits, hit => hit.SourceId == "/docs/fruit/banana.md");
+        Assert.Equal(6, hits.Count);
+        await reopened.FlushAsync(default);
+        reopened.Dispose();
+        opened.Remove(reopened);
+
+        DeleteVectorIndexFile("persisted");
+        var rebuilt = await OpenAsync("persisted");
+        hits = await rebuilt.SearchVectorAsync(Embedder.Embed("Claw hammers also pull nails out."), 10, null, default);
+        Assert.Equal(6, hits.Count);
+        Assert.Equal("Claw hammers also pull nails out.", hits[0].Text);
+        Assert.Equal(1.0, hits[0].Score, 4);
+    }
+
+    [SkippableFact]
+    public async Task ASecondOpenInstanceKeepsItsVectorIndexInStepWithWrites()
+    {
+        // Two processes on one store: each has its own vector index, and sees the other's writes.
+        var writer = await LoadCorpusAsync("shared");
+        var reader = await OpenAsync("shared");
+        Assert.Equal(6, (await reader.SearchVectorAsync(Embedder.Embed("wood"), 10, null, default)).Count);
+        await writer.UpsertDocumentAsync(Document("/docs/tools/drill.md", "A drill bores holes."), Chunks("A drill bores holes."), default);
+        await writer.DeleteDocumentAsync("/docs/fruit/apple.md", default);
+        var hits = await reader.SearchVectorAsync(Embedder.Embed("A drill bores holes."), 10, null, default);
+        Assert.Equal(5, hits.Count);
+        Assert.Equal("/docs/tools/drill.md", hits[0].SourceId);
+        Assert.DoesNotContain(hits, hit => hit.SourceId == "/docs/fruit/apple.md");
+    }
+
+    [SkippableFact]
+    public async Task RejectsEmbeddingsOfTheWrongWidth()
+    {
+        var store = await OpenAsync("width");
+        var wrong = new List<EmbeddedChunk> { new(new TextChunk(0, "", "x", 1), new float[3]) };
+        await Assert.ThrowsAsync<InvalidDataException>(() => store.UpsertDocumentAsync(Document("/x.md", "x"), wrong, default));
+        store.Dispose();
+        opened.Remove(store);
+        await Assert.ThrowsAsync<InvalidDataException>(() => OpenAsync("width", dimensions: 32));
+    }
+
+    public virtual void Dispose()
+    {
+        foreach (var store in opened)
+            store.Dispose();
+        if (Directory.Exists(Folder))
+            Directory.Delete(Folder, recursive: true);
+        GC.SuppressFinalize(this);
+    }
+}
+
+public sealed class SqliteRetrievalStoreTests : RetrievalStoreContract
+{
+    protected override Task<IRetrievalStore> OpenCoreAsync(string name, int dimensions) =>
+        Task.FromResult<IRetrievalStore>(SqliteRetrievalStore.Open(Path.Combine(Folder, name + ".db"), dimensions));
+
+    protected override void DeleteVectorIndexFile(string name) => File.Delete(Path.Combine(Folder, name + ".db.usearch"));
+}
+
+/// <summary>
+/// Runs against the server in env LOOM_TEST_POSTGRES (a connection string); each test works in its
+/// own schema and drops it. Without the variable the tests skip, except under CI=true where they fail.
+/// </summary>
+public sealed class PostgresRetrievalStoreTests : RetrievalStoreContract
+{
+    readonly string? connectionString = PostgresTestServer.ConnectionString();
+    readonly string schemaPrefix = "loom_test_" + Guid.NewGuid().ToString("N")[..12] + "_";
+    readonly HashSet<string> schemas = [];
+
+    protected override async Task<IRetrievalStore> OpenCoreAsync(string name, int dimensions)
+    {
+        Skip.If(connectionString is null, PostgresTestServer.SkipMessage);
+        schemas.Add(schemaPrefix + name);
+        return await PostgresRetrievalStore.OpenAsync(connectionString!, dimensions, Path.Combine(Folder, name + ".usearch"), schemaPrefix + name, default);
+    }
+
+    protected override void DeleteVectorIndexFile(string name) => File.Delete(Path.Combine(Folder, name + ".usearch"));
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        foreach (string schema in schemas)
+            PostgresRetrievalStore.DropAsync(connectionString!, schema, default).GetAwaiter().GetResult();
+    }
+}
+
+public static class PostgresTestServer
+{
+    public const string SkipMessage = "PostgreSQL tests skipped: set LOOM_TEST_POSTGRES to a connection string (they run, and must pass, when CI=true)";
+
+    /// <summary>The connection string, or null to skip; under CI a missing server is a failure.</summary>
+    public static string? ConnectionString()
+    {
+        string? value = Environment.GetEnvironmentVariable("LOOM_TEST_POSTGRES");
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            if (Environment.GetEnvironmentVariable("CI") == "true")
+                throw new InvalidOperationException("CI=true but LOOM_TEST_POSTGRES is not set: .ci/run must start PostgreSQL and export it");
+            return null;
+        }
+        return value;
+    }
+}
