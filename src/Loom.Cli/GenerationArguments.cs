@@ -55,13 +55,7 @@ internal sealed class GenerationArguments
     {
         int threads = parseResult.GetValue(Threads);
         if (threads < 1) throw new ArgumentException($"--threads must be positive, got {threads}");
-        string? folder = parseResult.GetValue(Model);
-        string? gguf = parseResult.GetValue(Gguf);
-        if ((folder is null) == (gguf is null)) throw new ArgumentException("pass exactly one of --model DIR and --gguf FILE");
-        if (gguf is not null) return GgufGenerator.Open(gguf, threads);
-        Loom.Tensors.WorkerPool.ThreadCount = threads;
-        var model = LoomModel.Load(folder!);
-        return new GeneratorHandle(model.Engine, model.DisposeAsync);
+        return GeneratorHandle.Open(parseResult.GetValue(Model), parseResult.GetValue(Gguf), threads);
     }
 }
 
@@ -69,5 +63,16 @@ internal sealed class GenerationArguments
 internal sealed class GeneratorHandle(ITextGenerator generator, Func<ValueTask> dispose) : IAsyncDisposable
 {
     public ITextGenerator Generator { get; } = generator;
+
+    /// <summary>Loads a checkpoint folder (Loom's engine) or a GGUF file (llama.cpp): exactly one of the two.</summary>
+    public static GeneratorHandle Open(string? folder, string? gguf, int threads, int slots = 1)
+    {
+        if ((folder is null) == (gguf is null)) throw new ArgumentException("pass exactly one of --model DIR and --gguf FILE");
+        if (gguf is not null) return GgufGenerator.Open(gguf, threads, slots);
+        Loom.Tensors.WorkerPool.ThreadCount = threads;
+        var model = LoomModel.Load(folder!, new LoomModelOptions { Slots = slots });
+        return new GeneratorHandle(model.Engine, model.DisposeAsync);
+    }
+
     public ValueTask DisposeAsync() => dispose();
 }

@@ -6,9 +6,9 @@ namespace Loom.Cli;
 /// <summary>A GGUF file served by llama.cpp through Loom's batching engine (its own tokenizer, Loom's sampler).</summary>
 internal static class GgufGenerator
 {
-    public static GeneratorHandle Open(string path, int threads)
+    public static GeneratorHandle Open(string path, int threads, int slots = 1)
     {
-        var decoder = LlamaCppDecoder.Load(path, slots: 1, new LlamaCppOptions(Threads: threads));
+        var decoder = LlamaCppDecoder.Load(path, slots, new LlamaCppOptions(Threads: threads));
         var engine = new GenerationEngine(Path.GetFileNameWithoutExtension(path), decoder, decoder.Tokenizer);
         return new GeneratorHandle(engine, async () =>
         {

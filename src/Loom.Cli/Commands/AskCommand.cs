@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Loom.Retrieval;
+using Loom.Serving;
 using Spectre.Console;
 
 namespace Loom.Cli.Commands;
@@ -24,18 +25,17 @@ internal static class AskCommand
         command.Arguments.Add(question);
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("ask", async () =>
         {
-            if (RetrievalCli.ChatClientFactory is not { } factory)
-            {
-                Console.Error.WriteLine("loom ask: no generator is configured (this build has no chat client for --model/--gguf yet)");
-                return 1;
-            }
             var options = new SearchOptions(RetrievalCli.ParseMode(parseResult.GetValue(mode)), parseResult.GetValue(top),
                 SearchFilter.From(TagParser.Parse(parseResult.GetValue(tags)), null));
             using var retrievalIndex = await RetrievalIndex.OpenAsync(parseResult.GetValue(index)!, null, parseResult.GetValue(postgres), create: false, cancellationToken);
-            using var chatClient = factory(parseResult.GetValue(model), parseResult.GetValue(gguf));
+            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), Environment.ProcessorCount);
+            using var chatClient = new LoomChatClient(generator.Generator);
             var answer = await new GroundedAnswerer(retrievalIndex.Retriever, chatClient, options).AnswerAsync(parseResult.GetValue(question)!, cancellationToken);
             AnsiConsole.WriteLine(answer.Text);
-            foreach (var source in answer.CitedSources)
+            // The cited sources; when the model cited none, the sources it was given, so the reader can check.
+            bool cited = answer.CitedSources.Count > 0;
+            AnsiConsole.MarkupLine(cited ? "[grey]Sources:[/]" : "[grey]Sources given to the model (none cited):[/]");
+            foreach (var source in cited ? answer.CitedSources : answer.AllSources)
                 AnsiConsole.MarkupLine($"[grey][[{source.Number}]] {Markup.Escape(source.Hit.SourceId)}{(source.Hit.HeadingPath.Length > 0 ? " > " + Markup.Escape(source.Hit.HeadingPath) : "")}[/]");
             return 0;
         }));

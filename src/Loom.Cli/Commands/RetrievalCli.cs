@@ -1,6 +1,5 @@
 using System.Data.Common;
 using Loom.Retrieval;
-using Microsoft.Extensions.AI;
 using Spectre.Console;
 
 namespace Loom.Cli.Commands;
@@ -8,13 +7,6 @@ namespace Loom.Cli.Commands;
 /// <summary>What ingest, search and ask share: option parsing helpers, the error policy, and the chat client registry.</summary>
 internal static class RetrievalCli
 {
-    /// <summary>
-    /// Makes the chat client that `loom ask` uses from (--model DIR, --gguf FILE). Null until the
-    /// generation engine is wired in; wiring it is one line in Program.cs, e.g.
-    /// <c>RetrievalCli.ChatClientFactory = (model, gguf) => new LoomChatClient(...);</c>
-    /// </summary>
-    internal static Func<string?, string?, IChatClient>? ChatClientFactory { get; set; }
-
     /// <summary>Runs a command body; user mistakes print one line (no stack trace) and exit 1.</summary>
     internal static async Task<int> RunAsync(string command, Func<Task<int>> body)
     {

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 
 namespace Loom.Evaluation;
@@ -54,20 +53,6 @@ public static class TextMetrics
         if (lcs == 0) return 0;
         double precision = lcs / (double)a.Length, recall = lcs / (double)b.Length;
         return 2 * precision * recall / (precision + recall);
-    }
-
-    /// <summary>Citation markers [n] in an answer, in order of first appearance.</summary>
-    public static IReadOnlyList<int> Citations(string answer)
-    {
-        var found = new List<int>();
-        for (int i = 0; i < answer.Length; i++)
-        {
-            if (answer[i] != '[') continue;
-            int end = answer.IndexOf(']', i + 1);
-            if (end < 0) break;
-            if (int.TryParse(answer.AsSpan(i + 1, end - i - 1), NumberStyles.None, CultureInfo.InvariantCulture, out int n) && !found.Contains(n)) found.Add(n);
-        }
-        return found;
     }
 
     static string[] Tokens(string text) => text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);

@@ -1,0 +1,92 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Loom.Retrieval;
+using Loom.Server;
+using Loom.Text;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Loom.Cli.Commands;
+
+/// <summary><c>loom serve</c>: the OpenAI-compatible HTTP server over a Loom checkpoint or a GGUF file.</summary>
+internal static class ServeCommand
+{
+    internal static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "Checkpoint folder (or a `loom pretrain` output folder)" };
+        var gguf = new Option<string?>("--gguf") { Description = "A GGUF file, run by llama.cpp" };
+        var index = new Option<string?>("--index") { Description = "Retrieval index folder: enables the model alias NAME+rag and /v1/embeddings" };
+        var host = new Option<string>("--host") { Description = "Address to bind (loopback by default)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
+        var apiKeys = new Option<string[]>("--api-key") { Description = "Accepted Bearer key (repeatable); none means no authentication", Arity = ArgumentArity.ZeroOrMore };
+        var slots = new Option<int>("--slots") { Description = "Sequences decoded together (continuous batching)", DefaultValueFactory = _ => 16 };
+        var maxTokens = new Option<int>("--max-tokens-limit") { Description = "Largest max_tokens a request may ask for", DefaultValueFactory = _ => 4096 };
+        var maxBytes = new Option<long>("--max-request-bytes") { Description = "Largest request body, in bytes", DefaultValueFactory = _ => 1 << 20 };
+        var threads = new Option<int>("--threads") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var embeddings = new Option<bool>("--embeddings") { Description = "Serve /v1/embeddings with all-MiniLM-L6-v2 even without --index" };
+        var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics).")
+        {
+            model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings,
+        };
+        command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("serve", async () =>
+        {
+            int slotCount = parseResult.GetValue(slots);
+            if (slotCount < 1) throw new ArgumentException($"--slots must be positive, got {slotCount}");
+            var options = new ServerOptions
+            {
+                Host = parseResult.GetValue(host)!,
+                Port = parseResult.GetValue(port),
+                ApiKeys = parseResult.GetValue(apiKeys) ?? [],
+                MaxTokensLimit = parseResult.GetValue(maxTokens),
+                MaxRequestBytes = parseResult.GetValue(maxBytes),
+            };
+            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), parseResult.GetValue(threads), slotCount);
+            string? indexFolder = parseResult.GetValue(index);
+            using var retrievalIndex = indexFolder is null ? null
+                : await RetrievalIndex.OpenAsync(indexFolder, null, null, create: false, cancellationToken);
+            using var ownEmbedder = retrievalIndex is null && parseResult.GetValue(embeddings) ? new MiniLmEmbeddingGenerator() : null;
+            var served = new ServedModel(generator.Generator)
+            {
+                Embeddings = retrievalIndex?.Embedder ?? ownEmbedder,
+                Retrieve = retrievalIndex is null ? null : (turns, ct) => Ground(retrievalIndex.Retriever, turns, ct),
+            };
+            await using var app = LoomServer.Build(served, options);
+            await app.StartAsync(cancellationToken);
+            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+            // Tests and scripts read this line to find the port.
+            Console.Out.WriteLine($"loom serve: model '{generator.Generator.ModelName}' listening on {string.Join(", ", addresses)}");
+            Console.Out.Flush();
+            var stopped = new TaskCompletionSource();
+            using var registration = cancellationToken.Register(() => stopped.TrySetResult());
+            await stopped.Task;
+            await app.StopAsync(CancellationToken.None);
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>Retrieval on request: the last user turn is the question; the sources go into the prompt and back to the client.</summary>
+    static async Task<GroundedPrompt> Ground(Retriever retriever, IReadOnlyList<ChatTurn> turns, CancellationToken cancellationToken)
+    {
+        string question = turns.LastOrDefault(t => t.Role == "user")?.Content
+            ?? throw new ApiException(400, "retrieval needs a user message to search for", param: "messages");
+        var sources = RagPrompt.Number(await retriever.SearchAsync(question, null, cancellationToken));
+        var messages = RagPrompt.Build(question, sources);
+        // Earlier turns of the conversation stay; the last user turn is replaced by the grounded one.
+        var grounded = turns.Take(turns.Count - 1).Where(t => t.Role != "system")
+            .Prepend(new ChatTurn("system", messages[0].Text))
+            .Append(new ChatTurn("user", messages[1].Text))
+            .ToList();
+        var cited = sources.Select(s => new JsonObject
+        {
+            ["number"] = s.Number,
+            ["source"] = s.Hit.SourceId,
+            ["title"] = s.Hit.Title,
+            ["section"] = s.Hit.HeadingPath,
+            ["text"] = s.Hit.Text,
+        }).ToList();
+        return new GroundedPrompt(grounded, cited);
+    }
+}
