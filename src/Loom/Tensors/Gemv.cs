@@ -73,113 +73,96 @@ public static unsafe class Gemv
     /// <summary>Columns [start, end) of y[m, n] = x[m, k] · w[n, k]ᵀ.</summary>
     static void Rows(float* x, int m, int k, float* w, int n, int start, int end, float* y)
     {
-        int j = start;
-        if (Vector512.IsHardwareAccelerated && k >= 16)
+        if (!Vector512.IsHardwareAccelerated)
         {
-            if (m == 1)
-                for (; j + 8 <= end; j += 8) Tile1x8(x, k, w + (long)j * k, y + j);
-            for (; j + 4 <= end; j += 4)
+            for (int j = start; j < end; j++)
             {
-                float* wj = w + (long)j * k;
-                int i = 0;
-                for (; i + 4 <= m; i += 4) Tile4x4(x + (long)i * k, k, wj, n, y + (long)i * n + j);
-                for (; i < m; i++) Tile1x4(x + (long)i * k, k, wj, y + (long)i * n + j);
+                var wRow = new ReadOnlySpan<float>(w + (long)j * k, k);
+                for (int i = 0; i < m; i++) y[(long)i * n + j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(x + (long)i * k, k), wRow);
             }
+            return;
         }
-        for (; j < end; j++)
+        // One weight row at a time, streamed once (a single sequential stream per thread is what the
+        // hardware prefetcher follows best), dotted with four x rows at a time while it is in L1.
+        for (int j = start; j < end; j++)
         {
-            var wRow = new ReadOnlySpan<float>(w + (long)j * k, k);
-            for (int i = 0; i < m; i++) y[(long)i * n + j] = TensorPrimitives.Dot(new ReadOnlySpan<float>(x + (long)i * k, k), wRow);
+            float* wRow = w + (long)j * k;
+            int i = 0;
+            for (; i + 4 <= m; i += 4) Dot4Rows(x + (long)i * k, k, wRow, y + (long)i * n + j, n);
+            for (; i < m; i++) y[(long)i * n + j] = Dot(x + (long)i * k, wRow, k);
         }
     }
 
-    // Every tile sums each output the same way (one vector accumulator over k in steps of 16, then the
-    // lanes, then the scalar tail), so a row's result does not depend on how many rows share the step:
-    // a sequence decodes to the same tokens alone or in a batch.
+    // Both kernels sum each output in the same order (four accumulators over 64-float steps, then
+    // 16-float steps into the first, (a0 + a1) + (a2 + a3), the lanes, the scalar tail), so a row's
+    // result does not depend on how many rows share the step: a sequence decodes to the same tokens
+    // alone or in a batch.
 
-    /// <summary>y[0, 0..8) = x[k] · w[8, k]ᵀ: eight independent accumulators keep the FMA units busy for one row.</summary>
-    static void Tile1x8(float* x, int k, float* w, float* y)
+    /// <summary>x[k] · w[k].</summary>
+    static float Dot(float* x, float* w, int k)
     {
-        float* w1 = w + k, w2 = w1 + k, w3 = w2 + k, w4 = w3 + k, w5 = w4 + k, w6 = w5 + k, w7 = w6 + k;
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector512<float> a4 = default, a5 = default, a6 = default, a7 = default;
-        int p = 0;
-        for (; p + 16 <= k; p += 16)
-        {
-            var v = Vector512.Load(x + p);
-            a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w + p), a0);
-            a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w1 + p), a1);
-            a2 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w2 + p), a2);
-            a3 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w3 + p), a3);
-            a4 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w4 + p), a4);
-            a5 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w5 + p), a5);
-            a6 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w6 + p), a6);
-            a7 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w7 + p), a7);
-        }
-        Store(x, w, k, p, a0, a1, a2, a3, y);
-        Store(x, w4, k, p, a4, a5, a6, a7, y + 4);
-    }
-
-    /// <summary>y[0, 0..4) = x[k] · w[4, k]ᵀ.</summary>
-    static void Tile1x4(float* x, int k, float* w, float* y)
-    {
-        float* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int p = 0;
-        for (; p + 16 <= k; p += 16)
+        for (; p + 64 <= k; p += 64)
         {
-            var v = Vector512.Load(x + p);
-            a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w + p), a0);
-            a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w1 + p), a1);
-            a2 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w2 + p), a2);
-            a3 = Vector512.FusedMultiplyAdd(v, Vector512.Load(w3 + p), a3);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p), Vector512.Load(w + p), a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p + 16), Vector512.Load(w + p + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p + 32), Vector512.Load(w + p + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p + 48), Vector512.Load(w + p + 48), a3);
         }
-        Store(x, w, k, p, a0, a1, a2, a3, y);
+        for (; p + 16 <= k; p += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p), Vector512.Load(w + p), a0);
+        float sum = Vector512.Sum((a0 + a1) + (a2 + a3));
+        for (; p < k; p++) sum += x[p] * w[p];
+        return sum;
     }
 
-    /// <summary>y[4 rows of stride n, 0..4) = x[4, k] · w[4, k]ᵀ: 16 accumulators, each loaded vector used four times.</summary>
-    static void Tile4x4(float* x, int k, float* w, int n, float* y)
+    /// <summary>y[i·stride] = x[i] · w for four rows x[i] of k: each weight vector is loaded once for the four.</summary>
+    static void Dot4Rows(float* x, int k, float* w, float* y, int stride)
     {
         float* x1 = x + k, x2 = x1 + k, x3 = x2 + k;
-        float* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
-        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
-        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
-        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
-        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector512<float> d0 = default, d1 = default, d2 = default, d3 = default;
         int p = 0;
+        for (; p + 64 <= k; p += 64)
+        {
+            var w0 = Vector512.Load(w + p);
+            var w1 = Vector512.Load(w + p + 16);
+            var w2 = Vector512.Load(w + p + 32);
+            var w3 = Vector512.Load(w + p + 48);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p), w0, a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p + 16), w1, a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p + 32), w2, a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p + 48), w3, a3);
+            b0 = Vector512.FusedMultiplyAdd(Vector512.Load(x1 + p), w0, b0);
+            b1 = Vector512.FusedMultiplyAdd(Vector512.Load(x1 + p + 16), w1, b1);
+            b2 = Vector512.FusedMultiplyAdd(Vector512.Load(x1 + p + 32), w2, b2);
+            b3 = Vector512.FusedMultiplyAdd(Vector512.Load(x1 + p + 48), w3, b3);
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Load(x2 + p), w0, c0);
+            c1 = Vector512.FusedMultiplyAdd(Vector512.Load(x2 + p + 16), w1, c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Load(x2 + p + 32), w2, c2);
+            c3 = Vector512.FusedMultiplyAdd(Vector512.Load(x2 + p + 48), w3, c3);
+            d0 = Vector512.FusedMultiplyAdd(Vector512.Load(x3 + p), w0, d0);
+            d1 = Vector512.FusedMultiplyAdd(Vector512.Load(x3 + p + 16), w1, d1);
+            d2 = Vector512.FusedMultiplyAdd(Vector512.Load(x3 + p + 32), w2, d2);
+            d3 = Vector512.FusedMultiplyAdd(Vector512.Load(x3 + p + 48), w3, d3);
+        }
         for (; p + 16 <= k; p += 16)
         {
-            var v0 = Vector512.Load(w + p); var v1 = Vector512.Load(w1 + p);
-            var v2 = Vector512.Load(w2 + p); var v3 = Vector512.Load(w3 + p);
-            var u = Vector512.Load(x + p);
-            c00 = Vector512.FusedMultiplyAdd(u, v0, c00); c01 = Vector512.FusedMultiplyAdd(u, v1, c01);
-            c02 = Vector512.FusedMultiplyAdd(u, v2, c02); c03 = Vector512.FusedMultiplyAdd(u, v3, c03);
-            u = Vector512.Load(x1 + p);
-            c10 = Vector512.FusedMultiplyAdd(u, v0, c10); c11 = Vector512.FusedMultiplyAdd(u, v1, c11);
-            c12 = Vector512.FusedMultiplyAdd(u, v2, c12); c13 = Vector512.FusedMultiplyAdd(u, v3, c13);
-            u = Vector512.Load(x2 + p);
-            c20 = Vector512.FusedMultiplyAdd(u, v0, c20); c21 = Vector512.FusedMultiplyAdd(u, v1, c21);
-            c22 = Vector512.FusedMultiplyAdd(u, v2, c22); c23 = Vector512.FusedMultiplyAdd(u, v3, c23);
-            u = Vector512.Load(x3 + p);
-            c30 = Vector512.FusedMultiplyAdd(u, v0, c30); c31 = Vector512.FusedMultiplyAdd(u, v1, c31);
-            c32 = Vector512.FusedMultiplyAdd(u, v2, c32); c33 = Vector512.FusedMultiplyAdd(u, v3, c33);
+            var w0 = Vector512.Load(w + p);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + p), w0, a0);
+            b0 = Vector512.FusedMultiplyAdd(Vector512.Load(x1 + p), w0, b0);
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Load(x2 + p), w0, c0);
+            d0 = Vector512.FusedMultiplyAdd(Vector512.Load(x3 + p), w0, d0);
         }
-        Store(x, w, k, p, c00, c01, c02, c03, y);
-        Store(x1, w, k, p, c10, c11, c12, c13, y + n);
-        Store(x2, w, k, p, c20, c21, c22, c23, y + 2L * n);
-        Store(x3, w, k, p, c30, c31, c32, c33, y + 3L * n);
-    }
-
-    /// <summary>One x row of a 4x4 tile: the vector sums plus the scalar tail from <paramref name="p"/> to k.</summary>
-    static void Store(float* x, float* w, int k, int p, Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, float* y)
-    {
-        float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
-        float* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
+        float sa = Vector512.Sum((a0 + a1) + (a2 + a3)), sb = Vector512.Sum((b0 + b1) + (b2 + b3));
+        float sc = Vector512.Sum((c0 + c1) + (c2 + c3)), sd = Vector512.Sum((d0 + d1) + (d2 + d3));
         for (; p < k; p++)
         {
-            float v = x[p];
-            s0 += w[p] * v; s1 += w1[p] * v; s2 += w2[p] * v; s3 += w3[p] * v;
+            float v = w[p];
+            sa += x[p] * v; sb += x1[p] * v; sc += x2[p] * v; sd += x3[p] * v;
         }
-        y[0] = s0; y[1] = s1; y[2] = s2; y[3] = s3;
+        y[0] = sa; y[stride] = sb; y[2L * stride] = sc; y[3L * stride] = sd;
     }
 }
