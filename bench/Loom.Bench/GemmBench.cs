@@ -213,8 +213,7 @@ internal static unsafe class GemmBench
 
     static string WriteJson(List<Row> rows, Dictionary<int, double> peak, double peakCpu, OpenBlas? openBlas, string note)
     {
-        string directory = Path.Combine(FindRepositoryRoot(), "bench", "results");
-        Directory.CreateDirectory(directory);
+        string directory = BenchPaths.ResultsFolder();
         string path = Path.Combine(directory, "gemm.json");
         string temporary = path + ".tmp";
         var report = new
@@ -234,13 +233,5 @@ internal static unsafe class GemmBench
         File.WriteAllText(temporary, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         File.Move(temporary, path, overwrite: true);
         return path;
-    }
-
-    static string FindRepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(Environment.CurrentDirectory); directory is not null; directory = directory.Parent)
-            if (Directory.Exists(Path.Combine(directory.FullName, "bench", "Loom.Bench")))
-                return directory.FullName;
-        return Environment.CurrentDirectory;
     }
 }

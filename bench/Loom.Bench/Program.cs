@@ -10,10 +10,11 @@ public static class Program
             case "step": return StepBench.Run(args[1..]);
             case "tuning": return TuningBench.Run(args[1..]);
             case "generate": return GenerateBench.Run(args[1..]);
+            case "serve": return ServeBench.Run(args[1..]);
             case "retrieval-eval": return RetrievalEvalBenchmark.RunAsync(args[1..]).GetAwaiter().GetResult();
             case "retrieval-latency": return RetrievalLatencyBenchmark.RunAsync(args[1..]).GetAwaiter().GetResult();
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, retrieval-eval, retrieval-latency");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency");
                 return 2;
         }
     }

@@ -266,7 +266,7 @@ public static class TuningBench
             ["seconds"] = times,
             ["total_seconds"] = Math.Round(totalSeconds, 1),
         };
-        string path = Path.Combine(FindResultsFolder(), "tuning.json");
+        string path = Path.Combine(BenchPaths.ResultsFolder(), "tuning.json");
         File.WriteAllText(path + ".tmp", result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         File.Move(path + ".tmp", path, overwrite: true);
         Console.WriteLine($"wrote {path}");
@@ -292,18 +292,5 @@ public static class TuningBench
         using var writer = new StreamWriter(path);
         foreach (var pair in pairs)
             writer.WriteLine(new JsonObject { ["prompt"] = pair.Prompt[0].Content, ["chosen"] = pair.Chosen, ["rejected"] = pair.Rejected }.ToJsonString());
-    }
-
-    static string FindResultsFolder()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (Directory.Exists(Path.Combine(dir.FullName, "bench", "Loom.Bench")))
-            {
-                string results = Path.Combine(dir.FullName, "bench", "results");
-                Directory.CreateDirectory(results);
-                return results;
-            }
-        Directory.CreateDirectory("results");
-        return "results";
     }
 }
