@@ -64,6 +64,9 @@ internal sealed class GeneratorHandle(ITextGenerator generator, Func<ValueTask> 
 {
     public ITextGenerator Generator { get; } = generator;
 
+    /// <summary>The model's own embeddings (Loom checkpoints only; null for GGUF files).</summary>
+    public Microsoft.Extensions.AI.IEmbeddingGenerator<string, Microsoft.Extensions.AI.Embedding<float>>? Embeddings { get; init; }
+
     /// <summary>Loads a checkpoint folder (Loom's engine) or a GGUF file (llama.cpp): exactly one of the two.</summary>
     public static GeneratorHandle Open(string? folder, string? gguf, int threads, int slots = 1)
     {
@@ -71,7 +74,7 @@ internal sealed class GeneratorHandle(ITextGenerator generator, Func<ValueTask> 
         if (gguf is not null) return GgufGenerator.Open(gguf, threads, slots);
         Loom.Tensors.WorkerPool.ThreadCount = threads;
         var model = LoomModel.Load(folder!, new LoomModelOptions { Slots = slots });
-        return new GeneratorHandle(model.Engine, model.DisposeAsync);
+        return new GeneratorHandle(model.Engine, model.DisposeAsync) { Embeddings = new LoomEmbeddingGenerator(model.Transformer, model.Tokenizer, model.Name) };
     }
 
     public ValueTask DisposeAsync() => dispose();

@@ -25,7 +25,7 @@ internal static class ServeCommand
         var maxTokens = new Option<int>("--max-tokens-limit") { Description = "Largest max_tokens a request may ask for", DefaultValueFactory = _ => 4096 };
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "Largest request body, in bytes", DefaultValueFactory = _ => 1 << 20 };
         var threads = new Option<int>("--threads") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var embeddings = new Option<bool>("--embeddings") { Description = "Serve /v1/embeddings with all-MiniLM-L6-v2 even without --index" };
+        var embeddings = new Option<bool>("--embeddings") { Description = "Serve /v1/embeddings with all-MiniLM-L6-v2 even without --index (otherwise a Loom model embeds with its own hidden states)" };
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics).")
         {
             model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings,
@@ -49,7 +49,8 @@ internal static class ServeCommand
             using var ownEmbedder = retrievalIndex is null && parseResult.GetValue(embeddings) ? new MiniLmEmbeddingGenerator() : null;
             var served = new ServedModel(generator.Generator)
             {
-                Embeddings = retrievalIndex?.Embedder ?? ownEmbedder,
+                Embeddings = retrievalIndex?.Embedder ?? ownEmbedder ?? generator.Embeddings,
+                EmbeddingModelName = retrievalIndex is null && ownEmbedder is null ? generator.Generator.ModelName : "all-MiniLM-L6-v2",
                 Retrieve = retrievalIndex is null ? null : (turns, ct) => Ground(retrievalIndex.Retriever, turns, ct),
             };
             await using var app = LoomServer.Build(served, options);

@@ -71,7 +71,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         if (request.MaxTokens is < 1) throw new ArgumentException($"max_tokens must be at least 1, got {request.MaxTokens}");
         int room = ContextLength - prompt.Length;
         int maxTokens = Math.Min(request.MaxTokens ?? room, room);
-        return new Job(request, prompt, maxTokens, new Sampler(request.Sampling, decoder.VocabSize), cancellationToken);
+        return new Job(request, prompt, maxTokens, new Sampler(request.Sampling, decoder.VocabSize), tokenizer, cancellationToken);
     }
 
     void RunLoop()
@@ -152,7 +152,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         job.History.Add(token);
         job.LastToken = token;
         job.Generated++;
-        string text = job.Stops.Push(job.TakeText(tokenizer));
+        string text = job.Stops.Push(job.Text.Append(token));
         if (text.Length > 0) job.Output.Writer.TryWrite(new GenerationUpdate(text, job.Prompt.Length, job.Generated));
         if (job.Stops.Stopped) Finish(job, slot, slots, FinishReason.Stop);
         else if (job.Generated >= job.MaxTokens) Finish(job, slot, slots, FinishReason.Length);
@@ -164,7 +164,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         slots[slot] = null;
         if (reason is FinishReason finish)
         {
-            string rest = job.Stops.Push(job.TakeText(tokenizer, final: true)) + job.Stops.Flush();
+            string rest = job.Stops.Push(job.Text.Flush()) + job.Stops.Flush();
             job.Output.Writer.TryWrite(new GenerationUpdate(rest, job.Prompt.Length, job.Generated, finish));
         }
         job.Output.Writer.TryComplete();
@@ -185,30 +185,19 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         shutdown.Dispose();
     }
 
-    sealed class Job(GenerationRequest request, int[] prompt, int maxTokens, Sampler sampler, CancellationToken cancellation)
+    sealed class Job(GenerationRequest request, int[] prompt, int maxTokens, Sampler sampler, ITokenizer tokenizer, CancellationToken cancellation)
     {
-        public GenerationRequest Request { get; } = request;
         public int[] Prompt { get; } = prompt;
         public int MaxTokens { get; } = maxTokens;
         public Sampler Sampler { get; } = sampler;
         public CancellationToken Cancellation { get; } = cancellation;
         public List<int> History { get; } = [.. prompt];
         public StopSequenceMatcher Stops { get; } = new(request.Stop);
+        /// <summary>Turns generated tokens into text, holding back a character split across tokens.</summary>
+        public IncrementalDecoder Text { get; } = new(tokenizer);
         public Channel<GenerationUpdate> Output { get; } = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
         public int LastToken { get; set; }
         public int Generated { get; set; }
         public Exception? Failure { get; set; }
-        int decodedUpTo; // generated tokens already turned into text
-
-        /// <summary>Text of the tokens not yet decoded; holds back a trailing partial UTF-8 character unless final.</summary>
-        public string TakeText(ITokenizer tokenizer, bool final = false)
-        {
-            var pending = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(History)[(Prompt.Length + decodedUpTo)..];
-            if (pending.IsEmpty) return "";
-            string text = tokenizer.Decode(pending);
-            if (!final && text.EndsWith('\uFFFD')) return "";
-            decodedUpTo += pending.Length;
-            return text;
-        }
     }
 }
