@@ -339,7 +339,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
     /// left out of the full-text query (the "common terms" cut of search engines): their BM25 weight
     /// is small, but FTS5 must score every chunk that holds them, which dominates query time.
     /// </summary>
-    public const double CommonTermFraction = 0.2;
+    public const double CommonTermFraction = 0.1;
 
     readonly Dictionary<string, long> documentFrequencies = new(StringComparer.Ordinal);
     long frequenciesGeneration = -1;
