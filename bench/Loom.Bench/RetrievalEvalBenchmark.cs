@@ -110,7 +110,9 @@ static class RetrievalEvalBenchmark
             foreach (var (_, store) in stores)
                 store.Dispose();
         }
-        RetrievalBenchCommon.WriteJson($"retrieval-eval-{embedderName}.json", new
+        // The full corpus writes retrieval-eval-EMBEDDER.json; a --members subset adds its document count.
+        string resultName = corpus.Count == all.Count ? $"retrieval-eval-{embedderName}.json" : $"retrieval-eval-{embedderName}-{corpus.Count}.json";
+        RetrievalBenchCommon.WriteJson(resultName, new
         {
             benchmark = "retrieval-eval",
             corpus = "dotnet-docs",

@@ -335,13 +335,13 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? []);
 
     /// <summary>
-    /// In stores of at least 1,000 chunks, the full-text query keeps the rarest query words (highest
-    /// IDF) while their chunk counts add up to at most this fraction of the chunks; the rarest word is
-    /// always kept. FTS5 scores every chunk holding any query word, so the common words (small BM25
-    /// weight, most of the postings) dominate query time: at 100k chunks this budget brings BM25 from
-    /// about 40 ms to a few ms, at a cost of a few points of BM25 recall@5 on dotnet-docs questions.
+    /// The full-text query keeps the rarest query words (highest IDF) while their chunk counts add up
+    /// to at most this many postings; the rarest word is always kept. FTS5 scores every chunk holding
+    /// any query word, so query time grows with the postings read, and the common words (small BM25
+    /// weight) hold most of them: at 100k chunks this brings BM25 from about 40 ms to a few ms. Small
+    /// stores keep every word.
     /// </summary>
-    public const double QueryPostingBudget = 0.05;
+    public const long QueryPostingBudget = 5000;
 
     readonly Dictionary<string, long> documentFrequencies = new(StringComparer.Ordinal);
     long frequenciesGeneration = -1;
@@ -356,7 +356,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
             frequenciesChunkCount = ScalarLong("SELECT count(*) FROM chunks");
             frequenciesGeneration = generation;
         }
-        if (frequenciesChunkCount < 1000)
+        if (frequenciesChunkCount <= QueryPostingBudget)
             return words.ToList();
         var counted = new List<(string Word, long Frequency)>();
         foreach (string word in words)
@@ -372,7 +372,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
             if (frequency > 0)
                 counted.Add((word, frequency));
         }
-        return SelectRarest(counted, (long)(frequenciesChunkCount * QueryPostingBudget));
+        return SelectRarest(counted, QueryPostingBudget);
     }
 
     /// <summary>The words in order of rising chunk count while the counts add up to at most budget (the first is always kept).</summary>
