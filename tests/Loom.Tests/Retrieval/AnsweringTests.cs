@@ -161,4 +161,27 @@ public sealed class MiniLmEmbedderTests
         var metadata = (EmbeddingGeneratorMetadata)embedder.GetService(typeof(EmbeddingGeneratorMetadata))!;
         Assert.Equal(384, metadata.DefaultModelDimensions);
     }
+
+    [Fact]
+    public async Task LengthSortedBatchesKeepEachEmbeddingWithItsText()
+    {
+        // Batches of two over texts given out of length order: the embedder sorts by length to
+        // batch, and every embedding must still come back at its text's position.
+        using var embedder = new MiniLmEmbeddingGenerator(batchSize: 2);
+        string[] texts =
+        [
+            "Removes all leading and trailing white-space characters from the current string instance.",
+            "List count.",
+            "Gets the number of elements contained in the list.",
+            "Trim.",
+            "Opens a file, reads all lines of the file, and then closes the file.",
+        ];
+        var batched = await embedder.GenerateAsync(texts);
+        Assert.Equal(texts.Length, batched.Count);
+        for (int i = 0; i < texts.Length; i++)
+        {
+            var alone = await embedder.GenerateAsync([texts[i]]);
+            Assert.Equal(1.0, System.Numerics.Tensors.TensorPrimitives.CosineSimilarity(alone[0].Vector.Span, batched[i].Vector.Span), 4);
+        }
+    }
 }
