@@ -32,17 +32,24 @@ public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embed
     public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<string> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         var texts = values.ToArray();
-        var result = new GeneratedEmbeddings<Embedding<float>>(texts.Length);
+        // Each ONNX batch is padded to its longest text, so texts are batched in order of length
+        // (as sentence-transformers does): a batch of short texts no longer pays for one long one.
+        int[] order = Enumerable.Range(0, texts.Length).OrderBy(index => texts[index].Length).ToArray();
+        var vectorsByText = new float[texts.Length][];
         for (int start = 0; start < texts.Length; start += batchSize)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var batch = texts[start..Math.Min(texts.Length, start + batchSize)];
+            int[] batchOrder = order[start..Math.Min(texts.Length, start + batchSize)];
+            var batch = batchOrder.Select(index => texts[index]).ToArray();
             float[][] vectors;
             lock (gate)
                 vectors = encoder.Encode(batch, cancellationToken);
-            foreach (var vector in vectors)
-                result.Add(new Embedding<float>(vector) { ModelId = metadata.DefaultModelId });
+            for (int i = 0; i < batchOrder.Length; i++)
+                vectorsByText[batchOrder[i]] = vectors[i];
         }
+        var result = new GeneratedEmbeddings<Embedding<float>>(texts.Length);
+        foreach (var vector in vectorsByText)
+            result.Add(new Embedding<float>(vector) { ModelId = metadata.DefaultModelId });
         return Task.FromResult(result);
     }
 

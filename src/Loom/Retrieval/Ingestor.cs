@@ -51,8 +51,8 @@ public sealed record SqlSource(string Provider, string ConnectionString, string 
 
 /// <summary>Ingestion settings; null means the default.</summary>
 /// <param name="MaxFileBytes">Files above this are skipped unread.</param>
-/// <param name="EmbeddingBatch">Chunks per embedding call (across documents).</param>
-public sealed record IngestOptions(ChunkerOptions? Chunking = null, long MaxFileBytes = FileReader.DefaultMaxBytes, int EmbeddingBatch = 64);
+/// <param name="EmbeddingBatch">Chunks per embedding call (across documents); a large call lets the embedder batch texts of similar length together.</param>
+public sealed record IngestOptions(ChunkerOptions? Chunking = null, long MaxFileBytes = FileReader.DefaultMaxBytes, int EmbeddingBatch = 512);
 
 /// <summary>
 /// Brings a store in step with sources: only documents whose content hash changed are chunked and

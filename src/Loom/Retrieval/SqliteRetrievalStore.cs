@@ -335,17 +335,19 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? []);
 
     /// <summary>
-    /// In stores of at least 1,000 chunks, query words found in more than this fraction of chunks are
-    /// left out of the full-text query (the "common terms" cut of search engines): their BM25 weight
-    /// is small, but FTS5 must score every chunk that holds them, which dominates query time.
+    /// The full-text query keeps the rarest query words (highest IDF) while their chunk counts add up
+    /// to at most this many postings; the rarest word is always kept. FTS5 scores every chunk holding
+    /// any query word, so query time grows with the postings read, and the common words (small BM25
+    /// weight) hold most of them: at 100k chunks this brings BM25 from about 40 ms to a few ms. Small
+    /// stores keep every word.
     /// </summary>
-    public const double CommonTermFraction = 0.2;
+    public const long QueryPostingBudget = 5000;
 
     readonly Dictionary<string, long> documentFrequencies = new(StringComparer.Ordinal);
     long frequenciesGeneration = -1;
     long frequenciesChunkCount;
 
-    List<string> WithoutCommonTerms(IReadOnlyList<string> words)
+    List<string> RarestTerms(IReadOnlyList<string> words)
     {
         long generation = ScalarLong("SELECT generation FROM store_state WHERE id = 1");
         if (generation != frequenciesGeneration)
@@ -354,7 +356,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
             frequenciesChunkCount = ScalarLong("SELECT count(*) FROM chunks");
             frequenciesGeneration = generation;
         }
-        if (frequenciesChunkCount < 1000)
+        if (frequenciesChunkCount <= QueryPostingBudget)
             return words.ToList();
         var counted = new List<(string Word, long Frequency)>();
         foreach (string word in words)
@@ -370,18 +372,33 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
             if (frequency > 0)
                 counted.Add((word, frequency));
         }
-        var kept = counted.Where(item => item.Frequency <= frequenciesChunkCount * CommonTermFraction).Select(item => item.Word).ToList();
-        return kept.Count > 0 ? kept : counted.OrderBy(item => item.Frequency).Take(2).Select(item => item.Word).ToList();
+        return SelectRarest(counted, QueryPostingBudget);
+    }
+
+    /// <summary>The words in order of rising chunk count while the counts add up to at most budget (the first is always kept).</summary>
+    public static List<string> SelectRarest(IReadOnlyList<(string Word, long Frequency)> counted, long budget)
+    {
+        var kept = new List<string>();
+        long postings = 0;
+        foreach (var (word, frequency) in counted.OrderBy(item => item.Frequency).ThenBy(item => item.Word, StringComparer.Ordinal))
+        {
+            if (kept.Count > 0 && postings + frequency > budget)
+                break;
+            kept.Add(word);
+            postings += frequency;
+        }
+        return kept;
     }
 
     public async Task<IReadOnlyList<SearchHit>> SearchTextAsync(string query, int top, SearchFilter? filter, CancellationToken cancellationToken)
     {
-        if (QueryText.Words(query).Count == 0 || top <= 0)
+        var queryWords = QueryText.Words(query);
+        if (queryWords.Count == 0 || top <= 0)
             return [];
         await gate.WaitAsync(cancellationToken);
         try
         {
-            var words = WithoutCommonTerms(QueryText.Words(query));
+            var words = RarestTerms(queryWords);
             if (words.Count == 0)
                 return [];
             using var command = connection.CreateCommand();

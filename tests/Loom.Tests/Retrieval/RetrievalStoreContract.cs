@@ -219,6 +219,18 @@ public sealed class SqliteRetrievalStoreTests : RetrievalStoreContract
         Task.FromResult<IRetrievalStore>(SqliteRetrievalStore.Open(Path.Combine(Folder, name + ".db"), dimensions));
 
     protected override void DeleteVectorIndexFile(string name) => File.Delete(Path.Combine(Folder, name + ".db.usearch"));
+
+    [Fact]
+    public void FullTextQueryKeepsTheRarestWordsWithinThePostingBudget()
+    {
+        (string, long)[] counted = [("string", 9000), ("whitespace", 40), ("trim", 120), ("remove", 3000), ("ends", 400)];
+        // 40 + 120 + 400 = 560 fits a budget of 600; adding "remove" (3,000) would not.
+        Assert.Equal(["whitespace", "trim", "ends"], SqliteRetrievalStore.SelectRarest(counted, 600));
+        Assert.Equal(["whitespace", "trim", "ends", "remove"], SqliteRetrievalStore.SelectRarest(counted, 3560));
+        // The rarest word is kept even when it alone is over the budget.
+        Assert.Equal(["whitespace"], SqliteRetrievalStore.SelectRarest(counted, 10));
+        Assert.Empty(SqliteRetrievalStore.SelectRarest([], 100));
+    }
 }
 
 /// <summary>
