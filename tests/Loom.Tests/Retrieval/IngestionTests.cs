@@ -248,7 +248,7 @@ public sealed class IngestionTests : IDisposable
             File.Delete(Path.Combine(corpus, "d4", "note0004.md"));
             File.WriteAllText(Path.Combine(corpus, "d4", "added.md"), "# Added\n\nA new file.");
             var deadline = Stopwatch.StartNew();
-            while (deadline.Elapsed < TimeSpan.FromSeconds(30) && !(CountDocuments(database) == 5 && CountMatches(database, "revised") == 1 && CountMatches(database, "new") == 1))
+            while (deadline.Elapsed < TimeSpan.FromSeconds(90) && !(CountDocuments(database) == 5 && CountMatches(database, "revised") == 1 && CountMatches(database, "new") == 1))
                 await Task.Delay(100);
             Assert.Equal(5, CountDocuments(database));
             Assert.Equal(1, CountMatches(database, "revised"));
