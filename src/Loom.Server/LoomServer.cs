@@ -79,7 +79,7 @@ public static class LoomServer
         {
             var data = new JsonArray { ModelEntry(served.Generator.ModelName) };
             if (served.Retrieve is not null) data.Add(ModelEntry(ragName));
-            if (served.Embeddings is not null) data.Add(ModelEntry(served.EmbeddingModelName));
+            if (served.Embeddings is not null && served.EmbeddingModelName != served.Generator.ModelName) data.Add(ModelEntry(served.EmbeddingModelName));
             return Results.Json(new JsonObject { ["object"] = "list", ["data"] = data });
         });
 
