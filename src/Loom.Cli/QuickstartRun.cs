@@ -54,7 +54,7 @@ internal sealed record QuickstartPlan
         {
             MembersRead = 80000, CorpusMembers = 16000, VocabSize = 2048,
             Model = new LlamaConfig { Dim = 128, Layers = 4, Heads = 4, KvHeads = 4, HiddenDim = 384, MaxSeq = 256 },
-            Batch = 8, PretrainSteps = 1500, PretrainShare = 0.45, TuneExamples = 3000, HeldOut = 50, TuneSteps = 400, TuneShare = 0.17, IngestShare = 0.13,
+            Batch = 8, PretrainSteps = 600, PretrainShare = 0.45, TuneExamples = 3000, HeldOut = 50, TuneSteps = 250, TuneShare = 0.17, IngestShare = 0.13,
             IndexMembers = 2500, Questions = 4, SampleCount = 5, AnswerTokens = 40, ValidationTokens = 32768,
         };
 }
