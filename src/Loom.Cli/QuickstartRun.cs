@@ -293,14 +293,16 @@ internal sealed class QuickstartRun(QuickstartOptions options)
         await using var loomModel = LoomModel.Create("quickstart", model, tokenizer);
         using var chat = new LoomChatClient(loomModel.Engine);
         var answers = new List<string>(items.Count);
+        long generated = 0;
         foreach (var (question, _) in items)
         {
             var response = await chat.GetResponseAsync([new ChatMessage(ChatRole.User, question)],
                 new ChatOptions { Temperature = 0, MaxOutputTokens = plan.AnswerTokens }, cancellationToken);
-            answers.Add(response.Text.Trim());
+            answers.Add(response.Text);
+            generated += response.Usage?.OutputTokenCount ?? 0;
         }
         var (rouge, f1) = Scores(answers, items);
-        log($"{items.Count} answers: ROUGE-L {rouge:F3}, token F1 {f1:F3}");
+        log($"{items.Count} answers, {generated / (double)Math.Max(1, items.Count):F1} tokens each: ROUGE-L {rouge:F3}, token F1 {f1:F3}");
         return answers;
     }
 
@@ -384,7 +386,7 @@ internal sealed class QuickstartRun(QuickstartOptions options)
             .Image(File.ReadAllBytes(tunePlot), "supervised tuning loss")
             .Heading("Samples before and after tuning (held-out prompts)")
             .Table(["prompt", "reference", "before tuning", "after tuning"],
-                evalItems.Take(plan.SampleCount).Select((item, i) => (IReadOnlyList<string>)[item.Question, item.Reference, before[i], after[i]]))
+                evalItems.Take(plan.SampleCount).Select((item, i) => (IReadOnlyList<string>)[item.Question, item.Reference, Visible(before[i]), Visible(after[i])]))
             .Heading("Answers with citations");
         foreach (var answer in answers)
         {
@@ -483,6 +485,9 @@ internal sealed class QuickstartRun(QuickstartOptions options)
         answers.Count == 0 ? (0, 0) :
         (answers.Select((a, i) => TextMetrics.RougeL(a, items[i].Reference)).Average(),
          answers.Select((a, i) => TextMetrics.TokenF1(a, items[i].Reference)).Average());
+
+    /// <summary>A generated answer as the report shows it: line breaks as ⏎, so an answer of blank lines is visible.</summary>
+    static string Visible(string text) => text.Length == 0 ? "(nothing)" : text.ReplaceLineEndings("⏎");
 
     static string Question(DocMember member) => $"What does {member.Title} do?";
 
