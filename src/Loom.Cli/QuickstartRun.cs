@@ -365,6 +365,8 @@ internal sealed class QuickstartRun(QuickstartOptions options)
         var report = new HtmlReport("Loom quickstart")
             .Paragraph($"Corpus {shards.Corpus}: {shards.Documents:N0} documents, {shards.TokenCount:N0} tokens (byte-level BPE, vocabulary {shards.VocabSize:N0}). " +
                 $"Model: {plan.Model.Layers} layers, dim {plan.Model.Dim}, context {plan.Model.MaxSeq}; pretrained {pretrained.StepsDone} steps, tuned {tuned.Steps} steps.")
+            .Paragraph($"Instructions: \"What does {{member}} do?\" answered by the first sentence of the member's summary; {evalItems.Count} members are held out of tuning " +
+                "(they are in the pretraining corpus, so the tuned model can recall them) and scored with ROUGE-L and token F1 against that sentence.")
             .Heading("Evaluation")
             .Table(["metric", "value"],
             [
