@@ -226,7 +226,7 @@ internal sealed class QuickstartRun(QuickstartOptions options)
 
     List<SupervisedExample> InstructionExamples(List<DocMember> tuneMembers, ITokenizer tokenizer, Random random, Action<string> log)
     {
-        // Half plain questions, half the grounded-answer prompt (the member plus a distractor as numbered sources),
+        // Half plain questions, half the grounded-answer prompt (the member, mostly with a distractor, as numbered sources),
         // so the tuned model learns both to answer and to cite.
         var examples = new List<SupervisedExample>(tuneMembers.Count);
         int withSources = 0;
@@ -240,11 +240,13 @@ internal sealed class QuickstartRun(QuickstartOptions options)
                 continue;
             }
             var distractor = tuneMembers[(i + 1 + random.Next(tuneMembers.Count - 1)) % tuneMembers.Count];
-            bool first = random.Next(2) == 0;
-            var hits = first ? new[] { Hit(member), Hit(distractor) } : new[] { Hit(distractor), Hit(member) };
+            // One or two sources, the member's in either place, as retrieval will give them when the prompt must be shortened.
+            bool alone = random.Next(4) == 0;
+            bool first = alone || random.Next(2) == 0;
+            var hits = alone ? new[] { Hit(member) } : first ? new[] { Hit(member), Hit(distractor) } : new[] { Hit(distractor), Hit(member) };
             string cited = $"{answer} [{(first ? 1 : 2)}]";
             int room = plan.Model.MaxSeq - tokenizer.Encode(cited).Length - 4;
-            var turns = FittingPrompt(Question(member), hits, tokenizer, room, minimumSources: 2);
+            var turns = FittingPrompt(Question(member), hits, tokenizer, room, minimumSources: hits.Length);
             if (turns is null)
             {
                 examples.Add(new SupervisedExample([new ChatTurn("user", Question(member)), new ChatTurn("assistant", answer)], member.Id));
