@@ -21,6 +21,7 @@ public static class Program
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(ChatCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
+        root.Subcommands.Add(QuickstartCommand.Create());
         var parseResult = root.Parse(args);
         if (parseResult.Errors.Count > 0)
         {
