@@ -14,6 +14,10 @@ namespace Loom.Bench;
 internal static unsafe class GemmBench
 {
     const string CoreTypeVariable = "OPENBLAS_CORETYPE";
+    // OpenBLAS's idle threads busy-wait for about 2^28 cycles after each call; on two cores they
+    // steal the core from whatever sample runs next (Loom's second thread, the FMA peak). 2^4 cycles
+    // makes them sleep at once, so the alternating samples do not disturb each other.
+    const string ThreadTimeoutVariable = "OPENBLAS_THREAD_TIMEOUT";
     const int DefaultPairs = 9;          // paired samples per row (median taken)
     const double SampleSeconds = 0.03;   // each sample repeats the call for about this long
     const int IdleMilliseconds = 30;     // pause before each sample: OpenBLAS's threads spin a while after a call
@@ -48,11 +52,12 @@ internal static unsafe class GemmBench
                 return 2;
             }
         }
-        if (Environment.GetEnvironmentVariable(CoreTypeVariable) is null)
+        if (Environment.GetEnvironmentVariable(CoreTypeVariable) is null || Environment.GetEnvironmentVariable(ThreadTimeoutVariable) is null)
             return Relaunch(args);
 
         var openBlas = OpenBlas.TryLoad(out string note);
         Console.WriteLine($"OpenBLAS: {note}; {CoreTypeVariable}={Environment.GetEnvironmentVariable(CoreTypeVariable)}; " +
+            $"{ThreadTimeoutVariable}={Environment.GetEnvironmentVariable(ThreadTimeoutVariable)}; " +
             $"corename: {openBlas?.CoreName ?? "n/a"}");
         Console.WriteLine($"Loom kernel: {(Gemm.UseVector512 ? "Vector512 14x32" : "Vector256 6x16")}; processors: {Environment.ProcessorCount}");
 
@@ -102,18 +107,19 @@ internal static unsafe class GemmBench
         return 0;
     }
 
-    /// <summary>OpenBLAS reads OPENBLAS_CORETYPE only at load, from the process environment: run again with it set.</summary>
+    /// <summary>OpenBLAS reads OPENBLAS_CORETYPE and OPENBLAS_THREAD_TIMEOUT only at load, from the process environment: run again with them set.</summary>
     static int Relaunch(string[] args)
     {
-        Console.WriteLine($"{CoreTypeVariable} is not set: Debian's OpenBLAS 0.3.21 would take this CPU for Prescott (SSE3); " +
-            $"re-running the benchmark as a child process with {CoreTypeVariable}=SkylakeX");
+        Console.WriteLine($"re-running the benchmark as a child process with {CoreTypeVariable}=SkylakeX (Debian's OpenBLAS 0.3.21 would take " +
+            $"this CPU for Prescott, SSE3) and {ThreadTimeoutVariable}=4 (its idle threads would spin through the next samples)");
         string process = Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
         var start = new ProcessStartInfo(process) { UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(process) == "dotnet")
             start.ArgumentList.Add(typeof(GemmBench).Assembly.Location);
         start.ArgumentList.Add("gemm");
         foreach (var arg in args) start.ArgumentList.Add(arg);
-        start.Environment[CoreTypeVariable] = "SkylakeX";
+        start.Environment[CoreTypeVariable] = Environment.GetEnvironmentVariable(CoreTypeVariable) ?? "SkylakeX";
+        start.Environment[ThreadTimeoutVariable] = Environment.GetEnvironmentVariable(ThreadTimeoutVariable) ?? "4";
         using var child = Process.Start(start) ?? throw new InvalidOperationException($"could not start {process}");
         child.WaitForExit();
         return child.ExitCode;
