@@ -21,25 +21,7 @@ public sealed class QuickstartTests : IDisposable
         Directory.Delete(root, recursive: true);
     }
 
-    static (int Exit, string Out, string Error) Loom(params string[] args)
-    {
-        var savedOut = Console.Out;
-        var savedError = Console.Error;
-        var output = new StringWriter();
-        var error = new StringWriter();
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            int exit = Program.Main(args);
-            return (exit, output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(savedOut);
-            Console.SetError(savedError);
-        }
-    }
+    static (int Exit, string Out, string Error) Loom(params string[] args) => CliRun.Run(args);
 
     [Fact]
     public void FastRunWritesModelsIndexAnswersAndReport()

@@ -13,24 +13,7 @@ public sealed class GgufCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(folder, recursive: true);
 
-    static (int ExitCode, string Output, string Error) Run(params string[] args)
-    {
-        var originalOut = Console.Out;
-        var originalError = Console.Error;
-        var output = new StringWriter();
-        var error = new StringWriter();
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            return (Program.Main(args), output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(originalOut);
-            Console.SetError(originalError);
-        }
-    }
+    static (int ExitCode, string Output, string Error) Run(params string[] args) => CliRun.Run(args);
 
     (string Folder, Transformer Model, CharTokenizer Tokenizer) WriteCheckpoint()
     {

@@ -17,25 +17,7 @@ public sealed class GenerationCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(directory, recursive: true);
 
-    static (int ExitCode, string Output, string Error) Run(string input, params string[] args)
-    {
-        var (originalIn, originalOut, originalError) = (Console.In, Console.Out, Console.Error);
-        var output = new StringWriter();
-        var error = new StringWriter();
-        Console.SetIn(new StringReader(input));
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            return (Program.Main(args), output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetIn(originalIn);
-            Console.SetOut(originalOut);
-            Console.SetError(originalError);
-        }
-    }
+    static (int ExitCode, string Output, string Error) Run(string input, params string[] args) => CliRun.WithInput(input, args);
 
     string Save(string name, Transformer model, ITokenizer tokenizer)
     {

@@ -19,25 +19,7 @@ public sealed class PretrainCommandTests : IDisposable
         Directory.Delete(root, recursive: true);
     }
 
-    static (int Exit, string Out, string Error) Loom(params string[] args)
-    {
-        var savedOut = Console.Out;
-        var savedError = Console.Error;
-        var output = new StringWriter();
-        var error = new StringWriter();
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            int exit = Cli.Program.Main(args);
-            return (exit, output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(savedOut);
-            Console.SetError(savedError);
-        }
-    }
+    static (int Exit, string Out, string Error) Loom(params string[] args) => CliRun.Run(args);
 
     static void AssertOneLineError((int Exit, string Out, string Error) result, string expected)
     {

@@ -168,19 +168,7 @@ public sealed class TuningTests : IDisposable
         Assert.StartsWith($"{path}:2:", e.Message);
     }
 
-    static (int Code, string Output, string Error) Cli(params string[] args)
-    {
-        var (originalOut, originalError) = (Console.Out, Console.Error);
-        var (output, error) = (new StringWriter(), new StringWriter());
-        Console.SetOut(output);
-        Console.SetError(error);
-        try { return (Program.Main(args), output.ToString(), error.ToString()); }
-        finally
-        {
-            Console.SetOut(originalOut);
-            Console.SetError(originalError);
-        }
-    }
+    static (int Code, string Output, string Error) Cli(params string[] args) => CliRun.Run(args);
 
     [Fact]
     public void CliRunsSftAndDpoAndReportsMistakesInOneLine()
