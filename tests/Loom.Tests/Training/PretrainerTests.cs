@@ -134,23 +134,25 @@ public sealed class PretrainerTests : IDisposable
             optimizer.Step(1e-3f);
         }
         // Steps 0-2 warm up (arena, gradients, moments, per-thread scratch). After that a step must
-        // allocate nothing. On the calling thread (which runs all the model and optimizer code and its
-        // share of the kernels) the count is exact. Over all threads of the process the test host and
-        // the JIT's background tier-up allocate now and then on their own; an allocation made by the
-        // step itself would show in every step, so many measured steps must show exactly zero. On the
-        // caller, one lazily created 24-byte lock (ManualResetEventSlim's, the first time the pool's
-        // caller really blocks) may appear once; anything per step would be 24 times larger.
+        // allocate nothing. An allocation made by the step itself shows in every step; what shows once
+        // is lazy per-thread state that a later step happens to need first (with two threads, which
+        // thread runs which block of a kernel varies, so a thread may meet a kernel's scratch late),
+        // and, over all threads of the process, the test host and the JIT's background tier-up. So on
+        // the calling thread (which runs all the model and optimizer code and its share of the kernels)
+        // nearly every step must allocate exactly zero, and over all threads many steps must.
         for (int i = 0; i < 3; i++) Step();
         var allocated = new long[24];
-        long callerBefore = GC.GetAllocatedBytesForCurrentThread();
+        var callerAllocated = new long[24];
         for (int i = 0; i < allocated.Length; i++)
         {
+            long callerBefore = GC.GetAllocatedBytesForCurrentThread();
             long before = GC.GetTotalAllocatedBytes(precise: true);
             Step();
             allocated[i] = GC.GetTotalAllocatedBytes(precise: true) - before;
+            callerAllocated[i] = GC.GetAllocatedBytesForCurrentThread() - callerBefore;
         }
-        long callerBytes = GC.GetAllocatedBytesForCurrentThread() - callerBefore;
-        Assert.True(callerBytes <= 24, $"the calling thread allocated {callerBytes} bytes in {allocated.Length} steps");
+        int callerClean = callerAllocated.Count(bytes => bytes == 0);
+        Assert.True(callerClean >= allocated.Length - 2, $"the calling thread allocated in {allocated.Length - callerClean} of {allocated.Length} steps: {string.Join(", ", callerAllocated)}");
         int clean = allocated.Count(bytes => bytes == 0);
         Assert.True(clean >= allocated.Length / 4, $"only {clean} of {allocated.Length} steps allocated nothing over all threads: {string.Join(", ", allocated)}");
     }
