@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Json;
@@ -219,9 +220,7 @@ internal static unsafe class GemmBench
 
     static string WriteJson(List<Row> rows, Dictionary<int, double> peak, double peakCpu, OpenBlas? openBlas, string note)
     {
-        string directory = BenchPaths.ResultsFolder();
-        string path = Path.Combine(directory, "gemm.json");
-        string temporary = path + ".tmp";
+        string path = Path.Combine(BenchPaths.ResultsFolder(), "gemm.json");
         var report = new
         {
             benchmark = "gemm",
@@ -236,8 +235,7 @@ internal static unsafe class GemmBench
             layouts = new { forward = Forward.Formula, dX = InputGradient.Formula, dW = WeightGradient.Formula },
             rows,
         };
-        File.WriteAllText(temporary, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
-        File.Move(temporary, path, overwrite: true);
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         return path;
     }
 }

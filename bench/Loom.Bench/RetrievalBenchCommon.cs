@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Loom.Retrieval;
@@ -30,26 +31,12 @@ static class RetrievalBenchCommon
     public static SourceDocument ToDocument(DocMember member) =>
         new(member.Id, member.Title, "text", member.Title + "\n" + member.Text, new Dictionary<string, string>(), new Dictionary<string, string> { ["file"] = Path.GetFileName(member.SourceFile) });
 
-    public static string ResultsFolder()
-    {
-        // bench/results beside this project, found from the working directory or the binary.
-        foreach (string start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var directory = new DirectoryInfo(start); directory is not null; directory = directory.Parent)
-            {
-                if (File.Exists(Path.Combine(directory.FullName, "Loom.sln")))
-                    return Directory.CreateDirectory(Path.Combine(directory.FullName, "bench", "results")).FullName;
-            }
-        }
-        return Directory.CreateDirectory(Path.Combine(Directory.GetCurrentDirectory(), "bench", "results")).FullName;
-    }
+    public static string ResultsFolder() => BenchPaths.ResultsFolder();
 
     public static void WriteJson(string name, object value)
     {
         string path = Path.Combine(ResultsFolder(), name);
-        string temporary = path + ".tmp";
-        File.WriteAllText(temporary, JsonSerializer.Serialize(value, new JsonSerializerOptions { WriteIndented = true }));
-        File.Move(temporary, path, overwrite: true);
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(value, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"wrote {path}");
     }
 

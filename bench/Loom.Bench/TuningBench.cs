@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -267,8 +268,7 @@ public static class TuningBench
             ["total_seconds"] = Math.Round(totalSeconds, 1),
         };
         string path = Path.Combine(BenchPaths.ResultsFolder(), "tuning.json");
-        File.WriteAllText(path + ".tmp", result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        File.Move(path + ".tmp", path, overwrite: true);
+        AtomicFile.WriteAllText(path, result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"wrote {path}");
         return 0;
     }

@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
 
@@ -62,10 +63,7 @@ public sealed class RetrievalIndex : IDisposable
         {
             string name = embedder ?? Embedders.MiniLm;
             manifest = new IndexManifest(name, Embedders.DimensionsOf(name), postgresConnection is null ? "sqlite" : "postgres");
-            Directory.CreateDirectory(folder);
-            string temporary = manifestPath + ".tmp";
-            File.WriteAllText(temporary, JsonSerializer.Serialize(manifest, new JsonSerializerOptions { WriteIndented = true }));
-            File.Move(temporary, manifestPath, overwrite: true);
+            AtomicFile.WriteAllText(manifestPath, JsonSerializer.Serialize(manifest, new JsonSerializerOptions { WriteIndented = true }));
         }
         IRetrievalStore store;
         if (manifest.Store == "postgres")

@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Buffers.Binary;
 using System.Text;
 
@@ -85,24 +86,7 @@ public sealed class GgufWriter
     {
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("GGUF writing needs a little-endian machine");
-        string fullPath = System.IO.Path.GetFullPath(path);
-        string folder = System.IO.Path.GetDirectoryName(fullPath)!;
-        Directory.CreateDirectory(folder);
-        string temp = System.IO.Path.Combine(folder, $".{System.IO.Path.GetFileName(fullPath)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                WriteTo(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, fullPath, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        AtomicFile.Write(path, WriteTo);
     }
 
     /// <summary>Writes the whole file to a stream (header, metadata, tensor infos, padded data).</summary>
