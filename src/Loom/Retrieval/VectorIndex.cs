@@ -107,6 +107,13 @@ public sealed class VectorIndex : IDisposable
         lock (gate) Generation = generation;
     }
 
+    /// <summary>
+    /// Candidates every search explores at least. On the dotnet-docs index (80,974 MiniLM chunks)
+    /// 50 found 0.394 of the labelled answers in the top 5, 200 found 0.412 (exact search: 0.417)
+    /// at about 1 ms a query; 400 found no more.
+    /// </summary>
+    public const int SearchBreadth = 200;
+
     /// <summary>Nearest keys with cosine similarity (1 - cosine distance), best first.</summary>
     public IReadOnlyList<(long Key, float Similarity)> Search(float[] query, int count)
     {
@@ -116,7 +123,9 @@ public sealed class VectorIndex : IDisposable
             count = Math.Min(count, size);
             if (count <= 0)
                 return [];
-            int found = index.Search(query, count, out ulong[] keys, out float[] distances);
+            // HNSW explores max(expansion, asked) candidates: asking for at least SearchBreadth
+            // keeps its answers close to the exact nearest neighbours on a large index.
+            int found = Math.Min(count, index.Search(query, Math.Min(size, Math.Max(count, SearchBreadth)), out ulong[] keys, out float[] distances));
             var result = new (long, float)[found];
             for (int i = 0; i < found; i++)
                 result[i] = ((long)keys[i], 1f - distances[i]);
