@@ -299,10 +299,29 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), score,
         JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? []);
 
+    readonly PostingBudget postingBudget = new();
+
+    /// <summary>Postings a full-text query may read (<see cref="PostingBudget"/>); long.MaxValue keeps every word.</summary>
+    public long QueryPostingBudget { get => postingBudget.Budget; set => postingBudget.Budget = value; }
+
+    async Task<long> ScalarAsync(string sql, string? word, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(sql);
+        if (word is not null)
+            command.Parameters.Add(new NpgsqlParameter { Value = word });
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken));
+    }
+
     public async Task<IReadOnlyList<SearchHit>> SearchTextAsync(string query, int top, SearchFilter? filter, CancellationToken cancellationToken)
     {
-        var words = QueryText.Words(query);
-        if (words.Count == 0 || top <= 0)
+        var queryWords = QueryText.Words(query);
+        if (queryWords.Count == 0 || top <= 0)
+            return [];
+        var words = await postingBudget.ChooseAsync(queryWords,
+            await ScalarAsync($"SELECT generation FROM {schema}.store_state WHERE id = 1", null, cancellationToken),
+            () => ScalarAsync($"SELECT count(*) FROM {schema}.chunks", null, cancellationToken),
+            word => ScalarAsync($"SELECT count(*) FROM {schema}.chunks WHERE tsv @@ to_tsquery('english', $1)", word, cancellationToken));
+        if (words.Count == 0)
             return [];
         await using var command = dataSource.CreateCommand();
         command.Parameters.Add(new NpgsqlParameter { Value = string.Join(" | ", words) });

@@ -334,61 +334,21 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), score,
         JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? []);
 
-    /// <summary>
-    /// The full-text query keeps the rarest query words (highest IDF) while their chunk counts add up
-    /// to at most this many postings; the rarest word is always kept. FTS5 scores every chunk holding
-    /// any query word, so query time grows with the postings read, and the common words (small BM25
-    /// weight) hold most of them: at 100k chunks this brings BM25 from about 40 ms to a few ms. Small
-    /// stores keep every word.
-    /// </summary>
-    public const long QueryPostingBudget = 5000;
+    readonly PostingBudget postingBudget = new();
 
-    readonly Dictionary<string, long> documentFrequencies = new(StringComparer.Ordinal);
-    long frequenciesGeneration = -1;
-    long frequenciesChunkCount;
+    /// <summary>Postings a full-text query may read (<see cref="PostingBudget"/>); long.MaxValue keeps every word.</summary>
+    public long QueryPostingBudget { get => postingBudget.Budget; set => postingBudget.Budget = value; }
 
-    List<string> RarestTerms(IReadOnlyList<string> words)
-    {
-        long generation = ScalarLong("SELECT generation FROM store_state WHERE id = 1");
-        if (generation != frequenciesGeneration)
-        {
-            documentFrequencies.Clear();
-            frequenciesChunkCount = ScalarLong("SELECT count(*) FROM chunks");
-            frequenciesGeneration = generation;
-        }
-        if (frequenciesChunkCount <= QueryPostingBudget)
-            return words.ToList();
-        var counted = new List<(string Word, long Frequency)>();
-        foreach (string word in words)
-        {
-            if (!documentFrequencies.TryGetValue(word, out long frequency))
+    Task<IReadOnlyList<string>> RarestTermsAsync(IReadOnlyList<string> words) =>
+        postingBudget.ChooseAsync(words, ScalarLong("SELECT generation FROM store_state WHERE id = 1"),
+            () => Task.FromResult(ScalarLong("SELECT count(*) FROM chunks")),
+            word =>
             {
                 using var command = connection.CreateCommand();
                 command.CommandText = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH $word";
                 command.Parameters.AddWithValue("$word", "\"" + word + "\"");
-                frequency = Convert.ToInt64(command.ExecuteScalar());
-                documentFrequencies[word] = frequency;
-            }
-            if (frequency > 0)
-                counted.Add((word, frequency));
-        }
-        return SelectRarest(counted, QueryPostingBudget);
-    }
-
-    /// <summary>The words in order of rising chunk count while the counts add up to at most budget (the first is always kept).</summary>
-    public static List<string> SelectRarest(IReadOnlyList<(string Word, long Frequency)> counted, long budget)
-    {
-        var kept = new List<string>();
-        long postings = 0;
-        foreach (var (word, frequency) in counted.OrderBy(item => item.Frequency).ThenBy(item => item.Word, StringComparer.Ordinal))
-        {
-            if (kept.Count > 0 && postings + frequency > budget)
-                break;
-            kept.Add(word);
-            postings += frequency;
-        }
-        return kept;
-    }
+                return Task.FromResult(Convert.ToInt64(command.ExecuteScalar()));
+            });
 
     public async Task<IReadOnlyList<SearchHit>> SearchTextAsync(string query, int top, SearchFilter? filter, CancellationToken cancellationToken)
     {
@@ -398,7 +358,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         await gate.WaitAsync(cancellationToken);
         try
         {
-            var words = RarestTerms(queryWords);
+            var words = await RarestTermsAsync(queryWords);
             if (words.Count == 0)
                 return [];
             using var command = connection.CreateCommand();

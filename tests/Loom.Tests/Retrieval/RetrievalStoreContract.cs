@@ -18,6 +18,9 @@ public abstract class RetrievalStoreContract : IDisposable
     /// <summary>Deletes the saved vector index of the store called name.</summary>
     protected abstract void DeleteVectorIndexFile(string name);
 
+    /// <summary>Sets the store's full-text posting budget (<see cref="PostingBudget"/>).</summary>
+    protected abstract void SetPostingBudget(IRetrievalStore store, long budget);
+
     protected async Task<IRetrievalStore> OpenAsync(string name = "main", int dimensions = 64)
     {
         var store = await OpenCoreAsync(name, dimensions);
@@ -74,6 +77,30 @@ public abstract class RetrievalStoreContract : IDisposable
         var vectorHits = await store.SearchVectorAsync(Embedder.Embed("Apple pie is baked with cinnamon."), 10, null, default);
         Assert.DoesNotContain(vectorHits, hit => hit.Text.Contains("cinnamon"));
         Assert.Equal(5, vectorHits.Count);
+    }
+
+    [SkippableFact]
+    public async Task FullTextQueryDropsCommonWordsOverThePostingBudget()
+    {
+        var store = await OpenAsync("budget");
+        async Task WriteAsync(Func<int, string> text)
+        {
+            for (int i = 0; i < 12; i++)
+                await store.UpsertDocumentAsync(Document($"/budget/{i}.md", text(i)), Chunks(text(i)), default);
+        }
+        // Every chunk holds "common", one holds "zebra": 12 chunks are over a budget of 5 postings, so
+        // "common" (12 postings) is dropped and only the zebra chunk matches.
+        await WriteAsync(i => i == 7 ? "common words and a zebra" : $"common words number {i}");
+        SetPostingBudget(store, 5);
+        Assert.Equal("/budget/7.md", Assert.Single(await store.SearchTextAsync("common zebra", 50, null, default)).SourceId);
+        SetPostingBudget(store, long.MaxValue);
+        var all = await store.SearchTextAsync("common zebra", 50, null, default);
+        Assert.Equal(12, all.Count);
+        Assert.Equal("/budget/7.md", all[0].SourceId);
+        // A write forgets the remembered counts: now "zebra" is everywhere and "common" is rare.
+        await WriteAsync(i => i == 3 ? "common words and a zebra" : $"zebra words number {i}");
+        SetPostingBudget(store, 5);
+        Assert.Equal("/budget/3.md", Assert.Single(await store.SearchTextAsync("common zebra", 50, null, default)).SourceId);
     }
 
     [SkippableFact]
@@ -220,16 +247,18 @@ public sealed class SqliteRetrievalStoreTests : RetrievalStoreContract
 
     protected override void DeleteVectorIndexFile(string name) => File.Delete(Path.Combine(Folder, name + ".db.usearch"));
 
+    protected override void SetPostingBudget(IRetrievalStore store, long budget) => ((SqliteRetrievalStore)store).QueryPostingBudget = budget;
+
     [Fact]
     public void FullTextQueryKeepsTheRarestWordsWithinThePostingBudget()
     {
         (string, long)[] counted = [("string", 9000), ("whitespace", 40), ("trim", 120), ("remove", 3000), ("ends", 400)];
         // 40 + 120 + 400 = 560 fits a budget of 600; adding "remove" (3,000) would not.
-        Assert.Equal(["whitespace", "trim", "ends"], SqliteRetrievalStore.SelectRarest(counted, 600));
-        Assert.Equal(["whitespace", "trim", "ends", "remove"], SqliteRetrievalStore.SelectRarest(counted, 3560));
+        Assert.Equal(["whitespace", "trim", "ends"], PostingBudget.SelectRarest(counted, 600));
+        Assert.Equal(["whitespace", "trim", "ends", "remove"], PostingBudget.SelectRarest(counted, 3560));
         // The rarest word is kept even when it alone is over the budget.
-        Assert.Equal(["whitespace"], SqliteRetrievalStore.SelectRarest(counted, 10));
-        Assert.Empty(SqliteRetrievalStore.SelectRarest([], 100));
+        Assert.Equal(["whitespace"], PostingBudget.SelectRarest(counted, 10));
+        Assert.Empty(PostingBudget.SelectRarest([], 100));
     }
 }
 
@@ -251,6 +280,8 @@ public sealed class PostgresRetrievalStoreTests : RetrievalStoreContract
     }
 
     protected override void DeleteVectorIndexFile(string name) => File.Delete(Path.Combine(Folder, name + ".usearch"));
+
+    protected override void SetPostingBudget(IRetrievalStore store, long budget) => ((PostgresRetrievalStore)store).QueryPostingBudget = budget;
 
     public override void Dispose()
     {
