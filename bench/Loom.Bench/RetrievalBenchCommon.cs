@@ -59,27 +59,85 @@ static class RetrievalBenchCommon
         sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(fraction * sorted.Count) - 1)];
 }
 
-/// <summary>Remembers embeddings by text, so a second store reuses the first store's embeddings.</summary>
-sealed class CachingEmbeddingGenerator(IEmbeddingGenerator<string, Embedding<float>> inner)
-    : DelegatingEmbeddingGenerator<string, Embedding<float>>(inner)
+/// <summary>
+/// Remembers embeddings by text, so a second store reuses the first store's embeddings. With a file,
+/// it also remembers them across runs: each computed embedding is appended (SHA-256 of the text, then
+/// the floats), and a run that rebuilds an index after a schema change embeds nothing again. A torn
+/// last record (a killed run) is ignored on load.
+/// </summary>
+sealed class CachingEmbeddingGenerator : DelegatingEmbeddingGenerator<string, Embedding<float>>
 {
     readonly ConcurrentDictionary<string, Embedding<float>> cache = new(StringComparer.Ordinal);
+    readonly Dictionary<string, float[]> persisted = new(StringComparer.Ordinal);
+    readonly FileStream? file;
+    readonly int dimensions;
+
+    public CachingEmbeddingGenerator(IEmbeddingGenerator<string, Embedding<float>> inner, string? path = null, int dimensions = 0) : base(inner)
+    {
+        this.dimensions = dimensions;
+        if (path is null)
+            return;
+        file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
+        int recordBytes = 32 + dimensions * sizeof(float);
+        var record = new byte[recordBytes];
+        long complete = 0;
+        while (file.ReadAtLeast(record, recordBytes, throwOnEndOfStream: false) == recordBytes)
+        {
+            persisted[Convert.ToHexString(record, 0, 32)] = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(record.AsSpan(32)).ToArray();
+            complete += recordBytes;
+        }
+        file.SetLength(complete);
+        file.Position = complete;
+        if (persisted.Count > 0)
+            Console.WriteLine($"embedding cache {path}: {persisted.Count} embeddings");
+    }
 
     public int Computed { get; private set; }
+
+    static string Key(string text) => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)));
 
     public override async Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<string> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         var texts = values.ToList();
-        var missing = texts.Where(text => !cache.ContainsKey(text)).Distinct().ToList();
+        var missing = new List<string>();
+        foreach (string text in texts.Distinct())
+        {
+            if (cache.ContainsKey(text))
+                continue;
+            if (persisted.TryGetValue(Key(text), out var stored))
+                cache[text] = new Embedding<float>(stored);
+            else
+                missing.Add(text);
+        }
         if (missing.Count > 0)
         {
             var computed = await base.GenerateAsync(missing, options, cancellationToken);
             for (int i = 0; i < missing.Count; i++)
+            {
                 cache[missing[i]] = computed[i];
+                if (file is not null)
+                {
+                    file.Write(Convert.FromHexString(Key(missing[i])));
+                    file.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(computed[i].Vector.Span));
+                }
+            }
+            file?.Flush();
             Computed += missing.Count;
         }
         return new GeneratedEmbeddings<Embedding<float>>(texts.Select(text => cache[text]));
     }
 
-    public void Clear() => cache.Clear();
+    /// <summary>Forgets everything, so the next call computes (latency runs time the query embedding).</summary>
+    public void Clear()
+    {
+        cache.Clear();
+        persisted.Clear();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            file?.Dispose();
+        base.Dispose(disposing);
+    }
 }

@@ -48,7 +48,7 @@ static class RetrievalEvalBenchmark
         Console.WriteLine($"corpus: {corpus.Count} documents ({present.Count} asked about, {corpus.Count - present.Count} others)");
 
         string cache = Directory.CreateDirectory(Path.Combine(RetrievalBenchCommon.ResultsFolder(), "cache", $"eval-{embedderName}-{corpus.Count}")).FullName;
-        using var embedder = new CachingEmbeddingGenerator(Embedders.Create(embedderName));
+        using var embedder = new CachingEmbeddingGenerator(Embedders.Create(embedderName), Path.Combine(cache, "..", $"embeddings-{embedderName}.bin"), Embedders.DimensionsOf(embedderName));
         var stores = await RetrievalBenchCommon.OpenStoresAsync(cache, $"loom_bench_eval_{embedderName}_{corpus.Count}", Embedders.DimensionsOf(embedderName), RetrievalBenchCommon.PostgresConnection(arguments));
         var results = new List<object>();
         var tuningGrids = new List<object>();
