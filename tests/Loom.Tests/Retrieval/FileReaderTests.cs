@@ -95,13 +95,11 @@ public sealed class FileReaderTests : IDisposable
     [Fact]
     public void FileOverTheLimitIsSkippedWithoutReadingIt()
     {
-        // A sparse 2 GiB file: reading it would take seconds and gigabytes; skipping takes a stat.
+        // A sparse 2 GiB file (no disk used): the size alone decides, from a stat.
         string path = Path.Combine(folder, "huge.txt");
         using (var stream = File.Create(path))
             stream.SetLength(2L << 30);
-        var watch = System.Diagnostics.Stopwatch.StartNew();
         var result = FileReader.Read(path, NoTags);
-        Assert.True(watch.ElapsedMilliseconds < 1000);
         Assert.Equal("file is 2,147,483,648 bytes, over the 1,073,741,824-byte limit", result.SkipReason);
     }
 
