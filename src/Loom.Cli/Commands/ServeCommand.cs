@@ -47,10 +47,12 @@ internal static class ServeCommand
             using var retrievalIndex = indexFolder is null ? null
                 : await RetrievalIndex.OpenAsync(indexFolder, null, null, create: false, cancellationToken);
             using var ownEmbedder = retrievalIndex is null && parseResult.GetValue(embeddings) ? new MiniLmEmbeddingGenerator() : null;
+            // The index's embedder (queries must be embedded as its chunks were), else MiniLM on request, else the model's own.
+            var ownOrIndexEmbedder = retrievalIndex?.Embedder ?? ownEmbedder;
             var served = new ServedModel(generator.Generator)
             {
-                Embeddings = retrievalIndex?.Embedder ?? ownEmbedder ?? generator.Embeddings,
-                EmbeddingModelName = retrievalIndex is null && ownEmbedder is null ? generator.Generator.ModelName : "all-MiniLM-L6-v2",
+                Embeddings = ownOrIndexEmbedder ?? generator.Embeddings,
+                EmbeddingModelName = ownOrIndexEmbedder?.GetService<EmbeddingGeneratorMetadata>()?.DefaultModelId ?? generator.Generator.ModelName,
                 Retrieve = retrievalIndex is null ? null : (turns, ct) => Ground(retrievalIndex.Retriever, turns, ct),
             };
             await using var app = LoomServer.Build(served, options);
