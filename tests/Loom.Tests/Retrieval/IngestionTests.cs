@@ -164,7 +164,8 @@ public sealed class IngestionTests : IDisposable
     [Fact]
     public async Task IngestionKilledMidwayLeavesAnIndexThatOpensAnswersAndCompletes()
     {
-        const int files = 600;
+        // Enough files that the run is still going after its first commits (about 256 documents per embedding batch).
+        const int files = 3000;
         string corpus = MakeCorpus(files);
         string index = Path.Combine(folder, "index");
         string cli = typeof(Loom.Cli.Program).Assembly.Location;
