@@ -27,10 +27,6 @@ static class RetrievalBenchCommon
     public static int Int(Dictionary<string, string> arguments, string name, int fallback) =>
         arguments.TryGetValue(name, out string? value) ? int.Parse(value, System.Globalization.CultureInfo.InvariantCulture) : fallback;
 
-    /// <summary>One document per documented member; the source id is the member id (M:System.String.Trim).</summary>
-    public static SourceDocument ToDocument(DocMember member) =>
-        new(member.Id, member.Title, "text", member.Title + "\n" + member.Text, new Dictionary<string, string>(), new Dictionary<string, string> { ["file"] = Path.GetFileName(member.SourceFile) });
-
     public static string ResultsFolder() => BenchPaths.ResultsFolder();
 
     public static void WriteJson(string name, object value)

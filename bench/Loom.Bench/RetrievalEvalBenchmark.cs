@@ -44,7 +44,7 @@ static class RetrievalEvalBenchmark
         var others = all.Where(member => !asked.Contains(member.Id)).ToList();
         int wanted = Math.Max(0, memberCount - present.Count);
         int stride = Math.Max(1, others.Count / Math.Max(1, wanted));
-        var corpus = present.Concat(others.Where((_, index) => index % stride == 0).Take(wanted)).Select(RetrievalBenchCommon.ToDocument).ToList();
+        var corpus = present.Concat(others.Where((_, index) => index % stride == 0).Take(wanted)).Select(member => DotnetDocsReader.ToDocument(member)).ToList();
         Console.WriteLine($"corpus: {corpus.Count} documents ({present.Count} asked about, {corpus.Count - present.Count} others)");
 
         string cache = Directory.CreateDirectory(Path.Combine(RetrievalBenchCommon.ResultsFolder(), "cache", $"eval-{embedderName}-{corpus.Count}")).FullName;

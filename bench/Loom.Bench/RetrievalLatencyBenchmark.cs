@@ -38,7 +38,7 @@ static class RetrievalLatencyBenchmark
         long plannedChunks = 0;
         foreach (var member in DotnetDocs.ReadAll())
         {
-            var document = RetrievalBenchCommon.ToDocument(member);
+            var document = DotnetDocsReader.ToDocument(member);
             documents.Add(document);
             plannedChunks += chunker.Split(document.Text, isMarkdown: false).Count;
             if (plannedChunks >= targetChunks)

@@ -318,8 +318,7 @@ internal sealed class QuickstartRun(QuickstartOptions options)
             var clock = Stopwatch.StartNew();
             var documents = indexMembers
                 .TakeWhile((_, i) => i < plan.Questions || clock.Elapsed < budget)
-                .Select(m => new SourceDocument(m.Id, m.Title, "text", m.Text,
-                    new Dictionary<string, string>(), new Dictionary<string, string> { ["file"] = m.SourceFile }));
+                .Select(member => DotnetDocsReader.ToDocument(member));
             var report = await ingestor.IngestDocumentsAsync(documents, cancellationToken);
             log($"{report.Count(IngestOutcome.Added):N0} documents, {report.ChunksEmbedded:N0} chunks embedded in {report.Elapsed.TotalSeconds:F1} s " +
                 $"({report.ChunksEmbedded / Math.Max(0.001, report.Elapsed.TotalSeconds):F0} chunks/s)");

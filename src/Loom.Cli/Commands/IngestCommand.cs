@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Loom.Retrieval;
+using Loom.Text;
 using Spectre.Console;
 
 namespace Loom.Cli.Commands;
@@ -21,7 +22,7 @@ internal static class IngestCommand
         var overlapTokens = new Option<int>("--overlap-tokens") { Description = "Tokens repeated from the previous chunk", DefaultValueFactory = _ => new ChunkerOptions().OverlapTokens };
         var watch = new Option<bool>("--watch") { Description = "Keep watching the files and folders and re-ingest on change until Ctrl-C" };
         var verbose = new Option<bool>("--verbose") { Description = "List every document, not only skipped and removed ones" };
-        var sources = new Argument<string[]>("source") { Description = "Files and folders to ingest", Arity = ArgumentArity.ZeroOrMore };
+        var sources = new Argument<string[]>("source") { Description = $"Files and folders to ingest, or {DotnetDocs.CorpusName} (every documented member of the installed .NET SDK)", Arity = ArgumentArity.ZeroOrMore };
 
         var command = new Command("ingest", "Ingest files, folders and SQL rows into a retrieval index (only changed content is re-embedded)");
         foreach (var option in new Option[] { index, tags, embedder, postgres, sql, connection, provider, maxBytes, chunkTokens, overlapTokens, watch, verbose })
@@ -29,11 +30,13 @@ internal static class IngestCommand
         command.Arguments.Add(sources);
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("ingest", async () =>
         {
-            string[] paths = parseResult.GetValue(sources) ?? [];
+            string[] given = parseResult.GetValue(sources) ?? [];
+            bool dotnetDocs = given.Contains(DotnetDocs.CorpusName);
+            string[] paths = given.Where(source => source != DotnetDocs.CorpusName).ToArray();
             string? query = parseResult.GetValue(sql);
             string? connectionString = parseResult.GetValue(connection);
-            if (paths.Length == 0 && query is null)
-                throw new ArgumentException("nothing to ingest: give files or folders, or --sql with --connection");
+            if (given.Length == 0 && query is null)
+                throw new ArgumentException($"nothing to ingest: give files or folders, {DotnetDocs.CorpusName}, or --sql with --connection");
             if (query is not null && string.IsNullOrWhiteSpace(connectionString))
                 throw new ArgumentException("--sql needs --connection");
             var tagValues = TagParser.Parse(parseResult.GetValue(tags));
@@ -48,6 +51,8 @@ internal static class IngestCommand
                 var parts = new List<IngestReport>();
                 if (paths.Length > 0)
                     parts.Add(await ingestor.IngestPathsAsync(paths, tagValues, token));
+                if (dotnetDocs)
+                    parts.Add(await ingestor.IngestDocumentsAsync(DotnetDocsReader.ReadAll(tagValues), token));
                 if (query is not null)
                     parts.Add(await ingestor.IngestSqlAsync(new SqlSource(parseResult.GetValue(provider)!, connectionString!, query), tagValues, token));
                 Print(parts, verboseOutput);

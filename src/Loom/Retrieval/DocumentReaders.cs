@@ -333,3 +333,19 @@ public static class SqlReader
     static string SqliteReadOnly(string connectionString) =>
         new SqliteConnectionStringBuilder(connectionString) { Mode = SqliteOpenMode.ReadOnly }.ToString();
 }
+
+/// <summary>The built-in corpus dotnet-docs as retrieval documents: one per documented member of the installed .NET SDK.</summary>
+public static class DotnetDocsReader
+{
+    /// <summary>
+    /// The member's document: source id = documentation id (<c>M:System.String.Trim</c>, what citations show),
+    /// text = its readable name on the first line, then its documentation (the name is what people search for).
+    /// </summary>
+    public static SourceDocument ToDocument(Loom.Text.DocMember member, IReadOnlyDictionary<string, string>? tags = null) =>
+        new(member.Id, member.Title, "text", member.Title + "\n" + member.Text, tags ?? new Dictionary<string, string>(),
+            new Dictionary<string, string> { ["file"] = Path.GetFileName(member.SourceFile) });
+
+    /// <summary>Every member of the SDK found by <see cref="Loom.Text.DotnetDocs.FindFiles"/>, in file order.</summary>
+    public static IEnumerable<SourceDocument> ReadAll(IReadOnlyDictionary<string, string>? tags = null) =>
+        Loom.Text.DotnetDocs.ReadAll().Select(member => ToDocument(member, tags));
+}
