@@ -310,7 +310,8 @@ internal sealed class QuickstartRun(QuickstartOptions options)
 
     async Task<RetrievalIndex> Ingest(List<DocMember> indexMembers, TimeSpan budget, Action<string> log, CancellationToken cancellationToken)
     {
-        var index = await RetrievalIndex.OpenAsync(Out(IndexFolderName), Embedders.MiniLm, null, create: true, cancellationToken);
+        var index = await RetrievalIndex.OpenAsync(Out(IndexFolderName), Embedders.MiniLm, null, create: true, cancellationToken,
+            new MiniLmEmbeddingGenerator(threads: options.Threads));
         try
         {
             var ingestor = new Ingestor(index.Store, index.Embedder);
