@@ -75,6 +75,24 @@ internal static class PretrainCommand
                 Resume = parseResult.GetValue(resume),
             };
             if (!Directory.Exists(options.DataFolder)) throw new DirectoryNotFoundException($"{options.DataFolder}: data folder not found (run `loom prepare` first)");
+            if (options.Resume)
+            {
+                // The checkpoint decides the architecture; a flag that says otherwise is a mistake, not a wish.
+                var given = new (string Flag, int? Value, Func<LlamaConfig, int> Stored)[]
+                {
+                    ("--layers", parseResult.GetValue(layers), config => config.Layers), ("--dim", parseResult.GetValue(dim), config => config.Dim),
+                    ("--heads", parseResult.GetValue(heads), config => config.Heads), ("--kv-heads", parseResult.GetValue(kvHeads), config => config.KvHeads),
+                    ("--hidden-dim", parseResult.GetValue(hiddenDim), config => config.HiddenDim), ("--block", parseResult.GetValue(block), config => config.MaxSeq),
+                };
+                string configPath = Path.Combine(options.OutputFolder, Pretrainer.CheckpointFolderName, Checkpoint.ConfigFileName);
+                if (given.Any(item => item.Value is not null) && File.Exists(configPath))
+                {
+                    var stored = LlamaConfig.Load(configPath);
+                    foreach (var (flag, value, read) in given)
+                        if (value is int wanted && wanted != read(stored))
+                            throw new ArgumentException($"{flag} {wanted} differs from the checkpoint's {read(stored)} ({configPath}); --resume keeps the checkpoint's architecture: drop the flag, or train anew in another --out");
+                }
+            }
             return Run(options);
         }));
         return command;

@@ -56,6 +56,11 @@ public sealed class PretrainCommandTests : IDisposable
         var shardsEval = Loom("eval", "perplexity", "--model", output, "--data", data, "--threads", "1");
         Assert.True(shardsEval.Exit == 0, shardsEval.Error);
 
+        // --resume keeps the checkpoint's architecture: a flag that differs is refused, a matching one is fine.
+        string[] Changed(string flag, string value) => [.. Tiny(data, output).Select((arg, i) => i > 0 && Tiny(data, output)[i - 1] == flag ? value : arg), "--resume"];
+        AssertOneLineError(Loom(Changed("--dim", "64")), "--dim 64 differs from the checkpoint's 32");
+        AssertOneLineError(Loom(Changed("--block", "8")), "--block 8 differs from the checkpoint's 16");
+
         // A checkpoint whose tokenizer does not match its vocab_size is refused by both commands.
         new CharTokenizer("abc".EnumerateRunes()).Save(Path.Combine(output, "checkpoint"));
         AssertOneLineError(Loom("eval", "perplexity", "--model", output, "--data", data), "tokenizer.json");
