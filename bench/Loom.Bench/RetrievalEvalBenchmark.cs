@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Loom.Retrieval;
 using Loom.Text;
+using Microsoft.Extensions.AI;
 
 namespace Loom.Bench;
 
@@ -15,6 +16,8 @@ namespace Loom.Bench;
 /// fuse them (weights tuned on one half of the questions, reported on the other) and, last, run
 /// the Retriever end to end with its default options.
 /// A hit is the member's document among the top 5 distinct documents (chunks folded by document).
+/// Last, on SQLite, the ceilings: how often exact vector search, BM25 over every word, or either of
+/// them holds the member within depth 5 to 100 (what no fusion or re-ranking of them can exceed).
 /// </summary>
 static class RetrievalEvalBenchmark
 {
@@ -52,6 +55,7 @@ static class RetrievalEvalBenchmark
         var stores = await RetrievalBenchCommon.OpenStoresAsync(cache, $"loom_bench_eval_{embedderName}_{corpus.Count}", Embedders.DimensionsOf(embedderName), RetrievalBenchCommon.PostgresConnection(arguments));
         var results = new List<object>();
         var tuningGrids = new List<object>();
+        object? ceilings = null;
         try
         {
             foreach (var (name, store) in stores)
@@ -103,6 +107,8 @@ static class RetrievalEvalBenchmark
                 results.Add(Report(name, "hybrid", questions, index => defaultHits[index], tuning, heldOut,
                     new { defaults.RrfK, defaults.TextWeight, defaults.VectorWeight, defaults.CandidatesPerList }));
                 tuningGrids.Add(new { store = name, chosen = new { best.K, best.TextWeight, best.VectorWeight }, grid });
+                if (store is SqliteRetrievalStore sqlite)
+                    ceilings = await CeilingsAsync(sqlite, questions, embedder);
             }
         }
         finally
@@ -122,6 +128,7 @@ static class RetrievalEvalBenchmark
             missingMembers = missing,
             split = "fusion weights tuned on the even-numbered questions (tuning half), reported on the odd-numbered (held-out half) and on all",
             tuningGrids,
+            ceilings,
             machine = new { Environment.ProcessorCount, os = Environment.OSVersion.ToString() },
             results,
         });
@@ -129,6 +136,69 @@ static class RetrievalEvalBenchmark
     }
 
     const int Depth = 50;
+
+    /// <summary>
+    /// What any fusion or re-ranking of the two first-stage lists could reach: the share of questions
+    /// whose member is among the top k documents of exact (brute-force) vector search, of BM25 over
+    /// every query word (no posting budget), and of the two together.
+    /// </summary>
+    static async Task<object> CeilingsAsync(SqliteRetrievalStore store, List<Question> questions, IEmbeddingGenerator<string, Embedding<float>> embedder)
+    {
+        int[] depths = [5, 10, 50, 100];
+        var sources = new List<string>();
+        var vectors = new List<float[]>();
+        using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={store.DatabasePath};Mode=ReadOnly;Pooling=False"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT d.source_id, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY c.id";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                sources.Add(reader.GetString(0));
+                vectors.Add(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>((byte[])reader.GetValue(1)).ToArray());
+            }
+        }
+        long budget = store.QueryPostingBudget;
+        store.QueryPostingBudget = long.MaxValue;
+        var exact = new int[depths.Length];
+        var text = new int[depths.Length];
+        var union = new int[depths.Length];
+        var scores = new float[vectors.Count];
+        try
+        {
+            foreach (var question in questions)
+            {
+                var query = (await embedder.GenerateAsync([question.Text]))[0].Vector.Span;
+                for (int i = 0; i < vectors.Count; i++)
+                    scores[i] = System.Numerics.Tensors.TensorPrimitives.Dot(query, vectors[i]);
+                var vectorDocuments = Enumerable.Range(0, vectors.Count).OrderByDescending(i => scores[i]).Select(i => sources[i]).Distinct().Take(depths[^1]).ToList();
+                var textDocuments = (await store.SearchTextAsync(question.Text, 3 * depths[^1], null, default)).Select(hit => hit.SourceId).Distinct().Take(depths[^1]).ToList();
+                for (int d = 0; d < depths.Length; d++)
+                {
+                    bool inVector = vectorDocuments.Take(depths[d]).Contains(question.Member);
+                    bool inText = textDocuments.Take(depths[d]).Contains(question.Member);
+                    exact[d] += inVector ? 1 : 0;
+                    text[d] += inText ? 1 : 0;
+                    union[d] += inVector || inText ? 1 : 0;
+                }
+            }
+        }
+        finally
+        {
+            store.QueryPostingBudget = budget;
+        }
+        var rows = depths.Select((depth, d) => new
+        {
+            depth,
+            exactVector = Math.Round((double)exact[d] / questions.Count, 4),
+            bm25EveryWord = Math.Round((double)text[d] / questions.Count, 4),
+            either = Math.Round((double)union[d] / questions.Count, 4),
+        }).ToList();
+        foreach (var row in rows)
+            Console.WriteLine($"ceiling at depth {row.depth,3}: exact vector {row.exactVector:F3}, BM25 every word {row.bm25EveryWord:F3}, either {row.either:F3}");
+        return rows;
+    }
 
     sealed record Metrics(double RecallAt1, double RecallAt5, double Mrr);
 
