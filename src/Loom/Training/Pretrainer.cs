@@ -45,7 +45,7 @@ public sealed record PretrainOptions
     public ulong Seed { get; init; } = 1337;
     /// <summary>Continue from OutputFolder/checkpoint (architecture and state from the checkpoint).</summary>
     public bool Resume { get; init; }
-    /// <summary>Peak FLOP/s for MFU; null measures Loom's GEMM at startup.</summary>
+    /// <summary>Peak FLOP/s for MFU; null measures Loom's GEMM at startup and again at each evaluation, keeping the best.</summary>
     public double? PeakFlops { get; init; }
     /// <summary>Also write metrics.jsonl (tests turn it off to compare runs in memory).</summary>
     public bool WriteMetrics { get; init; } = true;
@@ -250,6 +250,10 @@ public static class Pretrainer
                 trainLossCount = 0;
                 lastValidation = validationLoss;
                 report(new EvalEvent(stepsDone, trainLoss, validationLoss));
+                // A peak measured while other work held the cores is too low (MFU then reads over 100%);
+                // each evaluation measures again and the best rate so far is the peak from here on.
+                if (options.PeakFlops is null)
+                    peak = Math.Max(peak, PeakFlops.Measure());
                 metrics?.WriteLine(Json(("step", stepsDone), ("train_loss", trainLoss), ("val_loss", validationLoss)));
             }
             metrics?.Flush();
