@@ -57,24 +57,8 @@ public sealed class LlamaCppDecoder : IBatchDecoder
         options ??= new LlamaCppOptions();
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
         LlamaCppRuntime.EnsureLoaded();
-        var parameters = new ModelParams(System.IO.Path.GetFullPath(path))
-        {
-            GpuLayerCount = 0,
-            BatchSize = (uint)options.BatchSize,
-            UBatchSize = (uint)options.BatchSize,
-            SeqMax = (uint)slots,
-        };
-        if (options.Float32Cache)
-        {
-            parameters.TypeK = GGMLType.GGML_TYPE_F32;
-            parameters.TypeV = GGMLType.GGML_TYPE_F32;
-            parameters.FlashAttention = false;
-        }
-        if (options.Threads is int threads)
-        {
-            parameters.Threads = threads;
-            parameters.BatchThreads = threads;
-        }
+        var parameters = options.ToModelParams(path);
+        parameters.SeqMax = (uint)slots;
         LLamaWeights? weights = null;
         try
         {

@@ -13,7 +13,31 @@ namespace Loom.LlamaCpp;
 /// <param name="Float32Cache">Keep the KV cache in float32 (llama.cpp's default is f16, which rounds
 /// keys and values to 11 significant bits) and attend without flash attention: slower, but exact
 /// enough to compare logits with another implementation.</param>
-public sealed record LlamaCppOptions(int? ContextSize = null, int? Threads = null, int BatchSize = 512, bool Float32Cache = false);
+public sealed record LlamaCppOptions(int? ContextSize = null, int? Threads = null, int BatchSize = 512, bool Float32Cache = false)
+{
+    /// <summary>llama.cpp's parameters for the GGUF at path: CPU only, these batch, cache and thread settings (the context size is the caller's).</summary>
+    internal ModelParams ToModelParams(string path)
+    {
+        var parameters = new ModelParams(System.IO.Path.GetFullPath(path))
+        {
+            GpuLayerCount = 0,
+            BatchSize = (uint)BatchSize,
+            UBatchSize = (uint)BatchSize,
+        };
+        if (Float32Cache)
+        {
+            parameters.TypeK = GGMLType.GGML_TYPE_F32;
+            parameters.TypeV = GGMLType.GGML_TYPE_F32;
+            parameters.FlashAttention = false;
+        }
+        if (Threads is int threads)
+        {
+            parameters.Threads = threads;
+            parameters.BatchThreads = threads;
+        }
+        return parameters;
+    }
+}
 
 /// <summary>A llama.cpp failure (load, decode); the message is one line naming the file.</summary>
 public sealed class LlamaCppException(string message) : Exception(message);
@@ -53,25 +77,9 @@ public sealed class LlamaCppModel : IDisposable
         if (!File.Exists(path))
             throw new LlamaCppException($"{path}: no such file");
         LlamaCppRuntime.EnsureLoaded();
-        var parameters = new ModelParams(System.IO.Path.GetFullPath(path))
-        {
-            GpuLayerCount = 0,
-            BatchSize = (uint)options.BatchSize,
-            UBatchSize = (uint)options.BatchSize,
-        };
-        if (options.Float32Cache)
-        {
-            parameters.TypeK = GGMLType.GGML_TYPE_F32;
-            parameters.TypeV = GGMLType.GGML_TYPE_F32;
-            parameters.FlashAttention = false;
-        }
+        var parameters = options.ToModelParams(path);
         if (options.ContextSize is int contextSize)
             parameters.ContextSize = (uint)contextSize;
-        if (options.Threads is int threads)
-        {
-            parameters.Threads = threads;
-            parameters.BatchThreads = threads;
-        }
         LLamaWeights? weights = null;
         try
         {
