@@ -67,7 +67,16 @@ public sealed record SearchHit(
     string HeadingPath,
     string Text,
     double Score,
-    IReadOnlyDictionary<string, string> Tags);
+    IReadOnlyDictionary<string, string> Tags)
+{
+    /// <summary>
+    /// A hit from a store's result row: chunk id, source id, title, heading, text and the tags as JSON,
+    /// in that order (both stores select these columns first).
+    /// </summary>
+    internal static SearchHit Read(System.Data.Common.DbDataReader reader, double score) => new(
+        reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), score,
+        System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? []);
+}
 
 /// <summary>A stored document's identity and content hash.</summary>
 public sealed record StoredDocument(string SourceId, string ContentHash);

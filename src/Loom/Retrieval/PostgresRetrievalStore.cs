@@ -295,10 +295,6 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         return sql.ToString();
     }
 
-    static SearchHit ReadHit(NpgsqlDataReader reader, double score) => new(
-        reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), score,
-        JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? []);
-
     readonly PostingBudget postingBudget = new();
 
     /// <summary>Postings a full-text query may read (<see cref="PostingBudget"/>); long.MaxValue keeps every word.</summary>
@@ -336,7 +332,7 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var hits = new List<SearchHit>();
         while (await reader.ReadAsync(cancellationToken))
-            hits.Add(ReadHit(reader, reader.GetFloat(6)));
+            hits.Add(SearchHit.Read(reader, reader.GetFloat(6)));
         return hits;
     }
 
@@ -376,7 +372,7 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var hits = new List<SearchHit>(nearest.Count);
         while (await reader.ReadAsync(cancellationToken))
-            hits.Add(ReadHit(reader, similarity[reader.GetInt64(0)]));
+            hits.Add(SearchHit.Read(reader, similarity[reader.GetInt64(0)]));
         hits.Sort((left, right) => right.Score.CompareTo(left.Score));
         return hits;
     }

@@ -330,10 +330,6 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         return sql.ToString();
     }
 
-    static SearchHit ReadHit(SqliteDataReader reader, double score) => new(
-        reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), score,
-        JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(5)) ?? []);
-
     readonly PostingBudget postingBudget = new();
 
     /// <summary>Postings a full-text query may read (<see cref="PostingBudget"/>); long.MaxValue keeps every word.</summary>
@@ -383,7 +379,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
             using var reader = command.ExecuteReader();
             var hits = new List<SearchHit>();
             while (reader.Read())
-                hits.Add(ReadHit(reader, -reader.GetDouble(6)));
+                hits.Add(SearchHit.Read(reader, -reader.GetDouble(6)));
             return hits;
         }
         finally { gate.Release(); }
@@ -430,7 +426,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         using var reader = command.ExecuteReader();
         var hits = new List<SearchHit>(nearest.Count);
         while (reader.Read())
-            hits.Add(ReadHit(reader, similarity[reader.GetInt64(0)]));
+            hits.Add(SearchHit.Read(reader, similarity[reader.GetInt64(0)]));
         hits.Sort((left, right) => right.Score.CompareTo(left.Score));
         return hits;
     }
