@@ -66,11 +66,9 @@ sealed class CachingEmbeddingGenerator : DelegatingEmbeddingGenerator<string, Em
     readonly ConcurrentDictionary<string, Embedding<float>> cache = new(StringComparer.Ordinal);
     readonly Dictionary<string, float[]> persisted = new(StringComparer.Ordinal);
     readonly FileStream? file;
-    readonly int dimensions;
 
     public CachingEmbeddingGenerator(IEmbeddingGenerator<string, Embedding<float>> inner, string? path = null, int dimensions = 0) : base(inner)
     {
-        this.dimensions = dimensions;
         if (path is null)
             return;
         file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
