@@ -79,11 +79,13 @@ public sealed class QuickstartTests : IDisposable
         Assert.NotEqual(0, refused.Exit);
         Assert.Single(refused.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains("not a previous quickstart run", refused.Error);
+        Assert.Contains("(choose another --out)", refused.Error);
         Assert.Equal("mine", File.ReadAllText(Path.Combine(foreign, "notes.txt")));
 
         var badMinutes = Loom("quickstart", "--fast", "--out", Path.Combine(root, "a"), "--minutes", "0");
         Assert.NotEqual(0, badMinutes.Exit);
-        Assert.Contains("--minutes", badMinutes.Error);
+        Assert.Contains("--minutes must be positive, got 0", badMinutes.Error);
+        Assert.DoesNotContain("QuickstartOptions", badMinutes.Error);
 
         var badCorpus = Loom("quickstart", "--fast", "--out", Path.Combine(root, "b"), "--corpus", Path.Combine(root, "missing.txt"));
         Assert.NotEqual(0, badCorpus.Exit);

@@ -96,6 +96,7 @@ internal static class QuickstartCommand
                     break;
                 case PipelineEventKind.StageCompleted:
                     Line($"    {value.Stage}: {value.StageElapsed.TotalSeconds:F1} s (total {value.TotalElapsed.TotalSeconds:F0} s)");
+                    status?.Status(Markup.Escape($"{header}: done"));
                     break;
             }
         }
