@@ -11,7 +11,7 @@ internal static class UserErrors
         }
         catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or FormatException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"error: {e.Message.Split('\n')[0].TrimEnd()}");
+            Console.Error.WriteLine($"error: {FlagNames.Rephrase(e.Message.Split('\n')[0].TrimEnd())}");
             return 1;
         }
     }

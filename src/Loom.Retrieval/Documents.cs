@@ -8,7 +8,7 @@ namespace Loom.Retrieval;
 /// <param name="Title">A short human title (file name, row key).</param>
 /// <param name="Kind">What the reader saw: "markdown", "text", "html", "pdf", "csv", "json", "code", "sql".</param>
 /// <param name="Text">Plain text (markdown kept as markdown so the chunker sees headings).</param>
-/// <param name="Tags">User tags (--tag k=v); filters match them exactly.</param>
+/// <param name="Tags">User tags (k=v); filters match them exactly.</param>
 /// <param name="Metadata">Reader facts (path, size, modified time, page count, columns).</param>
 public sealed record SourceDocument(
     string SourceId,
@@ -84,7 +84,7 @@ public sealed record StoredDocument(string SourceId, string ContentHash);
 /// <summary>How many documents and chunks a store (or a filtered part of it) holds.</summary>
 public sealed record StoreCounts(long Documents, long Chunks);
 
-/// <summary>Parses "k=v" strings (from --tag) into pairs; a malformed tag is a one-line error.</summary>
+/// <summary>Parses "k=v" strings into pairs; a malformed tag is a one-line error.</summary>
 public static class TagParser
 {
     public static Dictionary<string, string> Parse(IEnumerable<string>? tags)

@@ -57,7 +57,7 @@ public sealed class RetrievalIndex : IDisposable
         }
         else if (!create)
         {
-            throw new FileNotFoundException($"{folder}: no index here (run 'loom ingest --index {folder} ...' first)");
+            throw new FileNotFoundException($"{folder}: no index here (ingest documents into it first)");
         }
         else
         {
@@ -69,7 +69,7 @@ public sealed class RetrievalIndex : IDisposable
         if (manifest.Store == "postgres")
         {
             if (postgresConnection is null)
-                throw new ArgumentException($"{folder}: the index lives in PostgreSQL; pass --postgres \"Host=...;Database=...\"");
+                throw new ArgumentException($"{folder}: the index lives in PostgreSQL; give its connection string (postgresConnection)");
             store = await PostgresRetrievalStore.OpenAsync(postgresConnection, manifest.Dimensions, Path.Combine(folder, "vectors.usearch"), manifest.PostgresSchema, cancellationToken);
         }
         else

@@ -57,14 +57,14 @@ public sealed record PretrainOptions
         {
             if (!ok) throw new ArgumentException(message);
         }
-        Check(Batch > 0, $"--batch must be positive, got {Batch}");
-        Check(GradientAccumulation > 0, $"--grad-accum must be positive, got {GradientAccumulation}");
-        Check(Steps > 0, $"--steps must be positive, got {Steps}");
-        Check(WeightDecay >= 0, $"--weight-decay must be ≥ 0, got {WeightDecay}");
-        Check(Clip >= 0, $"--clip must be ≥ 0, got {Clip}");
-        Check(EvalEvery >= 0, $"--eval-every must be ≥ 0, got {EvalEvery}");
-        Check(EvalBatches > 0, $"--eval-batches must be positive, got {EvalBatches}");
-        Check(SaveEvery >= 0, $"--save-every must be ≥ 0, got {SaveEvery}");
+        Check(Batch > 0, $"PretrainOptions.Batch must be positive, got {Batch}");
+        Check(GradientAccumulation > 0, $"PretrainOptions.GradientAccumulation must be positive, got {GradientAccumulation}");
+        Check(Steps > 0, $"PretrainOptions.Steps must be positive, got {Steps}");
+        Check(WeightDecay >= 0, $"PretrainOptions.WeightDecay must be ≥ 0, got {WeightDecay}");
+        Check(Clip >= 0, $"PretrainOptions.Clip must be ≥ 0, got {Clip}");
+        Check(EvalEvery >= 0, $"PretrainOptions.EvalEvery must be ≥ 0, got {EvalEvery}");
+        Check(EvalBatches > 0, $"PretrainOptions.EvalBatches must be positive, got {EvalBatches}");
+        Check(SaveEvery >= 0, $"PretrainOptions.SaveEvery must be ≥ 0, got {SaveEvery}");
         new LearningRateSchedule(LearningRate, MinLearningRate, WarmupSteps, Steps).Validate();
         return this;
     }

@@ -88,57 +88,31 @@ internal static class IngestCommand
         }
     }
 
-    /// <summary>Re-runs ingestion 500 ms after the last change under any watched path, until cancelled (Ctrl-C).</summary>
+    /// <summary>Re-runs ingestion once changes under the watched paths settle, until Ctrl-C.</summary>
     static async Task WatchAsync(string[] paths, Func<CancellationToken, Task<IngestReport>> runOnce, CancellationToken cancellationToken)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, eventArgs) => { eventArgs.Cancel = true; stop.Cancel(); };
         Console.CancelKeyPress += onCancel;
-        var changed = new SemaphoreSlim(0);
-        var watchers = new List<FileSystemWatcher>();
         try
         {
-            foreach (string path in paths.Select(Path.GetFullPath))
-            {
-                bool isFolder = Directory.Exists(path);
-                string folder = isFolder ? path : Path.GetDirectoryName(path)!;
-                if (!Directory.Exists(folder))
-                    continue;
-                var watcher = new FileSystemWatcher(folder)
-                {
-                    IncludeSubdirectories = isFolder,
-                    NotifyFilter = NotifyFilters.FileName | NotifyFilters.DirectoryName | NotifyFilters.LastWrite | NotifyFilters.Size,
-                };
-                if (!isFolder)
-                    watcher.Filter = Path.GetFileName(path);
-                FileSystemEventHandler signal = (_, _) => changed.Release();
-                watcher.Changed += signal;
-                watcher.Created += signal;
-                watcher.Deleted += signal;
-                watcher.Renamed += (_, _) => changed.Release();
-                watcher.EnableRaisingEvents = true;
-                watchers.Add(watcher);
-            }
-            AnsiConsole.MarkupLine("watching for changes (Ctrl-C to stop)");
-            while (!stop.IsCancellationRequested)
-            {
-                await changed.WaitAsync(stop.Token);
-                // Debounce: wait until 500 ms pass with no further change.
-                while (await changed.WaitAsync(TimeSpan.FromMilliseconds(500), stop.Token))
-                {
-                }
-                await runOnce(stop.Token);
-            }
-        }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
-        {
-            AnsiConsole.MarkupLine("stopped watching");
+            await IndexWatcher.WatchAsync(new IndexWatchOptions { Paths = paths }, runOnce, new ConsoleLines(), stop.Token);
         }
         finally
         {
             Console.CancelKeyPress -= onCancel;
-            foreach (var watcher in watchers)
-                watcher.Dispose();
+        }
+    }
+
+    /// <summary>Prints the watcher's messages as they come; the first (watching started) with how to stop.</summary>
+    sealed class ConsoleLines : IProgress<string>
+    {
+        bool first = true;
+
+        public void Report(string value)
+        {
+            AnsiConsole.MarkupLine(Markup.Escape(first ? value + " (Ctrl-C to stop)" : value));
+            first = false;
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Loom.Evaluation;
 using Loom.Models;
 using Loom.Tensors;
 using Loom.Training;

@@ -1,10 +1,13 @@
 using System.CommandLine;
+using Loom.Serving.Pipeline;
+using Spectre.Console;
 
 namespace Loom.Cli.Commands;
 
 /// <summary>
 /// <c>loom quickstart</c>: Loom's main job on embedded defaults — corpus, tokenizer, pretraining, tuning,
-/// retrieval index, grounded answers and an HTML report (see <see cref="QuickstartRun"/>).
+/// retrieval index, grounded answers and an HTML report. The run is <see cref="Quickstart.RunAsync"/>; this command
+/// parses flags into <see cref="QuickstartOptions"/> and shows the progress.
 /// </summary>
 internal static class QuickstartCommand
 {
@@ -22,19 +25,86 @@ internal static class QuickstartCommand
         };
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("quickstart", async () =>
         {
-            bool isFast = parseResult.GetValue(fast);
-            int threadCount = parseResult.GetValue(threads);
-            if (threadCount < 1) throw new ArgumentException($"--threads must be positive, got {threadCount}");
-            double budget = parseResult.GetValue(minutes) ?? (isFast ? 1.5 : 9);
-            if (!double.IsFinite(budget) || budget <= 0) throw new ArgumentException($"--minutes must be positive, got {budget}");
-            string folder = parseResult.GetValue(output)!;
-            if (string.IsNullOrWhiteSpace(folder)) throw new ArgumentException("--out must name a folder");
-            string? corpusPath = parseResult.GetValue(corpus);
-            if (corpusPath is not null && corpusPath != Loom.Text.DotnetDocs.CorpusName)
-                Loom.Text.TextCorpus.Open(corpusPath);
-            var options = new QuickstartOptions(folder, corpusPath, isFast, threadCount, budget);
-            return await new QuickstartRun(options).RunAsync(cancellationToken);
+            var options = new QuickstartOptions
+            {
+                OutputFolder = parseResult.GetValue(output)!,
+                Corpus = parseResult.GetValue(corpus),
+                Fast = parseResult.GetValue(fast),
+                Threads = parseResult.GetValue(threads),
+                Minutes = parseResult.GetValue(minutes),
+            }.Validate();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var console = new QuickstartConsole();
+            console.Line($"loom quickstart{(options.Fast ? " --fast" : "")}: writing to {Path.GetFullPath(options.OutputFolder)}, " +
+                $"budget {options.MinutesOrDefault:F1} min, {options.ThreadsOrDefault} threads");
+            var result = await console.RunAsync(progress => Quickstart.RunAsync(options, progress, cancellationToken));
+            foreach (var answer in result.Answers)
+            {
+                console.Line($"Q: {answer.Question}");
+                console.Line($"A: {answer.Answer.Text.ReplaceLineEndings(" ")}");
+                bool cited = answer.Answer.CitedSources.Count > 0;
+                console.Line(cited ? "   Sources:" : "   Sources given to the model (none cited):");
+                foreach (var source in cited ? answer.Answer.CitedSources : answer.Answer.AllSources)
+                    console.Line($"   [{source.Number}] {source.Hit.SourceId}");
+            }
+            console.Line($"report: {Path.GetFullPath(result.ReportPath)}");
+            console.Line($"done in {clock.Elapsed.TotalSeconds:F0} s");
+            return 0;
         }));
         return command;
+    }
+
+    /// <summary>
+    /// Shows pipeline events: on a terminal a live status line (stage: latest message) above which messages scroll;
+    /// when redirected, plain lines.
+    /// </summary>
+    sealed class QuickstartConsole : IProgress<PipelineProgress>
+    {
+        readonly bool interactive = !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+        StatusContext? status;
+
+        public async Task<T> RunAsync<T>(Func<IProgress<PipelineProgress>, Task<T>> body)
+        {
+            if (!interactive) return await body(this);
+            return await AnsiConsole.Status().StartAsync("starting", async context =>
+            {
+                status = context;
+                try
+                {
+                    return await body(this);
+                }
+                finally
+                {
+                    status = null;
+                }
+            });
+        }
+
+        public void Report(PipelineProgress value)
+        {
+            string header = $"[{value.StageNumber}] {value.Stage}";
+            switch (value.Kind)
+            {
+                case PipelineEventKind.StageStarted:
+                    Line($"{header}...");
+                    status?.Status(Markup.Escape(header));
+                    break;
+                case PipelineEventKind.Message:
+                    status?.Status(Markup.Escape($"{header}: {value.Message}"));
+                    if (interactive) AnsiConsole.MarkupLine($"[grey]  {Markup.Escape(value.Message)}[/]");
+                    else Console.WriteLine("  " + value.Message);
+                    break;
+                case PipelineEventKind.StageCompleted:
+                    Line($"    {value.Stage}: {value.StageElapsed.TotalSeconds:F1} s (total {value.TotalElapsed.TotalSeconds:F0} s)");
+                    status?.Status(Markup.Escape($"{header}: done"));
+                    break;
+            }
+        }
+
+        public void Line(string text)
+        {
+            if (interactive) AnsiConsole.MarkupLine(Markup.Escape(text));
+            else Console.WriteLine(text);
+        }
     }
 }

@@ -22,7 +22,7 @@ internal static class RetrievalCli
         catch (Exception exception) when (exception is ArgumentException or FormatException or InvalidDataException or FileNotFoundException
             or DirectoryNotFoundException or IOException or UnauthorizedAccessException or DbException or InvalidOperationException)
         {
-            Console.Error.WriteLine($"loom {command}: {exception.Message.ReplaceLineEndings(" ")}");
+            Console.Error.WriteLine($"loom {command}: {FlagNames.Rephrase(exception.Message.ReplaceLineEndings(" "))}");
             return 1;
         }
     }

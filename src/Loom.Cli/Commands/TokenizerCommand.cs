@@ -54,7 +54,7 @@ internal static class TokenizerCommand
         catch (Exception error) when (error is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException)
         {
             var message = error is ArgumentException { ParamName: { } name } ? error.Message.Replace($" (Parameter '{name}')", "") : error.Message;
-            Console.Error.WriteLine($"error: {message.ReplaceLineEndings(" ")}");
+            Console.Error.WriteLine($"error: {FlagNames.Rephrase(message.ReplaceLineEndings(" "))}");
             return 1;
         }
     }

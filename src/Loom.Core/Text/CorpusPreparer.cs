@@ -32,7 +32,7 @@ public static class CorpusPreparer
     {
         if (options.ValidationFraction is < 0 or >= 1 || double.IsNaN(options.ValidationFraction))
         {
-            throw new ArgumentOutOfRangeException(nameof(options), $"--val-fraction {options.ValidationFraction} is outside [0, 1)");
+            throw new ArgumentOutOfRangeException(nameof(options), $"PrepareOptions.ValidationFraction {options.ValidationFraction} is outside [0, 1)");
         }
         var output = Path.GetFullPath(options.OutputDirectory);
         CheckReplaceable(output);
@@ -153,12 +153,12 @@ public static class CorpusPreparer
         {
             if (!int.TryParse(specification.AsSpan(4), out var vocabSize))
             {
-                throw new ArgumentException($"--tokenizer {specification}: expected bpe:N with N an integer");
+                throw new ArgumentException($"PrepareOptions.Tokenizer {specification}: expected bpe:N with N an integer");
             }
             var minimum = 256 + SpecialTokens.Default.Count;
             if (vocabSize < minimum || vocabSize > 1 << 20)
             {
-                throw new ArgumentException($"--tokenizer {specification}: vocabulary size must be in [{minimum}, {1 << 20}]");
+                throw new ArgumentException($"PrepareOptions.Tokenizer {specification}: vocabulary size must be in [{minimum}, {1 << 20}]");
             }
             var trainer = new BpeTrainer();
             foreach (var text in corpus.Sample(sampleBytes, cancellationToken))
@@ -177,7 +177,7 @@ public static class CorpusPreparer
         {
             return Tokenizer.Load(specification);
         }
-        throw new FileNotFoundException($"--tokenizer {specification}: not a folder with {Tokenizer.FileName}, 'char' or 'bpe:N'", specification);
+        throw new FileNotFoundException($"PrepareOptions.Tokenizer {specification}: not a folder with {Tokenizer.FileName}, 'char' or 'bpe:N'", specification);
     }
 
     private static long Flush(Stream stream, List<int> ids, string dataType, ref byte[] bytes)
@@ -209,12 +209,12 @@ public static class CorpusPreparer
     {
         if (File.Exists(output))
         {
-            throw new IOException($"{output}: --out is a file, expected a folder");
+            throw new IOException($"{output}: PrepareOptions.OutputDirectory is a file, expected a folder");
         }
         if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()
             && !File.Exists(Path.Combine(output, TokenShards.InfoFileName)))
         {
-            throw new IOException($"{output}: --out exists and is not a token folder; choose an empty or new folder");
+            throw new IOException($"{output}: PrepareOptions.OutputDirectory exists and is not a token folder; choose an empty or new folder");
         }
     }
 

@@ -16,7 +16,7 @@ public static class DpoTuner
         int klPrompts = 16, int maxNewTokens = 48, Action<TuneEvent>? report = null, string? baseModel = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
-        if (!(beta > 0) || !float.IsFinite(beta)) throw new ArgumentException($"--beta must be positive, got {beta}");
+        if (!(beta > 0) || !float.IsFinite(beta)) throw new ArgumentException($"DpoTuner.Run: beta must be positive, got {beta}");
         if (pairs.Count == 0) throw new ArgumentException("no preference pairs to train on");
         var random = new DeterministicRandom(options.Seed);
         int stopId = SequenceLogProbs.EndId(tokenizer);

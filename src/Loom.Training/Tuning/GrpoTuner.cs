@@ -20,11 +20,11 @@ public sealed record GrpoOptions
 
     public GrpoOptions Validate()
     {
-        if (GroupSize < 2) throw new ArgumentException($"--group-size must be at least 2, got {GroupSize}");
-        if (MaxNewTokens < 1) throw new ArgumentException($"--max-new-tokens must be positive, got {MaxNewTokens}");
-        if (!(Temperature > 0)) throw new ArgumentException($"--temperature must be positive, got {Temperature}");
-        if (!(KlCoefficient >= 0)) throw new ArgumentException($"--kl must be ≥ 0, got {KlCoefficient}");
-        if (!(ClipEpsilon > 0)) throw new ArgumentException($"--clip-epsilon must be positive, got {ClipEpsilon}");
+        if (GroupSize < 2) throw new ArgumentException($"GrpoOptions.GroupSize must be at least 2, got {GroupSize}");
+        if (MaxNewTokens < 1) throw new ArgumentException($"GrpoOptions.MaxNewTokens must be positive, got {MaxNewTokens}");
+        if (!(Temperature > 0)) throw new ArgumentException($"GrpoOptions.Temperature must be positive, got {Temperature}");
+        if (!(KlCoefficient >= 0)) throw new ArgumentException($"GrpoOptions.KlCoefficient must be ≥ 0, got {KlCoefficient}");
+        if (!(ClipEpsilon > 0)) throw new ArgumentException($"GrpoOptions.ClipEpsilon must be positive, got {ClipEpsilon}");
         return this;
     }
 }

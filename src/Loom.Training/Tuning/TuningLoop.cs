@@ -46,13 +46,13 @@ public sealed record TuneOptions
         {
             if (!ok) throw new ArgumentException(message);
         }
-        Check(Steps > 0, $"--steps must be positive, got {Steps}");
-        Check(Epochs >= 0, $"--epochs must be ≥ 0, got {Epochs}");
-        Check(Batch > 0, $"--batch must be positive, got {Batch}");
-        Check(WeightDecay >= 0, $"--weight-decay must be ≥ 0, got {WeightDecay}");
-        Check(Clip >= 0, $"--clip must be ≥ 0, got {Clip}");
-        Check(EvalEvery >= 0, $"--eval-every must be ≥ 0, got {EvalEvery}");
-        Check(EvalFraction is >= 0 and < 1, $"--eval-fraction must be in [0, 1), got {EvalFraction}");
+        Check(Steps > 0, $"TuneOptions.Steps must be positive, got {Steps}");
+        Check(Epochs >= 0, $"TuneOptions.Epochs must be ≥ 0, got {Epochs}");
+        Check(Batch > 0, $"TuneOptions.Batch must be positive, got {Batch}");
+        Check(WeightDecay >= 0, $"TuneOptions.WeightDecay must be ≥ 0, got {WeightDecay}");
+        Check(Clip >= 0, $"TuneOptions.Clip must be ≥ 0, got {Clip}");
+        Check(EvalEvery >= 0, $"TuneOptions.EvalEvery must be ≥ 0, got {EvalEvery}");
+        Check(EvalFraction is >= 0 and < 1, $"TuneOptions.EvalFraction must be in [0, 1), got {EvalFraction}");
         new LearningRateSchedule(LearningRate, MinLearningRate ?? LearningRate / 10, WarmupSteps, Steps).Validate();
         Lora?.Validate();
         return this;

@@ -1,7 +1,7 @@
-namespace Loom.Cli;
+namespace Loom.Evaluation;
 
 /// <summary>The loss curve of a training run as a PNG (ScottPlot): train loss per step, validation loss per evaluation.</summary>
-internal static class LossPlot
+public static class LossPlot
 {
     public static void Save(string path, IReadOnlyList<(int Step, float Loss)> train, IReadOnlyList<(int Step, float Loss)> validation)
     {
@@ -29,7 +29,7 @@ internal static class LossPlot
 }
 
 /// <summary>Curves of a tuning run as a PNG: one line per named series (loss, reward margin, KL, accuracy…), by step.</summary>
-internal static class MetricsPlot
+public static class MetricsPlot
 {
     public static void Save(string path, IReadOnlyList<(string Label, IReadOnlyList<(int Step, float Value)> Points)> series)
     {
