@@ -45,9 +45,10 @@ public static class LoomServer
         string ragName = served.Generator.ModelName + "+rag";
         var chatMetrics = new ChatMetrics();
         var limits = new ChatLimits { MaxOutputTokens = options.MaxTokensLimit };
-        var pipeline = new LoomPipelineOptions { Metrics = chatMetrics, Limits = limits };
-        var chat = LoomPipeline.Build(served.Generator, pipeline);
-        var grounded = served.Retriever is null ? null : LoomPipeline.Build(served.Generator, pipeline with { Retriever = served.Retriever, Retrieval = served.Retrieval });
+        // The two chat pipelines, built once: the model, and the model grounded in retrieval (NAME+rag).
+        var layers = new LoomPipelineOptions { Metrics = chatMetrics, Limits = limits };
+        var chat = LoomPipeline.Build(served.Generator, layers);
+        var grounded = served.Retriever is null ? null : LoomPipeline.Build(served.Generator, layers with { Retriever = served.Retriever, Retrieval = served.Retrieval });
 
         app.Use(async (context, next) =>
         {

@@ -8,7 +8,7 @@ namespace Loom.Serving;
 /// <summary>How the retrieval layer grounds a conversation; null means the default.</summary>
 public sealed record RetrievalChatOptions
 {
-    /// <summary>How to search (mode, how many sources, filter); default <see cref="SearchOptions"/>' defaults.</summary>
+    /// <summary>How the retriever searches (mode, how many sources, filter); default <see cref="SearchOptions"/>' defaults.</summary>
     public SearchOptions? Search { get; init; }
     /// <summary>Characters of each source's text in the prompt at most (longer ones are shortened); default the whole chunk.</summary>
     public int? MaxSourceChars { get; init; }
@@ -62,8 +62,13 @@ public sealed class RetrievalChatClient(IChatClient innerClient, Func<string, Ca
         {
             text.Append(update.Text);
             // The update that finishes the answer is held back to carry the sources.
-            if (update.FinishReason is not null) finish = update;
-            else yield return update;
+            if (update.FinishReason is null)
+            {
+                yield return update;
+                continue;
+            }
+            if (finish is not null) yield return finish;
+            finish = update;
         }
         finish ??= new ChatResponseUpdate { Role = ChatRole.Assistant };
         (finish.AdditionalProperties ??= [])[GroundingSources.Key] = new GroundingSources(sources, RagPrompt.Cited(text.ToString(), sources));
