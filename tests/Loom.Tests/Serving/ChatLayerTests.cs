@@ -158,7 +158,7 @@ public sealed class ChatLayerTests
     }
 
     [Fact]
-    public async Task SourcesAreShortenedThenDroppedUntilPromptAndAnswerFitTheContext()
+    public async Task SourcesAreShortenedUntilPromptAndAnswerFitTheContext()
     {
         var (transformer, tokenizer) = ServerFixture.BpeModel(3, maxSeq: 512);
         await using var model = LoomModel.Create("tiny", transformer, tokenizer);
