@@ -74,7 +74,7 @@ internal sealed class GeneratorHandle(ITextGenerator generator, Func<ValueTask> 
         if (gguf is not null) return GgufGenerator.Open(gguf, threads, slots);
         Loom.Tensors.WorkerPool.ThreadCount = threads;
         var model = LoomModel.Load(folder!, new LoomModelOptions { Slots = slots });
-        return new GeneratorHandle(model.Engine, model.DisposeAsync) { Embeddings = new LoomEmbeddingGenerator(model.Transformer, model.Tokenizer, model.Name) };
+        return new GeneratorHandle(model.Engine, model.DisposeAsync) { Embeddings = model.AsIEmbeddingGenerator() };
     }
 
     public ValueTask DisposeAsync() => dispose();

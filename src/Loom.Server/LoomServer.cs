@@ -1,9 +1,8 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json.Nodes;
-using Loom.Models;
+using Loom.Retrieval;
 using Loom.Serving;
-using Loom.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -20,16 +19,16 @@ public sealed record ServedModel(ITextGenerator Generator)
     public IEmbeddingGenerator<string, Embedding<float>>? Embeddings { get; init; }
     /// <summary>Name under which <see cref="Embeddings"/> is served (OpenAI "model").</summary>
     public string EmbeddingModelName { get; init; } = "all-MiniLM-L6-v2";
-    /// <summary>Turns a question into a prompt with numbered sources; enables the model alias NAME+rag.</summary>
-    public Func<IReadOnlyList<ChatTurn>, CancellationToken, Task<GroundedPrompt>>? Retrieve { get; init; }
+    /// <summary>Grounds answers in retrieved sources; enables the model alias NAME+rag.</summary>
+    public Retriever? Retriever { get; init; }
+    /// <summary>How NAME+rag searches and budgets its prompt.</summary>
+    public RetrievalChatOptions? Retrieval { get; init; }
 }
 
-/// <summary>A conversation rewritten to carry retrieved sources, and the sources to return with the answer.</summary>
-public sealed record GroundedPrompt(IReadOnlyList<ChatTurn> Turns, IReadOnlyList<JsonObject> Sources);
-
 /// <summary>
-/// The OpenAI-compatible HTTP host. Handlers parse JSON into typed records at once and hand the
-/// work to the model's generator (one loop owns the model); the OpenAI dialect lives only here.
+/// The OpenAI-compatible HTTP host. Handlers parse JSON into typed records at once and hand them to one
+/// chat pipeline (<see cref="LoomPipeline"/>: metrics, limits, retrieval for NAME+rag, then the generator whose
+/// single loop owns the model); the OpenAI dialect lives only here.
 /// </summary>
 public static class LoomServer
 {
@@ -44,6 +43,12 @@ public static class LoomServer
         var app = builder.Build();
         var metrics = app.Services.GetRequiredService<ServerMetrics>();
         string ragName = served.Generator.ModelName + "+rag";
+        var chatMetrics = new ChatMetrics();
+        var limits = new ChatLimits { MaxOutputTokens = options.MaxTokensLimit };
+        // The two chat pipelines, built once: the model, and the model grounded in retrieval (NAME+rag).
+        var layers = new LoomPipelineOptions { Metrics = chatMetrics, Limits = limits };
+        var chat = LoomPipeline.Build(served.Generator, layers);
+        var grounded = served.Retriever is null ? null : LoomPipeline.Build(served.Generator, layers with { Retriever = served.Retriever, Retrieval = served.Retrieval });
 
         app.Use(async (context, next) =>
         {
@@ -58,6 +63,10 @@ public static class LoomServer
             catch (ApiException e) when (!context.Response.HasStarted)
             {
                 await WriteError(context, e);
+            }
+            catch (ChatRequestException e) when (!context.Response.HasStarted)
+            {
+                await WriteError(context, new ApiException(400, e.Message, param: Param(e.Field), code: e.Code));
             }
             catch (ArgumentException e) when (!context.Response.HasStarted)
             {
@@ -74,11 +83,11 @@ public static class LoomServer
         });
 
         app.MapGet("/health", () => Results.Json(new { status = "ok", model = served.Generator.ModelName }));
-        app.MapGet("/metrics", () => Results.Text(metrics.Render(served.Generator.ActiveSequences), "text/plain; version=0.0.4"));
+        app.MapGet("/metrics", () => Results.Text(metrics.Render(served.Generator.ActiveSequences, chatMetrics.Snapshot()), "text/plain; version=0.0.4"));
         app.MapGet("/v1/models", () =>
         {
             var data = new JsonArray { ModelEntry(served.Generator.ModelName) };
-            if (served.Retrieve is not null) data.Add(ModelEntry(ragName));
+            if (grounded is not null) data.Add(ModelEntry(ragName));
             if (served.Embeddings is not null && served.EmbeddingModelName != served.Generator.ModelName) data.Add(ModelEntry(served.EmbeddingModelName));
             return Results.Json(new JsonObject { ["object"] = "list", ["data"] = data });
         });
@@ -86,28 +95,23 @@ public static class LoomServer
         app.MapPost("/v1/chat/completions", async context =>
         {
             var call = OpenAiProtocol.ParseCompletion(await ReadBody(context, options), chat: true);
-            bool rag = call.Model == ragName && served.Retrieve is not null;
-            CheckModel(call.Model, served.Generator.ModelName, rag);
-            CheckLimits(call, options);
-            var turns = call.Messages!;
-            IReadOnlyList<JsonObject> sources = [];
-            if (rag)
-            {
-                var grounded = await served.Retrieve!(turns, context.RequestAborted);
-                turns = grounded.Turns;
-                sources = grounded.Sources;
-            }
-            var prompt = served.Generator.EncodeChat(turns);
-            var stop = (call.Stop ?? []).Append(ChatTemplate.End).ToList();
-            await Complete(context, served.Generator, metrics, call, new GenerationRequest { PromptTokens = prompt }, stop, chat: true, sources);
+            var pipeline = call.Model == ragName && grounded is not null ? grounded : chat;
+            CheckModel(call.Model, served.Generator.ModelName, rag: pipeline == grounded);
+            CheckChoices(call, options);
+            var messages = call.Messages!.Select(t => new ChatMessage(new ChatRole(t.Role), t.Content)).ToList();
+            await Respond(context, call, chat: true,
+                (choice, ct) => pipeline.GetStreamingResponseAsync(messages, Options(call, choice), ct), Answer(pipeline, messages, call));
         });
 
+        // A raw prompt, no chat template: straight to the generator, through the same limits, metrics and formatting as chat.
         app.MapPost("/v1/completions", async context =>
         {
             var call = OpenAiProtocol.ParseCompletion(await ReadBody(context, options), chat: false);
             CheckModel(call.Model, served.Generator.ModelName, rag: false);
-            CheckLimits(call, options);
-            await Complete(context, served.Generator, metrics, call, new GenerationRequest { Prompt = call.Prompt! }, call.Stop, chat: false, []);
+            CheckChoices(call, options);
+            IAsyncEnumerable<ChatResponseUpdate> Stream(int choice, CancellationToken ct) => chatMetrics.ObserveAsync(
+                LoomChatClient.StreamAsync(served.Generator, LoomChatClient.Request(served.Generator, call.Prompt!, limits.Apply(Options(call, choice))), ct), ct);
+            await Respond(context, call, chat: false, Stream, Collect(Stream));
         });
 
         app.MapPost("/v1/embeddings", async context =>
@@ -139,37 +143,54 @@ public static class LoomServer
         return app;
     }
 
-    static async Task Complete(HttpContext context, ITextGenerator generator, ServerMetrics metrics, CompletionCall call,
-        GenerationRequest prompt, IReadOnlyList<string>? stop, bool chat, IReadOnlyList<JsonObject> sources)
+    /// <summary>
+    /// Answers a chat or completion call with its n choices, streamed as server-sent events or as one JSON body:
+    /// the OpenAI formatting shared by both endpoints. A refused request fails before any byte is sent.
+    /// </summary>
+    static async Task Respond(HttpContext context, CompletionCall call, bool chat,
+        Func<int, CancellationToken, IAsyncEnumerable<ChatResponseUpdate>> stream, Func<int, CancellationToken, Task<ChatResponse>> complete)
     {
         string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var requests = Enumerable.Range(0, call.N).Select(i => prompt with
+        string kind = chat ? "chat.completion" : "text_completion";
+        // Ends the other choices' generation when one fails or the response is done.
+        using var choices = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        var token = choices.Token;
+        if (!call.Stream)
         {
-            MaxTokens = call.MaxTokens,
-            Stop = stop,
-            Sampling = new SamplingOptions
+            ChatResponse[] responses;
+            try { responses = await Task.WhenAll(Enumerable.Range(0, call.N).Select(i => complete(i, token))); }
+            finally { await choices.CancelAsync(); }
+            var array = new JsonArray();
+            for (int i = 0; i < responses.Length; i++)
             {
-                Temperature = call.Temperature ?? 1f,
-                TopP = call.TopP ?? 1f,
-                Seed = call.Seed is int seed ? seed + i : null,
-                FrequencyPenalty = call.FrequencyPenalty,
-                PresencePenalty = call.PresencePenalty,
-            },
-        }).ToList();
-        foreach (var r in requests) r.Sampling.Validate();
-        // Fail before any byte is sent if the prompt does not fit.
-        int promptTokens = prompt.PromptTokens?.Length ?? generator.CountTokens(prompt.Prompt);
-        if (promptTokens + 1 >= generator.ContextLength)
-            throw new ApiException(400, $"the prompt has about {promptTokens} tokens; the context holds {generator.ContextLength}", param: chat ? "messages" : "prompt", code: "context_length_exceeded");
+                var choice = new JsonObject { ["index"] = i };
+                if (chat) choice["message"] = new JsonObject { ["role"] = "assistant", ["content"] = responses[i].Text };
+                else choice["text"] = responses[i].Text;
+                choice["logprobs"] = null;
+                choice["finish_reason"] = responses[i].FinishReason?.Value;
+                array.Add(choice);
+            }
+            var response = new JsonObject
+            {
+                ["id"] = id, ["object"] = kind, ["created"] = created, ["model"] = call.Model, ["choices"] = array,
+                ["usage"] = Usage(responses[0].Usage?.InputTokenCount ?? 0, responses.Sum(r => r.Usage?.OutputTokenCount ?? 0)),
+            };
+            if (responses[0].GetSources() is { Given.Count: > 0 } sources) response["sources"] = Sources(sources);
+            await context.Response.WriteAsJsonAsync(response, context.RequestAborted);
+            return;
+        }
 
-        if (call.Stream)
+        var updates = new IAsyncEnumerator<ChatResponseUpdate>?[call.N];
+        try
         {
+            for (int i = 0; i < call.N; i++) updates[i] = stream(i, token).GetAsyncEnumerator(token);
+            var started = await Task.WhenAll(updates.Select(u => u!.MoveNextAsync().AsTask()));
             context.Response.ContentType = "text/event-stream";
             context.Response.Headers.CacheControl = "no-cache";
             context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
             var writeGate = new SemaphoreSlim(1);
-            var usage = new int[3];
+            long promptTokens = 0, completionTokens = 0;
             async Task Send(JsonObject chunk)
             {
                 await writeGate.WaitAsync(context.RequestAborted);
@@ -180,97 +201,84 @@ public static class LoomServer
                 }
                 finally { writeGate.Release(); }
             }
+            JsonObject Chunk(int index, JsonObject? delta, ChatResponseUpdate? update)
+            {
+                var choice = new JsonObject { ["index"] = index };
+                if (chat) choice["delta"] = delta;
+                else choice["text"] = update?.Text ?? "";
+                choice["logprobs"] = null;
+                choice["finish_reason"] = update?.FinishReason?.Value;
+                var chunk = new JsonObject { ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : kind, ["created"] = created, ["model"] = call.Model, ["choices"] = new JsonArray(choice) };
+                if (update?.GetSources() is { Given.Count: > 0 } sources) chunk["sources"] = Sources(sources);
+                return chunk;
+            }
             if (chat)
                 for (int i = 0; i < call.N; i++)
-                    await Send(Chunk(id, created, call.Model, i, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, chat, sources));
-            await Task.WhenAll(requests.Select(async (request, index) =>
+                    await Send(Chunk(i, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null));
+            await Task.WhenAll(Enumerable.Range(0, call.N).Where(i => started[i]).Select(async index =>
             {
-                await foreach (var update in generator.GenerateAsync(request, context.RequestAborted))
+                var updateStream = updates[index]!;
+                do
                 {
-                    if (update.Text.Length > 0 || update.FinishReason is not null)
-                        await Send(Chunk(id, created, call.Model, index, chat ? new JsonObject { ["content"] = update.Text } : null, update, chat, sources));
-                    if (update.FinishReason is not null)
+                    var update = updateStream.Current;
+                    if (update.Text.Length > 0 || update.FinishReason is not null || update.GetSources() is not null)
+                        await Send(Chunk(index, chat ? new JsonObject { ["content"] = update.Text } : null, update));
+                    foreach (var usage in update.Contents.OfType<UsageContent>())
                     {
-                        Interlocked.Add(ref usage[0], update.PromptTokens);
-                        Interlocked.Add(ref usage[1], update.CompletionTokens);
-                        metrics.Tokens(update.PromptTokens, update.CompletionTokens);
+                        if (index == 0) Interlocked.Add(ref promptTokens, usage.Details.InputTokenCount ?? 0);
+                        Interlocked.Add(ref completionTokens, usage.Details.OutputTokenCount ?? 0);
                     }
                 }
+                while (await updateStream.MoveNextAsync());
             }));
             if (call.IncludeUsage)
                 await Send(new JsonObject
                 {
-                    ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : "text_completion", ["created"] = created, ["model"] = call.Model,
-                    ["choices"] = new JsonArray(), ["usage"] = Usage(usage[0], usage[1]),
+                    ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : kind, ["created"] = created, ["model"] = call.Model,
+                    ["choices"] = new JsonArray(), ["usage"] = Usage(promptTokens, completionTokens),
                 });
             await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
-            return;
         }
-
-        var results = await Task.WhenAll(requests.Select(async request =>
+        finally
         {
-            var text = new StringBuilder();
-            GenerationUpdate? last = null;
-            await foreach (var update in generator.GenerateAsync(request, context.RequestAborted))
-            {
-                text.Append(update.Text);
-                last = update;
-            }
-            return (Text: text.ToString(), Last: last!);
-        }));
-        int prompt0 = results[0].Last.PromptTokens, completion = results.Sum(r => r.Last.CompletionTokens);
-        metrics.Tokens(prompt0 * results.Length, completion);
-        var choices = new JsonArray();
-        for (int i = 0; i < results.Length; i++)
-        {
-            var choice = new JsonObject { ["index"] = i };
-            if (chat) choice["message"] = new JsonObject { ["role"] = "assistant", ["content"] = results[i].Text };
-            else choice["text"] = results[i].Text;
-            choice["logprobs"] = null;
-            choice["finish_reason"] = FinishText(results[i].Last.FinishReason);
-            choices.Add(choice);
+            await choices.CancelAsync();
+            foreach (var updateStream in updates)
+                if (updateStream is not null) await updateStream.DisposeAsync();
         }
-        var response = new JsonObject
-        {
-            ["id"] = id,
-            ["object"] = chat ? "chat.completion" : "text_completion",
-            ["created"] = created,
-            ["model"] = call.Model,
-            ["choices"] = choices,
-            ["usage"] = Usage(prompt0, completion),
-        };
-        if (sources.Count > 0) response["sources"] = new JsonArray(sources.Select(s => (JsonNode)s.DeepClone()).ToArray());
-        await context.Response.WriteAsJsonAsync(response, context.RequestAborted);
     }
 
-    static JsonObject Chunk(string id, long created, string model, int index, JsonObject? delta, GenerationUpdate? update, bool chat, IReadOnlyList<JsonObject> sources)
-    {
-        var choice = new JsonObject { ["index"] = index };
-        if (chat) choice["delta"] = delta;
-        else choice["text"] = update?.Text ?? "";
-        choice["logprobs"] = null;
-        choice["finish_reason"] = FinishText(update?.FinishReason);
-        var chunk = new JsonObject
-        {
-            ["id"] = id,
-            ["object"] = chat ? "chat.completion.chunk" : "text_completion",
-            ["created"] = created,
-            ["model"] = model,
-            ["choices"] = new JsonArray(choice),
-        };
-        if (update?.FinishReason is not null && sources.Count > 0)
-            chunk["sources"] = new JsonArray(sources.Select(s => (JsonNode)s.DeepClone()).ToArray());
-        return chunk;
-    }
+    /// <summary>One choice answered by the pipeline in one piece.</summary>
+    static Func<int, CancellationToken, Task<ChatResponse>> Answer(IChatClient pipeline, List<ChatMessage> messages, CompletionCall call) =>
+        (choice, ct) => pipeline.GetResponseAsync(messages, Options(call, choice), ct);
 
-    static string? FinishText(FinishReason? reason) => reason switch
+    /// <summary>One choice's stream, collected into one response.</summary>
+    static Func<int, CancellationToken, Task<ChatResponse>> Collect(Func<int, CancellationToken, IAsyncEnumerable<ChatResponseUpdate>> stream) =>
+        (choice, ct) => stream(choice, ct).ToChatResponseAsync(ct);
+
+    /// <summary>Options of one choice: the call's sampling, each choice with its own seed.</summary>
+    static ChatOptions Options(CompletionCall call, int choice) => new()
     {
-        FinishReason.Stop => "stop",
-        FinishReason.Length => "length",
-        _ => null,
+        MaxOutputTokens = call.MaxTokens,
+        Temperature = call.Temperature,
+        TopP = call.TopP,
+        Seed = call.Seed is int seed ? seed + choice : null,
+        FrequencyPenalty = call.FrequencyPenalty,
+        PresencePenalty = call.PresencePenalty,
+        StopSequences = call.Stop?.ToList(),
     };
 
-    static JsonObject Usage(int prompt, int completion) => new()
+    /// <summary>The sources a grounded answer was given, each marked whether the answer cites it.</summary>
+    static JsonArray Sources(GroundingSources sources) => new(sources.Given.Select(s => (JsonNode)new JsonObject
+    {
+        ["number"] = s.Number,
+        ["source"] = s.Hit.SourceId,
+        ["title"] = s.Hit.Title,
+        ["section"] = s.Hit.HeadingPath,
+        ["text"] = s.Hit.Text,
+        ["cited"] = sources.Cited.Contains(s),
+    }).ToArray());
+
+    static JsonObject Usage(long prompt, long completion) => new()
     {
         ["prompt_tokens"] = prompt,
         ["completion_tokens"] = completion,
@@ -291,13 +299,23 @@ public static class LoomServer
             throw new ApiException(404, $"model '{requested}' does not exist (this server has '{served}')", param: "model", code: "model_not_found");
     }
 
-    static void CheckLimits(CompletionCall call, ServerOptions options)
+    static void CheckChoices(CompletionCall call, ServerOptions options)
     {
-        if (call.MaxTokens is int max && (max < 1 || max > options.MaxTokensLimit))
-            throw new ApiException(400, $"max_tokens must be between 1 and {options.MaxTokensLimit}, got {max}", param: "max_tokens");
         if (call.N < 1 || call.N > options.MaxChoices)
             throw new ApiException(400, $"n must be between 1 and {options.MaxChoices}, got {call.N}", param: "n");
     }
+
+    /// <summary>The OpenAI parameter a pipeline field stands for.</summary>
+    static string Param(string field) => field switch
+    {
+        "ChatOptions.MaxOutputTokens" => "max_tokens",
+        "ChatOptions.Temperature" => "temperature",
+        "ChatOptions.TopP" => "top_p",
+        "ChatOptions.TopK" => "top_k",
+        "ChatOptions.FrequencyPenalty" => "frequency_penalty",
+        "ChatOptions.PresencePenalty" => "presence_penalty",
+        _ => field,
+    };
 
     static bool Authorized(HttpRequest request, IReadOnlyList<string> keys)
     {

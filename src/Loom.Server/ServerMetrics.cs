@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
+using Loom.Serving;
 
 namespace Loom.Server;
 
@@ -8,7 +9,7 @@ namespace Loom.Server;
 public sealed class ServerMetrics
 {
     readonly ConcurrentDictionary<(string Path, int Status), long> requests = new();
-    long promptTokens, completionTokens, activeRequests;
+    long activeRequests;
     double requestSeconds;
     long requestCount;
     readonly object secondsGate = new();
@@ -22,13 +23,8 @@ public sealed class ServerMetrics
         lock (secondsGate) { requestSeconds += elapsed.TotalSeconds; requestCount++; }
     }
 
-    public void Tokens(int prompt, int completion)
-    {
-        Interlocked.Add(ref promptTokens, prompt);
-        Interlocked.Add(ref completionTokens, completion);
-    }
-
-    public string Render(int activeSequences)
+    /// <summary>The HTTP counters, the batching loop's load and the chat pipeline's counters.</summary>
+    public string Render(int activeSequences, ChatMetricsSnapshot chat)
     {
         var text = new StringBuilder();
         text.Append("# HELP loom_requests_total HTTP requests by path and status.\n# TYPE loom_requests_total counter\n");
@@ -36,8 +32,11 @@ public sealed class ServerMetrics
             text.Append(CultureInfo.InvariantCulture, $"loom_requests_total{{path=\"{path}\",status=\"{status}\"}} {count}\n");
         Append(text, "loom_requests_active", "gauge", "Requests in progress.", Interlocked.Read(ref activeRequests));
         Append(text, "loom_active_sequences", "gauge", "Sequences being decoded by the batching loop.", activeSequences);
-        Append(text, "loom_prompt_tokens_total", "counter", "Prompt tokens processed.", Interlocked.Read(ref promptTokens));
-        Append(text, "loom_completion_tokens_total", "counter", "Tokens generated.", Interlocked.Read(ref completionTokens));
+        Append(text, "loom_generations_total", "counter", "Chat and completion calls that reached the pipeline (one per choice).", chat.Requests);
+        Append(text, "loom_generation_failures_total", "counter", "Calls refused or failed inside the pipeline, or abandoned by the client.", chat.Failures);
+        Append(text, "loom_prompt_tokens_total", "counter", "Prompt tokens processed.", chat.PromptTokens);
+        Append(text, "loom_completion_tokens_total", "counter", "Tokens generated.", chat.CompletionTokens);
+        text.Append(CultureInfo.InvariantCulture, $"# HELP loom_generation_seconds_total Time spent generating.\n# TYPE loom_generation_seconds_total counter\nloom_generation_seconds_total {chat.Seconds}\n");
         lock (secondsGate)
         {
             text.Append("# HELP loom_request_duration_seconds Time to answer a request.\n# TYPE loom_request_duration_seconds summary\n");

@@ -11,7 +11,7 @@ public sealed record ServerOptions
     public IReadOnlyList<string> ApiKeys { get; init; } = [];
     /// <summary>Largest request body accepted, in bytes (larger gets 413).</summary>
     public long MaxRequestBytes { get; init; } = 1 << 20;
-    /// <summary>Largest max_tokens a request may ask for.</summary>
+    /// <summary>Largest max_tokens a request may ask for, and what a request that sets none gets.</summary>
     public int MaxTokensLimit { get; init; } = 4096;
     /// <summary>Most completions one request may ask for (n).</summary>
     public int MaxChoices { get; init; } = 8;

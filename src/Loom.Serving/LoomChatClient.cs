@@ -13,33 +13,61 @@ public sealed class LoomChatClient(ITextGenerator generator) : IChatClient
 {
     readonly ChatClientMetadata metadata = new("loom", defaultModelId: generator.ModelName);
 
-    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+        StreamAsync(generator, Request(generator, messages, options), cancellationToken).ToChatResponseAsync(cancellationToken);
+
+    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        CancellationToken cancellationToken = default) =>
+        StreamAsync(generator, Request(generator, messages, options), cancellationToken);
+
+    public object? GetService(Type serviceType, object? serviceKey = null) =>
+        serviceKey is not null ? null :
+        serviceType == typeof(ChatClientMetadata) ? metadata :
+        serviceType.IsInstanceOfType(this) ? this :
+        serviceType.IsInstanceOfType(generator) ? generator : null;
+
+    public void Dispose() { }
+
+    /// <summary>Chat messages as Loom's chat turns ("developer" is the system role).</summary>
+    public static List<ChatTurn> Turns(IEnumerable<ChatMessage> messages) =>
+        messages.Select(m => new ChatTurn(m.Role.Value == "developer" ? "system" : m.Role.Value, m.Text)).ToList();
+
+    /// <summary>
+    /// The generation request for a conversation: Loom's chat template, ending with an open assistant turn.
+    /// Throws <see cref="ChatRequestException"/> when the prompt leaves no room in the context.
+    /// </summary>
+    public static GenerationRequest Request(ITextGenerator generator, IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
-        var text = new System.Text.StringBuilder();
-        GenerationUpdate? last = null;
-        await foreach (var update in generator.GenerateAsync(Request(generator, messages, options), cancellationToken).ConfigureAwait(false))
+        var tokens = generator.EncodeChat(Turns(messages));
+        CheckFits(generator, tokens.Length, "messages");
+        return new GenerationRequest
         {
-            text.Append(update.Text);
-            last = update;
-        }
-        return new ChatResponse(new ChatMessage(ChatRole.Assistant, text.ToString()))
-        {
-            ModelId = generator.ModelName,
-            FinishReason = Finish(last?.FinishReason),
-            Usage = last is null ? null : new UsageDetails
-            {
-                InputTokenCount = last.PromptTokens,
-                OutputTokenCount = last.CompletionTokens,
-                TotalTokenCount = last.PromptTokens + last.CompletionTokens,
-            },
+            PromptTokens = tokens,
+            MaxTokens = options?.MaxOutputTokens,
+            Stop = [.. options?.StopSequences ?? [], ChatTemplate.End],
+            Sampling = Sampling(options),
         };
     }
 
-    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+    /// <summary>The generation request for a raw prompt (no chat template): what /v1/completions asks.</summary>
+    public static GenerationRequest Request(ITextGenerator generator, string prompt, ChatOptions? options)
+    {
+        CheckFits(generator, generator.CountTokens(prompt), "prompt");
+        return new GenerationRequest
+        {
+            Prompt = prompt,
+            MaxTokens = options?.MaxOutputTokens,
+            Stop = options?.StopSequences is { } stop ? [.. stop] : null,
+            Sampling = Sampling(options),
+        };
+    }
+
+    /// <summary>Streams a request's generation as chat updates; the last one carries the finish reason and the usage.</summary>
+    public static async IAsyncEnumerable<ChatResponseUpdate> StreamAsync(ITextGenerator generator, GenerationRequest request,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         string responseId = Guid.NewGuid().ToString("N");
-        await foreach (var update in generator.GenerateAsync(Request(generator, messages, options), cancellationToken).ConfigureAwait(false))
+        await foreach (var update in generator.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
         {
             var chunk = new ChatResponseUpdate(ChatRole.Assistant, update.Text)
             {
@@ -58,33 +86,21 @@ public sealed class LoomChatClient(ITextGenerator generator) : IChatClient
         }
     }
 
-    public object? GetService(Type serviceType, object? serviceKey = null) =>
-        serviceKey is not null ? null :
-        serviceType == typeof(ChatClientMetadata) ? metadata :
-        serviceType.IsInstanceOfType(this) ? this :
-        serviceType.IsInstanceOfType(generator) ? generator : null;
-
-    public void Dispose() { }
-
-    /// <summary>The generation request for a conversation: Loom's chat template, ending with an open assistant turn.</summary>
-    public static GenerationRequest Request(ITextGenerator generator, IEnumerable<ChatMessage> messages, ChatOptions? options)
+    static SamplingOptions Sampling(ChatOptions? options) => new()
     {
-        var turns = messages.Select(m => new ChatTurn(m.Role.Value == "developer" ? "system" : m.Role.Value, m.Text)).ToList();
-        return new GenerationRequest
-        {
-            PromptTokens = generator.EncodeChat(turns),
-            MaxTokens = options?.MaxOutputTokens,
-            Stop = [.. options?.StopSequences ?? [], ChatTemplate.End],
-            Sampling = new SamplingOptions
-            {
-                Temperature = options?.Temperature ?? 1f,
-                TopP = options?.TopP ?? 1f,
-                TopK = options?.TopK ?? 0,
-                FrequencyPenalty = options?.FrequencyPenalty ?? 0f,
-                PresencePenalty = options?.PresencePenalty ?? 0f,
-                Seed = options?.Seed is long seed ? unchecked((int)seed) : null,
-            },
-        };
+        Temperature = options?.Temperature ?? 1f,
+        TopP = options?.TopP ?? 1f,
+        TopK = options?.TopK ?? 0,
+        FrequencyPenalty = options?.FrequencyPenalty ?? 0f,
+        PresencePenalty = options?.PresencePenalty ?? 0f,
+        Seed = options?.Seed is long seed ? unchecked((int)seed) : null,
+    };
+
+    static void CheckFits(ITextGenerator generator, int promptTokens, string field)
+    {
+        if (promptTokens + 1 >= generator.ContextLength)
+            throw new ChatRequestException(field, $"the prompt has about {promptTokens} tokens; the context holds {generator.ContextLength}",
+                ChatRequestException.ContextLengthExceeded);
     }
 
     static ChatFinishReason? Finish(FinishReason? reason) => reason switch

@@ -1,11 +1,11 @@
 using System.CommandLine;
 using Loom.Retrieval;
 using Loom.Serving;
-using Spectre.Console;
+using Microsoft.Extensions.AI;
 
 namespace Loom.Cli.Commands;
 
-/// <summary>`loom ask`: retrieves sources, asks the configured generator for an answer citing them, prints answer and cited sources.</summary>
+/// <summary>`loom ask`: the server's NAME+rag pipeline, in the terminal: prints the greedy answer and its sources.</summary>
 internal static class AskCommand
 {
     internal static Command Create()
@@ -17,26 +17,37 @@ internal static class AskCommand
         var top = new Option<int>("--top") { Description = "How many sources go into the prompt", DefaultValueFactory = _ => 5 };
         var tags = new Option<string[]>("--tag") { Description = "Only documents with this tag: key=value (repeatable)", Arity = ArgumentArity.ZeroOrMore };
         var postgres = new Option<string?>("--postgres") { Description = "Connection string, when the index lives in PostgreSQL" };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate at most (0 = up to the end of the context)", DefaultValueFactory = _ => 256 };
         var question = new Argument<string>("question") { Description = "The question" };
 
         var command = new Command("ask", "Answer a question from an index, citing the sources used");
-        foreach (var option in new Option[] { index, model, gguf, mode, top, tags, postgres })
+        foreach (var option in new Option[] { index, model, gguf, mode, top, tags, postgres, maxTokens })
             command.Options.Add(option);
         command.Arguments.Add(question);
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("ask", async () =>
         {
-            var options = new SearchOptions(RetrievalCli.ParseMode(parseResult.GetValue(mode)), parseResult.GetValue(top),
+            var search = new SearchOptions(RetrievalCli.ParseMode(parseResult.GetValue(mode)), parseResult.GetValue(top),
                 SearchFilter.From(TagParser.Parse(parseResult.GetValue(tags)), null));
+            int answerTokens = parseResult.GetValue(maxTokens);
+            if (answerTokens < 0) throw new ArgumentException($"--max-tokens must be >= 0, got {answerTokens}");
             using var retrievalIndex = await RetrievalIndex.OpenAsync(parseResult.GetValue(index)!, null, parseResult.GetValue(postgres), create: false, cancellationToken);
             await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), Environment.ProcessorCount);
-            using var chatClient = new LoomChatClient(generator.Generator);
-            var answer = await new GroundedAnswerer(retrievalIndex.Retriever, chatClient, options).AnswerAsync(parseResult.GetValue(question)!, cancellationToken);
-            AnsiConsole.WriteLine(answer.Text);
-            // The cited sources; when the model cited none, the sources it was given, so the reader can check.
-            bool cited = answer.CitedSources.Count > 0;
-            AnsiConsole.MarkupLine(cited ? "[grey]Sources:[/]" : "[grey]Sources given to the model (none cited):[/]");
-            foreach (var source in cited ? answer.CitedSources : answer.AllSources)
-                AnsiConsole.MarkupLine($"[grey][[{source.Number}]] {Markup.Escape(source.Hit.SourceId)}{(source.Hit.HeadingPath.Length > 0 ? " > " + Markup.Escape(source.Hit.HeadingPath) : "")}[/]");
+            using var chat = LoomPipeline.Build(generator.Generator, new LoomPipelineOptions
+            {
+                Limits = new ChatLimits(),
+                Retriever = retrievalIndex.Retriever,
+                Retrieval = new RetrievalChatOptions { Search = search },
+            });
+            var response = await chat.GetResponseAsync([new ChatMessage(ChatRole.User, parseResult.GetValue(question)!)],
+                new ChatOptions { Temperature = 0, MaxOutputTokens = answerTokens == 0 ? null : answerTokens }, cancellationToken);
+            var sources = response.GetSources()!;
+            // Plain lines, unwrapped: the answer exactly as generated, then the cited sources (when the model cited none,
+            // the sources it was given, so the reader can check).
+            Console.Out.WriteLine(response.Text);
+            bool cited = sources.Cited.Count > 0;
+            Console.Out.WriteLine(cited ? "Sources:" : "Sources given to the model (none cited):");
+            foreach (var source in cited ? sources.Cited : sources.Given)
+                Console.Out.WriteLine($"[{source.Number}] {source.Hit.SourceId}{(source.Hit.HeadingPath.Length > 0 ? " > " + source.Hit.HeadingPath : "")}");
             return 0;
         }));
         return command;

@@ -1,8 +1,6 @@
 using System.CommandLine;
-using System.Text.Json.Nodes;
 using Loom.Retrieval;
 using Loom.Server;
-using Loom.Text;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.AI;
@@ -53,7 +51,7 @@ internal static class ServeCommand
             {
                 Embeddings = ownOrIndexEmbedder ?? generator.Embeddings,
                 EmbeddingModelName = ownOrIndexEmbedder?.GetService<EmbeddingGeneratorMetadata>()?.DefaultModelId ?? generator.Generator.ModelName,
-                Retrieve = retrievalIndex is null ? null : (turns, ct) => Ground(retrievalIndex.Retriever, turns, ct),
+                Retriever = retrievalIndex?.Retriever,
             };
             await using var app = LoomServer.Build(served, options);
             await app.StartAsync(cancellationToken);
@@ -68,28 +66,5 @@ internal static class ServeCommand
             return 0;
         }));
         return command;
-    }
-
-    /// <summary>Retrieval on request: the last user turn is the question; the sources go into the prompt and back to the client.</summary>
-    static async Task<GroundedPrompt> Ground(Retriever retriever, IReadOnlyList<ChatTurn> turns, CancellationToken cancellationToken)
-    {
-        string question = turns.LastOrDefault(t => t.Role == "user")?.Content
-            ?? throw new ApiException(400, "retrieval needs a user message to search for", param: "messages");
-        var sources = RagPrompt.Number(await retriever.SearchAsync(question, null, cancellationToken));
-        var messages = RagPrompt.Build(question, sources);
-        // Earlier turns of the conversation stay; the last user turn is replaced by the grounded one.
-        var grounded = turns.Take(turns.Count - 1).Where(t => t.Role != "system")
-            .Prepend(new ChatTurn("system", messages[0].Text))
-            .Append(new ChatTurn("user", messages[1].Text))
-            .ToList();
-        var cited = sources.Select(s => new JsonObject
-        {
-            ["number"] = s.Number,
-            ["source"] = s.Hit.SourceId,
-            ["title"] = s.Hit.Title,
-            ["section"] = s.Hit.HeadingPath,
-            ["text"] = s.Hit.Text,
-        }).ToList();
-        return new GroundedPrompt(grounded, cited);
     }
 }

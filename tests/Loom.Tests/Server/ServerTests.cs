@@ -151,14 +151,35 @@ public class ServerTests(ServerFixture server) : IClassFixture<ServerFixture>
     }
 
     [Fact]
+    public async Task APromptLongerThanTheContextIsRefusedBeforeTheStreamStarts()
+    {
+        using var http = Http();
+        using var response = await http.PostAsync("/v1/chat/completions", Json(new JsonObject
+        {
+            ["model"] = ServerFixture.ModelName, ["stream"] = true,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = string.Join(" ", Enumerable.Repeat("hello world", 100)) }),
+        }));
+        var json = await AssertError(response, HttpStatusCode.BadRequest, "invalid_request_error");
+        Assert.Equal(("messages", "context_length_exceeded"), ((string?)json["error"]!["param"], (string?)json["error"]!["code"]));
+        await AssertStillServing();
+    }
+
+    [Fact]
     public async Task HealthAndMetricsAreOpen()
     {
         using var anonymous = new HttpClient { BaseAddress = server.BaseAddress };
         Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/health")).StatusCode);
+        var completion = (await Client().GetChatClient(ServerFixture.ModelName).CompleteChatAsync([new UserChatMessage("count me")], Greedy(3))).Value;
         string metrics = await anonymous.GetStringAsync("/metrics");
         Assert.Contains("# TYPE loom_requests_total counter", metrics);
-        Assert.Contains("loom_completion_tokens_total", metrics);
+        // Counters only grow and other tests run alongside: at least this call's tokens are in them.
+        Assert.True(Counter(metrics, "loom_completion_tokens_total") >= completion.Usage.OutputTokenCount);
+        Assert.True(Counter(metrics, "loom_prompt_tokens_total") >= completion.Usage.InputTokenCount);
+        Assert.True(Counter(metrics, "loom_generations_total") >= 1);
     }
+
+    static double Counter(string metrics, string name) =>
+        double.Parse(metrics.Split('\n').Single(line => line.StartsWith(name + " ", StringComparison.Ordinal))[(name.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
 
     HttpClient Http()
     {

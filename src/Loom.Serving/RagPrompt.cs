@@ -1,16 +1,14 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using Loom.Retrieval;
 using Microsoft.Extensions.AI;
 
-namespace Loom.Retrieval;
+namespace Loom.Serving;
 
 /// <summary>A numbered source in a prompt: [Number] is what the model cites.</summary>
 public sealed record NumberedSource(int Number, SearchHit Hit);
 
-/// <summary>The answer text and the sources it actually cites (in order of first citation).</summary>
-public sealed record GroundedAnswer(string Text, IReadOnlyList<NumberedSource> CitedSources, IReadOnlyList<NumberedSource> AllSources);
-
-/// <summary>Builds the grounded prompt and reads citations back.</summary>
+/// <summary>The grounded prompt's wording, and citations read back from an answer.</summary>
 public static partial class RagPrompt
 {
     public const string SystemInstruction =
@@ -22,7 +20,11 @@ public static partial class RagPrompt
         hits.Select((hit, index) => new NumberedSource(index + 1, hit)).ToList();
 
     /// <summary>The chat messages: a system instruction, then the sources and the question as the user turn.</summary>
-    public static IList<ChatMessage> Build(string question, IReadOnlyList<NumberedSource> sources)
+    public static IList<ChatMessage> Build(string question, IReadOnlyList<NumberedSource> sources) =>
+        [new ChatMessage(ChatRole.System, SystemInstruction), new ChatMessage(ChatRole.User, UserTurn(question, sources))];
+
+    /// <summary>The user turn: each source as "[n] title (section)" and its text, then the question.</summary>
+    public static string UserTurn(string question, IReadOnlyList<NumberedSource> sources)
     {
         var user = new StringBuilder();
         user.Append("Sources:\n\n");
@@ -34,7 +36,7 @@ public static partial class RagPrompt
             user.Append('\n').Append(source.Hit.Text.Trim()).Append("\n\n");
         }
         user.Append("Question: ").Append(question.Trim()).Append("\nAnswer with citations:");
-        return [new ChatMessage(ChatRole.System, SystemInstruction), new ChatMessage(ChatRole.User, user.ToString())];
+        return user.ToString();
     }
 
     [GeneratedRegex(@"\[(\d+(?:\s*[,;]\s*\d+)*)\]")]
@@ -50,24 +52,8 @@ public static partial class RagPrompt
                     result.Add(number);
         return result;
     }
-}
 
-/// <summary>Retrieves sources for a question, asks any IChatClient to answer citing them, and returns the cited sources.</summary>
-public sealed class GroundedAnswerer(Retriever retriever, IChatClient chatClient, SearchOptions? searchOptions = null)
-{
-    public async Task<GroundedAnswer> AnswerAsync(string question, CancellationToken cancellationToken)
-    {
-        var hits = await retriever.SearchAsync(question, searchOptions, cancellationToken);
-        return await AnswerAsync(question, hits, cancellationToken);
-    }
-
-    /// <summary>Answers from given hits (no retrieval), for callers that searched already.</summary>
-    public async Task<GroundedAnswer> AnswerAsync(string question, IReadOnlyList<SearchHit> hits, CancellationToken cancellationToken)
-    {
-        var sources = RagPrompt.Number(hits);
-        var response = await chatClient.GetResponseAsync(RagPrompt.Build(question, sources), new ChatOptions { Temperature = 0 }, cancellationToken);
-        string text = response.Text;
-        var cited = RagPrompt.ParseCitations(text, sources.Count).Select(number => sources[number - 1]).ToList();
-        return new GroundedAnswer(text, cited, sources);
-    }
+    /// <summary>The sources the answer cites, in order of first citation.</summary>
+    public static IReadOnlyList<NumberedSource> Cited(string answer, IReadOnlyList<NumberedSource> sources) =>
+        ParseCitations(answer, sources.Count).Select(number => sources[number - 1]).ToList();
 }
