@@ -76,6 +76,7 @@ internal sealed class QuickstartRun(QuickstartOptions options)
     const int SourcesPerAnswer = 2;
 
     readonly QuickstartPlan plan = QuickstartPlan.For(options.Fast);
+    ComputeContext compute = ComputeContext.Default; // the run's own context of options.Threads, set in RunAsync
     readonly List<(string Stage, TimeSpan Elapsed)> timings = [];
     readonly bool interactive = !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
     readonly Stopwatch total = Stopwatch.StartNew();
@@ -86,7 +87,8 @@ internal sealed class QuickstartRun(QuickstartOptions options)
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         PrepareOutputFolder();
-        WorkerPool.ThreadCount = options.Threads;
+        using var runCompute = new ComputeContext(options.Threads);
+        compute = runCompute;
         var budget = TimeSpan.FromMinutes(options.Minutes);
         Line($"loom quickstart{(options.Fast ? " --fast" : "")}: writing to {Path.GetFullPath(options.OutputFolder)}, budget {budget.TotalMinutes:F1} min, {options.Threads} threads");
 
@@ -188,6 +190,7 @@ internal sealed class QuickstartRun(QuickstartOptions options)
             EvalBatches = options.Fast ? 2 : 8,
             SaveEvery = 0,
             Seed = 1337,
+            Compute = compute,
         };
         log($"budget {budget.TotalSeconds:F0} s for at most {plan.PretrainSteps} steps");
         var result = Pretrainer.Run(pretrainOptions, e =>
@@ -219,7 +222,7 @@ internal sealed class QuickstartRun(QuickstartOptions options)
         int count = (int)Math.Min(plan.ValidationTokens, shards.Validation.Length);
         var tokens = new int[count];
         shards.Validation.Read(0, tokens);
-        var result = Perplexity.Evaluate(model, tokenizer, tokens, 8, cancellationToken);
+        var result = Perplexity.Evaluate(model, tokenizer, tokens, 8, compute, cancellationToken);
         log($"validation loss {result.Loss:F3}, perplexity {result.Perplexity:F1} over {result.Tokens:N0} tokens");
         return result;
     }
@@ -273,6 +276,7 @@ internal sealed class QuickstartRun(QuickstartOptions options)
             WarmupSteps = Math.Max(2, plan.TuneSteps / 20),
             EvalFraction = 0.05,
             Seed = 1,
+            Compute = compute,
         };
         log($"budget {budget.TotalSeconds:F0} s for at most {plan.TuneSteps} steps");
         var result = SupervisedTuner.Run(model, tokenizer, examples, tuneOptions, e =>
@@ -292,7 +296,7 @@ internal sealed class QuickstartRun(QuickstartOptions options)
 
     async Task<List<string>> AnswerPlain(Transformer model, ITokenizer tokenizer, List<(string Question, string Reference)> items, Action<string> log, CancellationToken cancellationToken)
     {
-        await using var loomModel = LoomModel.Create("quickstart", model, tokenizer);
+        await using var loomModel = LoomModel.Create("quickstart", model, tokenizer, new LoomModelOptions { Compute = compute });
         using var chat = new LoomChatClient(loomModel.Engine);
         var answers = new List<string>(items.Count);
         long generated = 0;
@@ -335,7 +339,7 @@ internal sealed class QuickstartRun(QuickstartOptions options)
     async Task<List<GroundedResult>> AnswerGrounded(Transformer model, ITokenizer tokenizer, RetrievalIndex index, List<DocMember> questionMembers,
         Action<string> log, CancellationToken cancellationToken)
     {
-        await using var loomModel = LoomModel.Create("quickstart-tuned", model, tokenizer);
+        await using var loomModel = LoomModel.Create("quickstart-tuned", model, tokenizer, new LoomModelOptions { Compute = compute });
         using var chat = new LoomChatClient(loomModel.Engine);
         using var limited = new MaxTokensChatClient(chat, plan.AnswerTokens);
         var answerer = new GroundedAnswerer(index.Retriever, limited);

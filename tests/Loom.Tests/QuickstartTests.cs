@@ -1,7 +1,6 @@
 using Loom.Cli;
 using Loom.Models;
 using Loom.Retrieval;
-using Loom.Tensors;
 using Loom.Text;
 using AtomicFile = Loom.IO.AtomicFile;
 
@@ -12,11 +11,9 @@ namespace Loom.Tests;
 public sealed class QuickstartTests : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("loom-quickstart-").FullName;
-    readonly int savedThreads = WorkerPool.ThreadCount;
 
     public void Dispose()
     {
-        WorkerPool.ThreadCount = savedThreads;
         AtomicFile.ResetCreateStream();
         Directory.Delete(root, recursive: true);
     }

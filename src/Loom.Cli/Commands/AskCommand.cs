@@ -17,10 +17,11 @@ internal static class AskCommand
         var top = new Option<int>("--top") { Description = "How many sources go into the prompt", DefaultValueFactory = _ => 5 };
         var tags = new Option<string[]>("--tag") { Description = "Only documents with this tag: key=value (repeatable)", Arity = ArgumentArity.ZeroOrMore };
         var postgres = new Option<string?>("--postgres") { Description = "Connection string, when the index lives in PostgreSQL" };
+        var threads = SharedOptions.Threads();
         var question = new Argument<string>("question") { Description = "The question" };
 
         var command = new Command("ask", "Answer a question from an index, citing the sources used");
-        foreach (var option in new Option[] { index, model, gguf, mode, top, tags, postgres })
+        foreach (var option in new Option[] { index, model, gguf, mode, top, tags, postgres, threads })
             command.Options.Add(option);
         command.Arguments.Add(question);
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("ask", async () =>
@@ -28,7 +29,7 @@ internal static class AskCommand
             var options = new SearchOptions(RetrievalCli.ParseMode(parseResult.GetValue(mode)), parseResult.GetValue(top),
                 SearchFilter.From(TagParser.Parse(parseResult.GetValue(tags)), null));
             using var retrievalIndex = await RetrievalIndex.OpenAsync(parseResult.GetValue(index)!, null, parseResult.GetValue(postgres), create: false, cancellationToken);
-            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), Environment.ProcessorCount);
+            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), SharedOptions.ThreadCount(parseResult, threads));
             using var chatClient = new LoomChatClient(generator.Generator);
             var answer = await new GroundedAnswerer(retrievalIndex.Retriever, chatClient, options).AnswerAsync(parseResult.GetValue(question)!, cancellationToken);
             AnsiConsole.WriteLine(answer.Text);

@@ -1,5 +1,4 @@
 using Loom.Models;
-using Loom.Tensors;
 using Loom.Text;
 using AtomicFile = Loom.IO.AtomicFile;
 
@@ -10,11 +9,9 @@ namespace Loom.Tests.Training;
 public sealed class PretrainCommandTests : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("loom-cli-").FullName;
-    readonly int savedThreads = WorkerPool.ThreadCount;
 
     public void Dispose()
     {
-        WorkerPool.ThreadCount = savedThreads;
         AtomicFile.ResetCreateStream();
         Directory.Delete(root, recursive: true);
     }
