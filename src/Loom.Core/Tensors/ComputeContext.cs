@@ -20,6 +20,7 @@ public sealed class ComputeContext : IDisposable
     static readonly Lazy<ComputeContext> DefaultContext = new(() => new ComputeContext(Environment.ProcessorCount, isDefault: true));
 
     readonly object gate = new();
+    readonly int threadCount;
     readonly bool isDefault;
     readonly SemaphoreSlim start = new(0);
     readonly ManualResetEventSlim done = new(false);
@@ -39,7 +40,7 @@ public sealed class ComputeContext : IDisposable
     ComputeContext(int threadCount, bool isDefault)
     {
         if (threadCount < 1) throw new ArgumentOutOfRangeException(nameof(threadCount), $"threadCount must be at least 1, got {threadCount}");
-        ThreadCount = threadCount;
+        this.threadCount = threadCount;
         this.isDefault = isDefault;
     }
 
@@ -47,7 +48,7 @@ public sealed class ComputeContext : IDisposable
     public static ComputeContext Default => DefaultContext.Value;
 
     /// <summary>Threads used by kernels, the caller included.</summary>
-    public int ThreadCount { get; }
+    public int ThreadCount { get => threadCount; }
 
     /// <summary>Runs <paramref name="job"/>.Execute(i) for i in [0, count) on this context's threads; returns when all are done.</summary>
     public void Run(int count, IParallelWork job)
