@@ -26,10 +26,11 @@ internal static class AskCommand
         command.Arguments.Add(question);
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("ask", async () =>
         {
+            int threadCount = SharedOptions.ThreadCount(parseResult, threads);
             var options = new SearchOptions(RetrievalCli.ParseMode(parseResult.GetValue(mode)), parseResult.GetValue(top),
                 SearchFilter.From(TagParser.Parse(parseResult.GetValue(tags)), null));
             using var retrievalIndex = await RetrievalIndex.OpenAsync(parseResult.GetValue(index)!, null, parseResult.GetValue(postgres), create: false, cancellationToken);
-            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), SharedOptions.ThreadCount(parseResult, threads));
+            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), threadCount);
             using var chatClient = new LoomChatClient(generator.Generator);
             var answer = await new GroundedAnswerer(retrievalIndex.Retriever, chatClient, options).AnswerAsync(parseResult.GetValue(question)!, cancellationToken);
             AnsiConsole.WriteLine(answer.Text);

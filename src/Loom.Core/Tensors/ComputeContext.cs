@@ -27,7 +27,7 @@ public sealed class ComputeContext : IDisposable
     Thread[] workers = [];
     bool disposed;
 
-    IParallelWork? work;
+    IParallelWork? running;
     int workCount;
     int nextIndex;
     int pending;          // workers that have not finished the current run
@@ -50,21 +50,21 @@ public sealed class ComputeContext : IDisposable
     /// <summary>Threads used by kernels, the caller included.</summary>
     public int ThreadCount { get => threadCount; }
 
-    /// <summary>Runs <paramref name="job"/>.Execute(i) for i in [0, count) on this context's threads; returns when all are done.</summary>
-    public void Run(int count, IParallelWork job)
+    /// <summary>Runs <paramref name="work"/>.Execute(i) for i in [0, count) on this context's threads; returns when all are done.</summary>
+    public void Run(int count, IParallelWork work)
     {
         if (count <= 0) return;
         int threads = Math.Min(ThreadCount, count);
         if (threads == 1 || insideWork)
         {
-            for (int i = 0; i < count; i++) job.Execute(i);
+            for (int i = 0; i < count; i++) work.Execute(i);
             return;
         }
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
             EnsureWorkers(threads - 1);
-            work = job;
+            running = work;
             workCount = count;
             nextIndex = 0;
             failure = null;
@@ -75,7 +75,7 @@ public sealed class ComputeContext : IDisposable
             try { Drain(); }
             finally { insideWork = false; }
             done.Wait();
-            work = null;
+            running = null;
             if (failure is not null) throw new AggregateException(failure);
         }
     }
@@ -99,7 +99,7 @@ public sealed class ComputeContext : IDisposable
 
     void Drain()
     {
-        var job = work!;
+        var job = running!;
         int count = workCount;
         while (true)
         {

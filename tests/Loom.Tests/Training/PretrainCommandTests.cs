@@ -27,6 +27,26 @@ public sealed class PretrainCommandTests : IDisposable
         Assert.Contains(expected, lines[0]);
     }
 
+    /// <summary>Every command that computes declares the same --threads and refuses 0 in one line before doing any work.</summary>
+    [Theory]
+    [InlineData("pretrain --data nowhere --out nowhere")]
+    [InlineData("eval perplexity --model nowhere --data nowhere")]
+    [InlineData("finetune sft --model nowhere --out nowhere --data nowhere")]
+    [InlineData("finetune sample --model nowhere --prompt hi")]
+    [InlineData("generate hi --model nowhere")]
+    [InlineData("chat --model nowhere")]
+    [InlineData("ask --index nowhere question")]
+    [InlineData("serve --model nowhere")]
+    [InlineData("quickstart --out nowhere")]
+    public void EveryCommandRefusesZeroThreads(string command)
+    {
+        var result = Loom([.. command.Split(' '), "--threads", "0"]);
+        Assert.NotEqual(0, result.Exit);
+        var lines = result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one line on stderr, got: {result.Error}");
+        Assert.Contains("--threads must be positive, got 0", lines[0]);
+    }
+
     string[] Tiny(string data, string output, params string[] more) =>
         ["pretrain", "--data", data, "--out", output, "--dim", "32", "--layers", "1", "--heads", "2", "--block", "16",
          "--batch", "2", "--steps", "6", "--warmup", "2", "--eval-every", "3", "--eval-batches", "1", "--save-every", "3", "--threads", "1", .. more];
