@@ -140,9 +140,9 @@ internal static unsafe class GemmBench
         try
         {
             double flops = 2.0 * m * k * n;
-            WorkerPool.ThreadCount = threads;
+            using var compute = new ComputeContext(threads);
             openBlas?.SetThreads(threads);
-            void RunLoom() => Gemm.Multiply(a, b, m, k, n, c, transposeA, transposeB, false);
+            void RunLoom() => Gemm.Multiply(a, b, m, k, n, c, transposeA, transposeB, false, compute);
             void RunOpenBlas() => openBlas!.Multiply(a, b, m, k, n, c, transposeA, transposeB, false);
 
             // Warm up both and size a sample to about SampleSeconds.
@@ -191,7 +191,6 @@ internal static unsafe class GemmBench
             NativeMemory.AlignedFree(a);
             NativeMemory.AlignedFree(b);
             NativeMemory.AlignedFree(c);
-            WorkerPool.ThreadCount = Environment.ProcessorCount;
         }
     }
 

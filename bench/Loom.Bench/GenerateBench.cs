@@ -29,12 +29,12 @@ public static class GenerateBench
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
             }
         }
-        WorkerPool.ThreadCount = threads;
+        using var compute = new ComputeContext(threads);
         Console.WriteLine($"generate bench: {threads} threads, {tokens} decode tokens, AVX-512 {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}");
         string folder = Directory.CreateTempSubdirectory("loom-generate-bench-").FullName;
         try
         {
-            foreach (var name in models) Model(name, threads, tokens, folder);
+            foreach (var name in models) Model(name, compute, tokens, folder);
         }
         finally
         {
@@ -47,14 +47,14 @@ public static class GenerateBench
     const int PrefillTokens = 256;
     static readonly int[] Positions = [32, 128, 256, 512];
 
-    static void Model(string preset, int threads, int tokens, string folder)
+    static void Model(string preset, ComputeContext compute, int tokens, string folder)
     {
         var config = LlamaConfig.Preset(preset) with { MaxSeq = ContextLength };
         var model = new Transformer(config, seed: 1);
         Console.WriteLine();
         Console.WriteLine($"== {preset}: {config.Layers} layers, {config.Dim} dims, {config.Heads} heads, hidden {config.HiddenDim}, vocab {config.VocabSize}, {config.ParameterCount / 1e6:F2}M parameters ({config.ParameterCount * 4 / 1e6:F1} MB in F32)");
 
-        var loom = Measure(new TransformerDecoder(model, slotCount: 1), config.VocabSize, tokens);
+        var loom = Measure(new TransformerDecoder(model, slotCount: 1, compute: compute), config.VocabSize, tokens);
         Report("Loom F32", loom, null);
 
         var vocabulary = GgufVocabulary.FromCharacters([.. Enumerable.Range(0, config.VocabSize).Select(i => ((char)(0x4E00 + i)).ToString())]);
@@ -63,7 +63,7 @@ public static class GenerateBench
         {
             string path = Path.Combine(folder, $"{preset}-{type}.gguf");
             LlamaGguf.Write(path, config, weights, vocabulary, type, preset);
-            var llama = Measure(LlamaCppDecoder.Load(path, slots: 1, new LlamaCppOptions(ContextSize: ContextLength, Threads: threads)), config.VocabSize, tokens);
+            var llama = Measure(LlamaCppDecoder.Load(path, slots: 1, new LlamaCppOptions(ContextSize: ContextLength, Threads: compute.ThreadCount)), config.VocabSize, tokens);
             Report($"llama.cpp {type}", llama, loom);
             File.Delete(path);
         }

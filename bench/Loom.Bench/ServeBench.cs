@@ -52,7 +52,7 @@ public static class ServeBench
         await app.StartAsync();
         var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
         using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(10) };
-        Console.WriteLine($"serve bench: preset {preset} ({config.ParameterCount / 1e6:F1}M parameters), {tokens} tokens per request, {WorkerPool.ThreadCount} threads, median of {repeats}");
+        Console.WriteLine($"serve bench: preset {preset} ({config.ParameterCount / 1e6:F1}M parameters), {tokens} tokens per request, {ComputeContext.Default.ThreadCount} threads, median of {repeats}");
 
         await Measure(http, 2, tokens); // warm-up: JIT, arena, caches
         var rows = new List<(int Streams, double TokensPerSecond)>();
@@ -72,7 +72,7 @@ public static class ServeBench
             ["preset"] = preset,
             ["parameters"] = config.ParameterCount,
             ["tokens_per_request"] = tokens,
-            ["threads"] = WorkerPool.ThreadCount,
+            ["threads"] = ComputeContext.Default.ThreadCount,
             ["rows"] = new JsonArray(rows.Select(r => (JsonNode)new JsonObject { ["streams"] = r.Streams, ["tokens_per_second"] = Math.Round(r.TokensPerSecond, 1), ["speedup"] = Math.Round(r.TokensPerSecond / single, 2) }).ToArray()),
         };
         AtomicFile.WriteAllText(Path.Combine(BenchPaths.ResultsFolder(), "serve.json"), json.ToJsonString(new() { WriteIndented = true }));

@@ -36,12 +36,12 @@ internal static class StepBench
                 return 2;
             }
         }
-        WorkerPool.ThreadCount = Threads;
-        double peak = PeakFlops.Measure(4096, 256, 1024, TimeSpan.FromSeconds(1));
+        using var compute = new ComputeContext(Threads);
+        double peak = PeakFlops.Measure(4096, 256, 1024, TimeSpan.FromSeconds(1), compute);
 
         var model = new Transformer(Config, seed: 1);
-        var optimizer = new AdamW(model.Parameters, new AdamWOptions(3e-4f));
-        var tape = new Tape();
+        var optimizer = new AdamW(model.Parameters, new AdamWOptions(3e-4f) { Compute = compute });
+        var tape = new Tape(compute);
         var random = new DeterministicRandom(2);
         var ids = new int[Batch * Tokens];     // [batch, tokens]
         var targets = new int[Batch * Tokens]; // [batch, tokens]

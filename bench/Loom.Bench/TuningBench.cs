@@ -81,7 +81,7 @@ public static class TuningBench
     {
         var total = Stopwatch.StartNew();
         int threads = args.Length > 0 && int.TryParse(args[0], out int t) ? t : Environment.ProcessorCount;
-        WorkerPool.ThreadCount = threads;
+        using var compute = new ComputeContext(threads);
         string work = Path.Combine(Path.GetTempPath(), "loom-tuning-bench");
         if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
         var times = new JsonObject();
@@ -119,7 +119,7 @@ public static class TuningBench
         var sft = new Transformer(config, seed: 7);
         var sftResult = SupervisedTuner.Run(sft, tokenizer, sftExamples, new TuneOptions
         {
-            OutputFolder = Path.Combine(work, "sft"), Steps = 400, Batch = 8, LearningRate = 3e-3f, WarmupSteps = 20, EvalEvery = 100, Seed = 1,
+            OutputFolder = Path.Combine(work, "sft"), Steps = 400, Batch = 8, LearningRate = 3e-3f, WarmupSteps = 20, EvalEvery = 100, Seed = 1, Compute = compute,
         }, e => { if (e.Evaluation || e.Step % 100 == 0) Console.WriteLine("  sft " + e); });
         Stage("sft_s");
         int stopId = SequenceLogProbs.EndId(tokenizer);
@@ -129,7 +129,7 @@ public static class TuningBench
         string Text(int[] ids) => tokenizer.Decode(ids, skipSpecialTokens: true).Trim();
 
         // ---- preference data: the SFT model's own samples, four per train prompt, judged; pairs with different scores.
-        var sftSampler = new PolicySampler(sft);
+        var sftSampler = new PolicySampler(sft, compute);
         var pairs = new List<PreferencePair>();
         int ties = 0;
         const int perPrompt = 8;
@@ -161,7 +161,7 @@ public static class TuningBench
         foreach (var p in dpo.Parameters) p.RequiresGrad = true;
         var dpoResult = DpoTuner.Run(dpo, tokenizer, pairs, new TuneOptions
         {
-            OutputFolder = Path.Combine(work, "dpo"), Steps = 150, Batch = 16, LearningRate = 1e-3f, WarmupSteps = 10, EvalEvery = 50, Seed = 2,
+            OutputFolder = Path.Combine(work, "dpo"), Steps = 150, Batch = 16, LearningRate = 1e-3f, WarmupSteps = 10, EvalEvery = 50, Seed = 2, Compute = compute,
         }, beta: 0.1f, maxNewTokens: maxNew, report: e => { if (e.Evaluation || e.Step % 50 == 0) Console.WriteLine("  dpo " + e); });
         Stage("dpo_s");
 
@@ -170,7 +170,7 @@ public static class TuningBench
         foreach (var p in rmBody.Parameters) p.RequiresGrad = true;
         var (rmResult, rewardModel) = RewardTuner.Run(rmBody, tokenizer, pairs, new TuneOptions
         {
-            OutputFolder = Path.Combine(work, "rm"), Steps = 300, Batch = 16, LearningRate = 1e-3f, WarmupSteps = 10, EvalEvery = 100, EvalFraction = 0.1, Seed = 3,
+            OutputFolder = Path.Combine(work, "rm"), Steps = 300, Batch = 16, LearningRate = 1e-3f, WarmupSteps = 10, EvalEvery = 100, EvalFraction = 0.1, Seed = 3, Compute = compute,
         }, e => { if (e.Evaluation || e.Step % 100 == 0) Console.WriteLine("  rm " + e); });
         var heldSamples = sftSampler.Sample([.. heldOut.Select(PromptIds)], 4, maxNew, 1f, stopId, new DeterministicRandom(13));
         var heldPairs = new List<(TokenSequence Chosen, TokenSequence Rejected)>();
@@ -184,7 +184,7 @@ public static class TuningBench
                     var (chosen, rejected) = sx > sy ? (x, y) : (y, x);
                     heldPairs.Add((TokenSequence.FromResponse(Turns(heldOut[p]), chosen, tokenizer), TokenSequence.FromResponse(Turns(heldOut[p]), rejected, tokenizer)));
                 }
-        var (rmAccuracy, rmMargin) = RewardTuner.Accuracy(rewardModel, heldPairs);
+        var (rmAccuracy, rmMargin) = RewardTuner.Accuracy(rewardModel, heldPairs, compute);
         Console.WriteLine($"  reward model: held-out pairwise accuracy {rmAccuracy:F3} on {heldPairs.Count} pairs from held-out prompts (mean margin {rmMargin:F2})");
         Stage("reward_model_s");
 
@@ -193,7 +193,7 @@ public static class TuningBench
         foreach (var p in rl.Parameters) p.RequiresGrad = true;
         var rlResult = GrpoTuner.Run(rl, rewardModel, tokenizer, [.. trainPrompts.Select(Turns)], new TuneOptions
         {
-            OutputFolder = Path.Combine(work, "rl"), Steps = 120, Batch = 4, LearningRate = 5e-4f, WarmupSteps = 5, Seed = 4,
+            OutputFolder = Path.Combine(work, "rl"), Steps = 120, Batch = 4, LearningRate = 5e-4f, WarmupSteps = 5, Seed = 4, Compute = compute,
         }, new GrpoOptions { GroupSize = 8, MaxNewTokens = maxNew, KlCoefficient = 0.04f },
         report: e => { if (e.Step % 20 == 0) Console.WriteLine("  rl " + e); });
         Stage("rl_s");
@@ -202,19 +202,19 @@ public static class TuningBench
         const int evalSamples = 5;
         var heldIds = heldOut.Select(PromptIds).ToList();
         int[] JudgeAll(Transformer model, ulong seed) =>
-            [.. new PolicySampler(model).Sample(heldIds, evalSamples, maxNew, 1f, stopId, new DeterministicRandom(seed)).Select(s => Judge(Text(s)))];
+            [.. new PolicySampler(model, compute).Sample(heldIds, evalSamples, maxNew, 1f, stopId, new DeterministicRandom(seed)).Select(s => Judge(Text(s)))];
         var sftScores = JudgeAll(sft, 101);
         var dpoScores = JudgeAll(dpo, 102);
         var rlScores = JudgeAll(rl, 103);
-        var bestOf = new BestOfN(sft, rewardModel, tokenizer);
+        var bestOf = new BestOfN(sft, rewardModel, tokenizer, compute);
         var bestRandom = new DeterministicRandom(104);
         var bestScores = new List<int>();
         foreach (var prompt in heldOut)
             for (int k = 0; k < evalSamples; k++)
                 bestScores.Add(Judge(bestOf.Generate(Turns(prompt), 4, maxNew, 1f, bestRandom)[0].Response));
         var reference = TuningLoop.FrozenCopy(sft);
-        float dpoKl = SequenceLogProbs.SampledKl(dpo, reference, [.. heldIds, .. heldIds], maxNew, stopId, 201);
-        float rlKl = SequenceLogProbs.SampledKl(rl, reference, [.. heldIds, .. heldIds], maxNew, stopId, 202);
+        float dpoKl = SequenceLogProbs.SampledKl(dpo, reference, [.. heldIds, .. heldIds], maxNew, stopId, 201, compute);
+        float rlKl = SequenceLogProbs.SampledKl(rl, reference, [.. heldIds, .. heldIds], maxNew, stopId, 202, compute);
         Stage("evaluation_s");
 
         var (dpoWin, dpoTie) = WinRate(dpoScores, sftScores);

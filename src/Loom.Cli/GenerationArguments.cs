@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Loom.Models;
 using Loom.Serving;
+using Loom.Tensors;
 
 namespace Loom.Cli;
 
@@ -20,7 +21,7 @@ internal sealed class GenerationArguments
     public readonly Option<float> RepetitionPenalty = new("--repetition-penalty") { Description = "Penalty on tokens already present (1 = off)", DefaultValueFactory = _ => 1f };
     public readonly Option<int?> Seed = new("--seed") { Description = "Random seed of the sampler (default: a fresh one)" };
     public readonly Option<string[]> Stop = new("--stop") { Description = "Stop when this text appears (repeatable); it is not printed" };
-    public readonly Option<int> Threads = new("--threads") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+    public readonly Option<int> Threads = SharedOptions.Threads();
 
     public void AddTo(Command command)
     {
@@ -51,12 +52,8 @@ internal sealed class GenerationArguments
     }
 
     /// <summary>Loads the model named by --model or --gguf (exactly one) as a text generator.</summary>
-    public GeneratorHandle Open(ParseResult parseResult)
-    {
-        int threads = parseResult.GetValue(Threads);
-        if (threads < 1) throw new ArgumentException($"--threads must be positive, got {threads}");
-        return GeneratorHandle.Open(parseResult.GetValue(Model), parseResult.GetValue(Gguf), threads);
-    }
+    public GeneratorHandle Open(ParseResult parseResult) =>
+        GeneratorHandle.Open(parseResult.GetValue(Model), parseResult.GetValue(Gguf), SharedOptions.ThreadCount(parseResult, Threads));
 }
 
 /// <summary>A loaded text generator and how to release it.</summary>
@@ -67,14 +64,28 @@ internal sealed class GeneratorHandle(ITextGenerator generator, Func<ValueTask> 
     /// <summary>The model's own embeddings (Loom checkpoints only; null for GGUF files).</summary>
     public Microsoft.Extensions.AI.IEmbeddingGenerator<string, Microsoft.Extensions.AI.Embedding<float>>? Embeddings { get; init; }
 
-    /// <summary>Loads a checkpoint folder (Loom's engine) or a GGUF file (llama.cpp): exactly one of the two.</summary>
+    /// <summary>
+    /// Loads a checkpoint folder (Loom's engine, on a compute context of <paramref name="threads"/> that the handle
+    /// owns) or a GGUF file (llama.cpp with as many threads): exactly one of the two.
+    /// </summary>
     public static GeneratorHandle Open(string? folder, string? gguf, int threads, int slots = 1)
     {
         if ((folder is null) == (gguf is null)) throw new ArgumentException("pass exactly one of --model DIR and --gguf FILE");
         if (gguf is not null) return GgufGenerator.Open(gguf, threads, slots);
-        Loom.Tensors.WorkerPool.ThreadCount = threads;
-        var model = LoomModel.Load(folder!, new LoomModelOptions { Slots = slots });
-        return new GeneratorHandle(model.Engine, model.DisposeAsync) { Embeddings = model.AsIEmbeddingGenerator() };
+        var compute = new ComputeContext(threads);
+        LoomModel model;
+        try { model = LoomModel.Load(folder!, new LoomModelOptions { Slots = slots, Compute = compute }); }
+        catch
+        {
+            compute.Dispose();
+            throw;
+        }
+        async ValueTask Dispose()
+        {
+            await model.DisposeAsync().ConfigureAwait(false);
+            compute.Dispose();
+        }
+        return new GeneratorHandle(model.Engine, Dispose) { Embeddings = model.AsIEmbeddingGenerator() };
     }
 
     public ValueTask DisposeAsync() => dispose();

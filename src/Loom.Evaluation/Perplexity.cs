@@ -20,11 +20,13 @@ public sealed record PerplexityResult(
 /// </summary>
 public static class Perplexity
 {
-    public static PerplexityResult Evaluate(Transformer model, ITokenizer tokenizer, ReadOnlySpan<int> tokens, int batch = 8, CancellationToken cancellationToken = default)
+    /// <param name="compute">The threads the forward passes run on; null means <see cref="ComputeContext.Default"/>.</param>
+    public static PerplexityResult Evaluate(Transformer model, ITokenizer tokenizer, ReadOnlySpan<int> tokens, int batch = 8,
+        ComputeContext? compute = null, CancellationToken cancellationToken = default)
     {
         if (tokens.Length < 2) throw new ArgumentException($"perplexity needs at least 2 tokens, got {tokens.Length}");
         int block = model.Config.MaxSeq;
-        var tape = new Tape { Recording = false };
+        var tape = new Tape(compute) { Recording = false };
         int fullWindows = (tokens.Length - 1) / block;
         int tail = (tokens.Length - 1) % block;
         double nats = 0;

@@ -9,13 +9,15 @@ namespace Loom.Serving;
 /// A Loom model as a Microsoft.Extensions.AI embedding generator: the mean of the final hidden states
 /// (after the last RMSNorm) over the text's tokens, L2-normalised, [dim] per text. Texts longer than
 /// the context are truncated to its last tokens. For retrieval the MiniLM generator is the better
-/// default; this one embeds with the model a user trained.
+/// default; this one embeds with the model a user trained. Its forward passes run on <c>compute</c>
+/// (null: <see cref="ComputeContext.Default"/>).
 /// </summary>
-public sealed class LoomEmbeddingGenerator(Transformer model, ITokenizer tokenizer, string modelName) : IEmbeddingGenerator<string, Embedding<float>>
+public sealed class LoomEmbeddingGenerator(Transformer model, ITokenizer tokenizer, string modelName, ComputeContext? compute = null)
+    : IEmbeddingGenerator<string, Embedding<float>>
 {
     readonly EmbeddingGeneratorMetadata metadata = new("loom", defaultModelId: modelName, defaultModelDimensions: model.Config.Dim);
     readonly Lock gate = new();
-    readonly Tape tape = new() { Recording = false };
+    readonly Tape tape = new(compute) { Recording = false };
 
     public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<string> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)
     {

@@ -1,4 +1,5 @@
 using Loom.Models;
+using Loom.Tensors;
 using Loom.Text;
 
 namespace Loom.Serving;
@@ -12,6 +13,8 @@ public sealed record LoomModelOptions
     public int? ContextLength { get; init; }
     /// <summary>Options of the batching engine.</summary>
     public GenerationEngineOptions? Engine { get; init; }
+    /// <summary>The threads the decoder's kernels run on; null means <see cref="ComputeContext.Default"/>.</summary>
+    public ComputeContext? Compute { get; init; }
 }
 
 /// <summary>
@@ -28,7 +31,7 @@ public sealed class LoomModel : IAsyncDisposable
         Name = name;
         Transformer = transformer;
         Tokenizer = tokenizer;
-        Decoder = new TransformerDecoder(transformer, options.Slots ?? 1, options.ContextLength);
+        Decoder = new TransformerDecoder(transformer, options.Slots ?? 1, options.ContextLength, options.Compute);
         Engine = new GenerationEngine(name, Decoder, tokenizer, options.Engine);
     }
 

@@ -10,7 +10,11 @@ public sealed record AdamWOptions(
     float Beta1 = 0.9f,         // decay of the first moment (mean of gradients)
     float Beta2 = 0.95f,        // decay of the second moment (mean of squared gradients)
     float Epsilon = 1e-8f,      // added to the bias-corrected RMS before dividing
-    float WeightDecay = 0.1f);  // decoupled decay, applied to parameters of rank ≥ 2 only
+    float WeightDecay = 0.1f)   // decoupled decay, applied to parameters of rank ≥ 2 only
+{
+    /// <summary>The threads the update runs on; null means <see cref="ComputeContext.Default"/>.</summary>
+    public ComputeContext? Compute { get; init; }
+}
 
 /// <summary>
 /// Adam with decoupled weight decay, step for step the formula of PyTorch's torch.optim.AdamW:
@@ -29,11 +33,13 @@ public sealed class AdamW
     readonly Tensor[] parameters;
     readonly Tensor[] firstMoments; // same shapes as the parameters
     readonly Tensor[] secondMoments; // same shapes as the parameters
+    readonly ComputeContext compute;
 
     public AdamW(IReadOnlyList<Tensor> parameters, AdamWOptions? options = null)
     {
         this.parameters = [.. parameters];
         Options = options ?? new AdamWOptions();
+        compute = Options.Compute ?? ComputeContext.Default;
         firstMoments = new Tensor[this.parameters.Length];
         secondMoments = new Tensor[this.parameters.Length];
         for (int i = 0; i < this.parameters.Length; i++)
@@ -80,7 +86,7 @@ public sealed class AdamW
             job.second = secondMoments[i].Pointer;
             job.decay = p.Rank >= 2 ? 1f - learningRate * o.WeightDecay : 1f;
             job.length = p.Length;
-            WorkerPool.Run(WorkerPool.Blocks(p.Length, 4, out job.perBlock), job);
+            compute.Run(ComputeContext.Blocks(p.Length, 4, out job.perBlock), job);
         }
     }
 

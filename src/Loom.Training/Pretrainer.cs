@@ -49,6 +49,8 @@ public sealed record PretrainOptions
     public double? PeakFlops { get; init; }
     /// <summary>Also write metrics.jsonl (tests turn it off to compare runs in memory).</summary>
     public bool WriteMetrics { get; init; } = true;
+    /// <summary>The threads every kernel of the run uses; null means <see cref="ComputeContext.Default"/>.</summary>
+    public ComputeContext? Compute { get; init; }
 
     /// <summary>Throws a one-line error naming the first bad setting.</summary>
     public PretrainOptions Validate()
@@ -107,6 +109,7 @@ public static class Pretrainer
     {
         options.Validate();
         report ??= _ => { };
+        var compute = options.Compute ?? ComputeContext.Default;
 
         // ---- data: the train split is sampled at random offsets, validation at fixed ones.
         using var shards = TokenShards.Open(options.DataFolder);
@@ -143,7 +146,7 @@ public static class Pretrainer
         Directory.CreateDirectory(options.OutputFolder);
 
         var parameters = model.Parameters;
-        var optimizer = new AdamW(parameters, new AdamWOptions(options.LearningRate, Beta1: 0.9f, Beta2: options.Beta2, Epsilon: 1e-8f, WeightDecay: options.WeightDecay));
+        var optimizer = new AdamW(parameters, new AdamWOptions(options.LearningRate, Beta1: 0.9f, Beta2: options.Beta2, Epsilon: 1e-8f, WeightDecay: options.WeightDecay) { Compute = compute });
         var schedule = new LearningRateSchedule(options.LearningRate, options.MinLearningRate, options.WarmupSteps, options.Steps);
         var sampler = new DeterministicRandom(options.Seed);
         int startStep = 0;
@@ -164,12 +167,12 @@ public static class Pretrainer
         var ids = new int[batch * block];     // [batch, block]
         var targets = new int[batch * block]; // [batch, block], ids shifted left by one
         var window = new int[block + 1];
-        var tape = new Tape();
-        var evalTape = new Tape { Recording = false };
+        var tape = new Tape(compute);
+        var evalTape = new Tape(compute) { Recording = false };
 
         long tokensPerStep = (long)batch * block * accumulation;
         double flopsPerStep = (double)config.FlopsPerTokenAt(block) * tokensPerStep;
-        double peak = options.PeakFlops ?? PeakFlops.Measure(minimumTime: TimeSpan.FromSeconds(1)); // best of many: the shared cores swing
+        double peak = options.PeakFlops ?? PeakFlops.Measure(minimumTime: TimeSpan.FromSeconds(1), compute: compute); // best of many: the shared cores swing
         report(new StartEvent(config, config.ParameterCount, startStep, options.Steps, tokensPerStep, peak, resumed is not null));
 
         string metricsPath = Path.Combine(options.OutputFolder, MetricsFileName);
@@ -253,7 +256,7 @@ public static class Pretrainer
                 // A peak measured while other work held the cores is too low (MFU then reads over 100%);
                 // each evaluation measures again and the best rate so far is the peak from here on.
                 if (options.PeakFlops is null)
-                    peak = Math.Max(peak, PeakFlops.Measure());
+                    peak = Math.Max(peak, PeakFlops.Measure(compute: compute));
                 metrics?.WriteLine(Json(("step", stepsDone), ("train_loss", trainLoss), ("val_loss", validationLoss)));
             }
             metrics?.Flush();

@@ -12,11 +12,9 @@ namespace Loom.Tests;
 public sealed class QuickstartTests : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("loom-quickstart-").FullName;
-    readonly int savedThreads = WorkerPool.ThreadCount;
 
     public void Dispose()
     {
-        WorkerPool.ThreadCount = savedThreads;
         AtomicFile.ResetCreateStream();
         Directory.Delete(root, recursive: true);
     }
@@ -97,7 +95,6 @@ public sealed class QuickstartTests : IDisposable
 /// <summary>One `--fast` quickstart run through the library alone (no CLI), shared by the tests below.</summary>
 public sealed class QuickstartLibraryRun : IAsyncLifetime
 {
-    readonly int savedThreads = WorkerPool.ThreadCount;
     public string Root { get; } = Directory.CreateTempSubdirectory("loom-quickstart-library-").FullName;
     public List<PipelineProgress> Events { get; } = [];
     public QuickstartResult Result { get; private set; } = null!;
@@ -107,7 +104,6 @@ public sealed class QuickstartLibraryRun : IAsyncLifetime
 
     public Task DisposeAsync()
     {
-        WorkerPool.ThreadCount = savedThreads;
         Directory.Delete(Root, recursive: true);
         return Task.CompletedTask;
     }

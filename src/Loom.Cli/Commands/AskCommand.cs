@@ -18,20 +18,22 @@ internal static class AskCommand
         var tags = new Option<string[]>("--tag") { Description = "Only documents with this tag: key=value (repeatable)", Arity = ArgumentArity.ZeroOrMore };
         var postgres = new Option<string?>("--postgres") { Description = "Connection string, when the index lives in PostgreSQL" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate at most (0 = up to the end of the context)", DefaultValueFactory = _ => 256 };
+        var threads = SharedOptions.Threads();
         var question = new Argument<string>("question") { Description = "The question" };
 
         var command = new Command("ask", "Answer a question from an index, citing the sources used");
-        foreach (var option in new Option[] { index, model, gguf, mode, top, tags, postgres, maxTokens })
+        foreach (var option in new Option[] { index, model, gguf, mode, top, tags, postgres, maxTokens, threads })
             command.Options.Add(option);
         command.Arguments.Add(question);
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("ask", async () =>
         {
+            int threadCount = SharedOptions.ThreadCount(parseResult, threads);
             var search = new SearchOptions(RetrievalCli.ParseMode(parseResult.GetValue(mode)), parseResult.GetValue(top),
                 SearchFilter.From(TagParser.Parse(parseResult.GetValue(tags)), null));
             int answerTokens = parseResult.GetValue(maxTokens);
             if (answerTokens < 0) throw new ArgumentException($"--max-tokens must be >= 0, got {answerTokens}");
             using var retrievalIndex = await RetrievalIndex.OpenAsync(parseResult.GetValue(index)!, null, parseResult.GetValue(postgres), create: false, cancellationToken);
-            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), Environment.ProcessorCount);
+            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), threadCount);
             using var chat = LoomPipeline.Build(generator.Generator, new LoomPipelineOptions
             {
                 Limits = new ChatLimits(),

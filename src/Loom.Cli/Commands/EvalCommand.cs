@@ -22,17 +22,16 @@ internal static class EvalCommand
         var data = new Option<string>("--data") { Description = "A text file, or a token shards folder from `loom prepare` (its validation split is used)", Required = true };
         var maxTokens = new Option<long>("--max-tokens") { Description = "Evaluate at most this many tokens (0 = all)", DefaultValueFactory = _ => 0 };
         var batch = new Option<int>("--batch") { Description = "Windows per forward pass", DefaultValueFactory = _ => 8 };
-        var threads = new Option<int>("--threads") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var threads = SharedOptions.Threads();
         var command = new Command("perplexity", "Loss, perplexity and bits per byte of a model on held-out text.") { model, data, maxTokens, batch, threads };
         command.SetAction(parseResult => UserErrors.Run(() =>
         {
-            int threadCount = parseResult.GetValue(threads);
-            if (threadCount < 1) throw new ArgumentException($"--threads must be positive, got {threadCount}");
+            int threadCount = SharedOptions.ThreadCount(parseResult, threads);
             int batchSize = parseResult.GetValue(batch);
             if (batchSize < 1) throw new ArgumentException($"--batch must be positive, got {batchSize}");
             long limit = parseResult.GetValue(maxTokens);
             if (limit < 0) throw new ArgumentException($"--max-tokens must be ≥ 0, got {limit}");
-            WorkerPool.ThreadCount = threadCount;
+            using var compute = new ComputeContext(threadCount);
 
             string folder = Checkpoint.Resolve(parseResult.GetValue(model)!);
             var transformer = Checkpoint.Load(folder);
@@ -59,7 +58,7 @@ internal static class EvalCommand
                 throw new FileNotFoundException($"{path}: no such file or folder");
             }
             if (tokens.Length < 2) throw new InvalidDataException($"{path}: {tokens.Length} tokens, at least 2 are needed");
-            var result = Perplexity.Evaluate(transformer, tokenizer, tokens, batchSize);
+            var result = Perplexity.Evaluate(transformer, tokenizer, tokens, batchSize, compute);
             Console.WriteLine($"tokens {result.Tokens:N0}, bytes {result.Bytes:N0}");
             Console.WriteLine($"loss {result.Loss:F4} nats/token, perplexity {result.Perplexity:F3}, {result.BitsPerByte:F4} bits/byte");
             return 0;

@@ -42,7 +42,7 @@ internal static class FinetuneCommand
         public readonly Option<int> EvalEvery = new("--eval-every") { Description = "Steps between evaluations (0 = at the end)", DefaultValueFactory = _ => 0 };
         public readonly Option<double> EvalFraction = new("--eval-fraction") { Description = "Share of the data held out for evaluation", DefaultValueFactory = _ => 0.1 };
         public readonly Option<ulong> Seed = new("--seed") { Description = "Seed for shuffling, sampling and new weights", DefaultValueFactory = _ => 1UL };
-        public readonly Option<int> Threads = new("--threads") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        public readonly Option<int> Threads = SharedOptions.Threads();
         public readonly Option<int> LoraRank = new("--lora-rank") { Description = "Train LoRA adapters of this rank instead of all weights (0 = full fine-tuning)", DefaultValueFactory = _ => 0 };
         public readonly Option<float> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (the update is scaled by alpha / rank)", DefaultValueFactory = _ => 16f };
         public readonly Option<string> LoraTargets = new("--lora-targets") { Description = "Comma-separated modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", DefaultValueFactory = _ => "q_proj,v_proj" };
@@ -55,11 +55,11 @@ internal static class FinetuneCommand
                 command.Options.Add(option);
         }
 
-        public TuneOptions Options(ParseResult parse, int epochs = 0)
+        /// <summary>A compute context with --threads threads; the command disposes it when the run ends.</summary>
+        public ComputeContext Compute(ParseResult parse) => new(SharedOptions.ThreadCount(parse, Threads));
+
+        public TuneOptions Options(ParseResult parse, ComputeContext compute, int epochs = 0)
         {
-            int threads = parse.GetValue(Threads);
-            if (threads < 1) throw new ArgumentException($"--threads must be positive, got {threads}");
-            WorkerPool.ThreadCount = threads;
             int rank = parse.GetValue(LoraRank);
             if (rank < 0) throw new ArgumentException($"--lora-rank must be ≥ 0, got {rank}");
             var lora = rank == 0 ? null : new LoraOptions
@@ -85,6 +85,7 @@ internal static class FinetuneCommand
                 Seed = parse.GetValue(Seed),
                 Lora = lora,
                 MergeLora = parse.GetValue(MergeLora),
+                Compute = compute,
             }.Validate();
         }
 
@@ -119,7 +120,8 @@ internal static class FinetuneCommand
         command.Options.Add(epochs);
         command.SetAction(parse => UserErrors.Run(() =>
         {
-            var options = common.Options(parse, parse.GetValue(epochs));
+            using var compute = common.Compute(parse);
+            var options = common.Options(parse, compute, parse.GetValue(epochs));
             var (model, tokenizer, folder) = common.Load(parse);
             var feedback = common.Read(parse, data);
             if (feedback.Supervised.Count == 0) throw new InvalidDataException($"{parse.GetValue(data)}: no supervised examples (messages, prompt/completion or corrections)");
@@ -138,7 +140,8 @@ internal static class FinetuneCommand
         command.Options.Add(data);
         command.SetAction(parse => UserErrors.Run(() =>
         {
-            var options = common.Options(parse);
+            using var compute = common.Compute(parse);
+            var options = common.Options(parse, compute);
             var (model, tokenizer, _) = common.Load(parse);
             var feedback = common.Read(parse, data);
             if (feedback.Pairs.Count < 2) throw new InvalidDataException($"{parse.GetValue(data)}: {feedback.Pairs.Count} preference pair(s); a reward model needs at least 2");
@@ -159,7 +162,8 @@ internal static class FinetuneCommand
         command.Options.Add(beta);
         command.SetAction(parse => UserErrors.Run(() =>
         {
-            var options = common.Options(parse);
+            using var compute = common.Compute(parse);
+            var options = common.Options(parse, compute);
             var (model, tokenizer, folder) = common.Load(parse);
             var feedback = common.Read(parse, data);
             if (feedback.Pairs.Count == 0) throw new InvalidDataException($"{parse.GetValue(data)}: no preference pairs");
@@ -185,7 +189,8 @@ internal static class FinetuneCommand
         foreach (Option option in new Option[] { rewardModel, prompts, group, maxNew, temperature, kl, clipEpsilon }) command.Options.Add(option);
         command.SetAction(parse => UserErrors.Run(() =>
         {
-            var options = common.Options(parse);
+            using var compute = common.Compute(parse);
+            var options = common.Options(parse, compute);
             var grpo = new GrpoOptions
             {
                 GroupSize = parse.GetValue(group), MaxNewTokens = parse.GetValue(maxNew), Temperature = parse.GetValue(temperature),
@@ -234,9 +239,10 @@ internal static class FinetuneCommand
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Longest response", DefaultValueFactory = _ => 64 };
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature (0 = greedy)", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 1UL };
+        var threads = SharedOptions.Threads();
         var command = new Command("sample", "Sample a response; with --best-of N and --reward-model, the best of N by the reward model.")
         {
-            model, prompt, bestOf, rewardModel, maxNew, temperature, seed,
+            model, prompt, bestOf, rewardModel, maxNew, temperature, seed, threads,
         };
         command.SetAction(parse => UserErrors.Run(() =>
         {
@@ -244,6 +250,7 @@ internal static class FinetuneCommand
             if (n < 1) throw new ArgumentException($"--best-of must be positive, got {n}");
             if (n > 1 && parse.GetValue(rewardModel) is null) throw new ArgumentException("--best-of needs --reward-model");
             if (parse.GetValue(maxNew) < 1) throw new ArgumentException($"--max-new-tokens must be positive, got {parse.GetValue(maxNew)}");
+            using var compute = new ComputeContext(SharedOptions.ThreadCount(parse, threads));
             string folder = Checkpoint.Resolve(parse.GetValue(model)!);
             var policy = Checkpoint.Load(folder);
             var tokenizer = Tokenizer.Load(folder);
@@ -252,13 +259,13 @@ internal static class FinetuneCommand
             if (parse.GetValue(rewardModel) is string rmFolder)
             {
                 var reward = RewardModel.Load(rmFolder);
-                var ranked = new BestOfN(policy, reward, tokenizer).Generate(turns, n, parse.GetValue(maxNew), parse.GetValue(temperature), random);
+                var ranked = new BestOfN(policy, reward, tokenizer, compute).Generate(turns, n, parse.GetValue(maxNew), parse.GetValue(temperature), random);
                 Console.WriteLine(ranked[0].Response);
                 foreach (var (response, score) in ranked) Console.Error.WriteLine($"reward {score:F3}: {response.ReplaceLineEndings(" ")}");
                 return 0;
             }
             var (ids, _) = ChatTemplate.Encode(turns, tokenizer, addGenerationPrompt: true);
-            var sample = new PolicySampler(policy).Sample([ids], 1, parse.GetValue(maxNew), parse.GetValue(temperature), SequenceLogProbs.EndId(tokenizer), random)[0];
+            var sample = new PolicySampler(policy, compute).Sample([ids], 1, parse.GetValue(maxNew), parse.GetValue(temperature), SequenceLogProbs.EndId(tokenizer), random)[0];
             Console.WriteLine(tokenizer.Decode(sample, skipSpecialTokens: true));
             return 0;
         }));

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Loom.Serving;
+using Loom.Tensors;
 
 namespace Loom.Cli.Commands;
 
@@ -32,7 +33,7 @@ internal static class GenerateCommand
             var handle = arguments.Open(parseResult);
             try
             {
-                if (n > 1) return BestOf(handle.Generator, request, n, parseResult.GetValue(rewardModel)!);
+                if (n > 1) return BestOf(handle.Generator, request, n, parseResult.GetValue(rewardModel)!, SharedOptions.ThreadCount(parseResult, arguments.Threads));
                 return Stream(handle.Generator, request);
             }
             finally
@@ -44,7 +45,7 @@ internal static class GenerateCommand
     }
 
     /// <summary>Best-of-n: n continuations (seeds seed, seed+1, … when a seed is given), ranked by the reward model; the best is printed, every score goes to stderr.</summary>
-    static int BestOf(ITextGenerator generator, GenerationRequest request, int n, string rewardModelFolder)
+    static int BestOf(ITextGenerator generator, GenerationRequest request, int n, string rewardModelFolder, int threads)
     {
         var reward = Loom.Training.Tuning.RewardModel.Load(rewardModelFolder);
         var tokenizer = Loom.Text.Tokenizer.Load(Loom.Models.Checkpoint.Resolve(rewardModelFolder));
@@ -56,7 +57,8 @@ internal static class GenerateCommand
             StreamTo(text, generator, request with { Sampling = sampling }, CancellationToken.None).GetAwaiter().GetResult();
             continuations.Add(text.ToString());
         }
-        var ranked = Loom.Training.Tuning.BestOfN.Rank(reward, tokenizer, request.Prompt, continuations);
+        using var compute = new ComputeContext(threads);
+        var ranked = Loom.Training.Tuning.BestOfN.Rank(reward, tokenizer, request.Prompt, continuations, compute);
         Console.Out.WriteLine(ranked[0].Response);
         foreach (var (response, score) in ranked) Console.Error.WriteLine($"reward {score:F3}: {response.ReplaceLineEndings(" ")}");
         return 0;

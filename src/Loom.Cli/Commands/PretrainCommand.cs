@@ -34,7 +34,7 @@ internal static class PretrainCommand
         var evalEvery = new Option<int>("--eval-every") { Description = "Steps between validation runs (0 = at the end only)", DefaultValueFactory = _ => 250 };
         var evalBatches = new Option<int>("--eval-batches") { Description = "Batches per validation run", DefaultValueFactory = _ => 20 };
         var saveEvery = new Option<int>("--save-every") { Description = "Steps between checkpoints (0 = at the end only)", DefaultValueFactory = _ => 500 };
-        var threads = new Option<int>("--threads") { Description = "Worker threads (1 = bit-reproducible)", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var threads = SharedOptions.Threads();
         var seed = new Option<ulong>("--seed") { Description = "Seed for initialisation and batch sampling", DefaultValueFactory = _ => 1337UL };
         var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint exactly where it stopped (the architecture comes from the checkpoint)" };
 
@@ -52,9 +52,7 @@ internal static class PretrainCommand
             if (parseResult.GetValue(kvHeads) is int kv) model = model with { KvHeads = kv };
             if (parseResult.GetValue(hiddenDim) is int hd) model = model with { HiddenDim = hd };
             if (parseResult.GetValue(block) is int b) model = model with { MaxSeq = b };
-            int threadCount = parseResult.GetValue(threads);
-            if (threadCount < 1) throw new ArgumentException($"--threads must be positive, got {threadCount}");
-            WorkerPool.ThreadCount = threadCount;
+            using var compute = new ComputeContext(SharedOptions.ThreadCount(parseResult, threads));
 
             var options = new PretrainOptions
             {
@@ -74,6 +72,7 @@ internal static class PretrainCommand
                 SaveEvery = parseResult.GetValue(saveEvery),
                 Seed = parseResult.GetValue(seed),
                 Resume = parseResult.GetValue(resume),
+                Compute = compute,
             };
             if (!Directory.Exists(options.DataFolder)) throw new DirectoryNotFoundException($"{options.DataFolder}: data folder not found (run `loom prepare` first)");
             if (options.Resume)

@@ -16,7 +16,7 @@ internal static class QuickstartCommand
         var output = new Option<string>("--out") { Description = "Output folder (empty, new, or a previous quickstart run)", DefaultValueFactory = _ => "quickstart-run" };
         var corpus = new Option<string?>("--corpus") { Description = "Pretraining corpus: a file, folder or glob (default: a sample of the .NET API docs)" };
         var fast = new Option<bool>("--fast") { Description = "A tiny run that finishes end to end in well under 2 minutes" };
-        var threads = new Option<int>("--threads") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var threads = SharedOptions.Threads();
         var minutes = new Option<double?>("--minutes") { Description = "Overall time budget in minutes (default 9, or 1.5 with --fast)" };
 
         var command = new Command("quickstart", "Build a corpus, train a tokenizer, pretrain and tune a small model, index the docs, answer with citations, write a report.")

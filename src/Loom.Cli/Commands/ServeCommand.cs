@@ -22,7 +22,7 @@ internal static class ServeCommand
         var slots = new Option<int>("--slots") { Description = "Sequences decoded together (continuous batching)", DefaultValueFactory = _ => 16 };
         var maxTokens = new Option<int>("--max-tokens-limit") { Description = "Largest max_tokens a request may ask for", DefaultValueFactory = _ => 4096 };
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "Largest request body, in bytes", DefaultValueFactory = _ => 1 << 20 };
-        var threads = new Option<int>("--threads") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var threads = SharedOptions.Threads();
         var embeddings = new Option<bool>("--embeddings") { Description = "Serve /v1/embeddings with all-MiniLM-L6-v2 even without --index (otherwise a Loom model embeds with its own hidden states)" };
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics).")
         {
@@ -32,6 +32,7 @@ internal static class ServeCommand
         {
             int slotCount = parseResult.GetValue(slots);
             if (slotCount < 1) throw new ArgumentException($"--slots must be positive, got {slotCount}");
+            int threadCount = SharedOptions.ThreadCount(parseResult, threads);
             var options = new ServerOptions
             {
                 Host = parseResult.GetValue(host)!,
@@ -40,11 +41,11 @@ internal static class ServeCommand
                 MaxTokensLimit = parseResult.GetValue(maxTokens),
                 MaxRequestBytes = parseResult.GetValue(maxBytes),
             };
-            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), parseResult.GetValue(threads), slotCount);
+            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), threadCount, slotCount);
             string? indexFolder = parseResult.GetValue(index);
             using var retrievalIndex = indexFolder is null ? null
                 : await RetrievalIndex.OpenAsync(indexFolder, null, null, create: false, cancellationToken);
-            using var ownEmbedder = retrievalIndex is null && parseResult.GetValue(embeddings) ? new MiniLmEmbeddingGenerator() : null;
+            using var ownEmbedder = retrievalIndex is null && parseResult.GetValue(embeddings) ? new MiniLmEmbeddingGenerator(threads: threadCount) : null;
             // The index's embedder (queries must be embedded as its chunks were), else MiniLM on request, else the model's own.
             var ownOrIndexEmbedder = retrievalIndex?.Embedder ?? ownEmbedder;
             var served = new ServedModel(generator.Generator)

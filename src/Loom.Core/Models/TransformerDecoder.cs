@@ -17,7 +17,8 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
 {
     readonly Transformer model;
     readonly LlamaConfig config;
-    readonly Tape tape = new() { Recording = false };
+    readonly ComputeContext compute;
+    readonly Tape tape;
     readonly int queryDim;
 
     // Decode buffers, one row per slot.
@@ -38,11 +39,14 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
     /// <param name="model">The weights (shared, read-only).</param>
     /// <param name="slotCount">Sequences that can be decoded together.</param>
     /// <param name="contextLength">Tokens per slot; null (or more than the model's MaxSeq) means MaxSeq.</param>
-    public TransformerDecoder(Transformer model, int slotCount = 1, int? contextLength = null)
+    /// <param name="compute">The threads the kernels run on; null means <see cref="ComputeContext.Default"/>.</param>
+    public TransformerDecoder(Transformer model, int slotCount = 1, int? contextLength = null, ComputeContext? compute = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(slotCount, 1);
         if (contextLength is < 1) throw new ArgumentException($"the context length must be at least 1, got {contextLength}");
         this.model = model;
+        this.compute = compute ?? ComputeContext.Default;
+        tape = new Tape(this.compute) { Recording = false };
         config = model.Config;
         ContextLength = Math.Min(contextLength ?? config.MaxSeq, config.MaxSeq);
         queryDim = config.Heads * config.HeadDim;
@@ -110,7 +114,7 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
         float* last = hidden.Pointer + (long)(count - 1) * dim;
         RmsNormRows(last, model.FinalNorm.Pointer, 1, dim, config.NormEps, normed.Pointer);
         fixed (float* output = logits)
-            Gemv.Multiply(normed.Pointer, 1, dim, model.LmHead.Pointer, config.VocabSize, output);
+            Gemv.Multiply(normed.Pointer, 1, dim, model.LmHead.Pointer, config.VocabSize, output, compute);
         Cache.SetLength(slot, count);
         ProcessedRows += count;
         AttentionDotProducts += (long)config.Layers * config.Heads * count * (count + 1) / 2;
@@ -150,7 +154,7 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
                 Gemv.Multiply(normed.Pointer, rows, dim,
                     attention.Query.Pointer, queryDim, query.Pointer,
                     attention.Key.Pointer, kvDim, key.Pointer,
-                    attention.Value.Pointer, kvDim, value.Pointer);
+                    attention.Value.Pointer, kvDim, value.Pointer, compute);
                 RopeOps.RopeInPlace(query.Pointer, position, rows, config.Heads, config.HeadDim, config.RopeTheta);
                 RopeOps.RopeInPlace(key.Pointer, position, rows, config.KvHeads, config.HeadDim, config.RopeTheta);
                 for (int i = 0; i < rows; i++)
@@ -159,7 +163,7 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
                     new Span<float>(value.Pointer + (long)i * kvDim, kvDim).CopyTo(new Span<float>(Cache.ValueRow(layer, slots[i], positions[i]), kvDim));
                 }
                 fixed (int* slot = slots) Attend(layer, slot, position, rows);
-                Gemv.Multiply(attended.Pointer, rows, queryDim, attention.Output.Pointer, dim, branch.Pointer);
+                Gemv.Multiply(attended.Pointer, rows, queryDim, attention.Output.Pointer, dim, branch.Pointer, compute);
                 AddInPlace(x.Pointer, branch.Pointer, rows * dim);
 
                 var mlp = block.Mlp;
@@ -167,15 +171,15 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
                 Gemv.Multiply(normed.Pointer, rows, dim,
                     mlp.Gate.Pointer, hiddenDim, gate.Pointer,
                     mlp.Up.Pointer, hiddenDim, up.Pointer,
-                    null, 0, null);
+                    null, 0, null, compute);
                 SwiGluInPlace(gate.Pointer, up.Pointer, rows * hiddenDim);
-                Gemv.Multiply(gate.Pointer, rows, hiddenDim, mlp.Down.Pointer, dim, branch.Pointer);
+                Gemv.Multiply(gate.Pointer, rows, hiddenDim, mlp.Down.Pointer, dim, branch.Pointer, compute);
                 AddInPlace(x.Pointer, branch.Pointer, rows * dim);
             }
         }
         RmsNormRows(x.Pointer, model.FinalNorm.Pointer, rows, dim, config.NormEps, normed.Pointer);
         fixed (float* output = logits)
-            Gemv.Multiply(normed.Pointer, rows, dim, model.LmHead.Pointer, config.VocabSize, output);
+            Gemv.Multiply(normed.Pointer, rows, dim, model.LmHead.Pointer, config.VocabSize, output, compute);
 
         long attendedPositions = 0;
         for (int i = 0; i < rows; i++)
@@ -203,7 +207,7 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
     {
         var job = attentionJob;
         job.Set(this, layer, slots, position);
-        if (rows >= WorkerPool.ThreadCount) WorkerPool.Run(rows, job);
+        if (rows >= compute.ThreadCount) compute.Run(rows, job);
         else for (int i = 0; i < rows; i++) job.Execute(i);
     }
 
@@ -224,7 +228,7 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
             var c = d.config;
             int slot = slots[row];
             AttentionKernels.Decode(d.query.Pointer + (long)row * d.queryDim, d.Cache.KeyRow(layer, slot, 0), d.Cache.ValueRow(layer, slot, 0),
-                positions[row] + 1, c.Heads, c.KvHeads, c.HeadDim, d.attended.Pointer + (long)row * d.queryDim);
+                positions[row] + 1, c.Heads, c.KvHeads, c.HeadDim, d.attended.Pointer + (long)row * d.queryDim, d.compute);
         }
     }
 

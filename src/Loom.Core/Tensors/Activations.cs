@@ -11,7 +11,7 @@ public static class ActivationOps
     {
         if (!gate.SameShape(up)) throw new ArgumentException($"swiglu needs equal shapes, got gate {gate.ShapeText} and up {up.ShapeText}");
         var y = tape.Allocate(gate.Shape); // [..., hidden]
-        SwiGluJob.Run(gate.Pointer, up.Pointer, null, gate.Length, y.Pointer, null, null);
+        SwiGluJob.Run(gate.Pointer, up.Pointer, null, gate.Length, y.Pointer, null, null, tape.Compute);
         if (tape.NeedsGrad(gate, up))
             tape.Record(new TapeEntry { Op = SwiGluBackward.Instance, Output = y, A = gate, B = up });
         return y;
@@ -27,7 +27,7 @@ public static class ActivationOps
             var up = e.B!;
             float* dGate = gate.RequiresGrad ? tape.GradOf(gate).Pointer : null;
             float* dUp = up.RequiresGrad ? tape.GradOf(up).Pointer : null;
-            SwiGluJob.Run(gate.Pointer, up.Pointer, e.Output.Grad!.Pointer, gate.Length, null, dGate, dUp);
+            SwiGluJob.Run(gate.Pointer, up.Pointer, e.Output.Grad!.Pointer, gate.Length, null, dGate, dUp, tape.Compute);
         }
     }
 
@@ -38,11 +38,11 @@ public static class ActivationOps
         float* gate, up, dY, y, dGate, dUp;
         int length, perBlock;
 
-        public static void Run(float* gate, float* up, float* dY, int length, float* y, float* dGate, float* dUp)
+        public static void Run(float* gate, float* up, float* dY, int length, float* y, float* dGate, float* dUp, ComputeContext compute)
         {
             var job = cached ??= new SwiGluJob();
             job.gate = gate; job.up = up; job.dY = dY; job.y = y; job.dGate = dGate; job.dUp = dUp; job.length = length;
-            WorkerPool.Run(WorkerPool.Blocks(length, 8, out job.perBlock), job);
+            compute.Run(ComputeContext.Blocks(length, 8, out job.perBlock), job);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -20,7 +20,7 @@ public static class AttentionOps
         unsafe
         {
             AttentionKernels.Forward(q.Pointer, k.Pointer, v.Pointer, batch, tokenCount, heads, kvHeads, headDim,
-                keysTransposed.Pointer, output.Pointer, logSumExp is null ? null : logSumExp.Pointer);
+                keysTransposed.Pointer, output.Pointer, logSumExp is null ? null : logSumExp.Pointer, tape.Compute);
         }
         if (record)
             tape.Record(new TapeEntry { Op = AttentionBackward.Instance, Output = output, A = q, B = k, C = v, D = logSumExp, I0 = heads, I1 = kvHeads });
@@ -35,8 +35,9 @@ public static class AttentionOps
     /// <param name="kCache">Cached keys, [cachedTokens (or more), kvHeads*headDim].</param>
     /// <param name="vCache">Cached values, [cachedTokens (or more), kvHeads*headDim].</param>
     /// <param name="output">[heads*headDim].</param>
+    /// <param name="compute">The threads the heads run on; null means <see cref="ComputeContext.Default"/>.</param>
     public static void DecodeAttention(ReadOnlySpan<float> q, ReadOnlySpan<float> kCache, ReadOnlySpan<float> vCache,
-        int cachedTokens, int heads, int kvHeads, Span<float> output)
+        int cachedTokens, int heads, int kvHeads, Span<float> output, ComputeContext? compute = null)
     {
         CheckHeads(heads, kvHeads);
         if (q.Length % heads != 0) throw new ArgumentException($"decode attention: q has {q.Length} values, not divisible by {heads} heads", nameof(q));
@@ -50,7 +51,7 @@ public static class AttentionOps
         unsafe
         {
             fixed (float* pq = q, pk = kCache, pv = vCache, po = output)
-                AttentionKernels.Decode(pq, pk, pv, cachedTokens, heads, kvHeads, headDim, po);
+                AttentionKernels.Decode(pq, pk, pv, cachedTokens, heads, kvHeads, headDim, po, compute ?? ComputeContext.Default);
         }
     }
 
@@ -95,7 +96,7 @@ public static class AttentionOps
             float* dK = k.RequiresGrad ? tape.GradOf(k).Pointer : null;
             float* dV = v.RequiresGrad ? tape.GradOf(v).Pointer : null;
             AttentionKernels.Backward(q.Pointer, k.Pointer, v.Pointer, output.Pointer, dOutput.Pointer, logSumExp.Pointer,
-                batch, tokenCount, heads, kvHeads, headDim, delta.Pointer, dQ, dK, dV);
+                batch, tokenCount, heads, kvHeads, headDim, delta.Pointer, dQ, dK, dV, tape.Compute);
         }
     }
 }

@@ -29,7 +29,7 @@ internal static unsafe class AttentionKernels
         float* q /*[batch, tokens, heads*headDim]*/, float* k /*[batch, tokens, kvHeads*headDim]*/, float* v /*[batch, tokens, kvHeads*headDim]*/,
         int batch, int tokenCount, int heads, int kvHeads, int headDim,
         float* keysTransposed /*[batch*kvHeads, keyBlocks, headDim, KeyBlock]*/,
-        float* output /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens] or null*/)
+        float* output /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens] or null*/, ComputeContext compute)
     {
         if (batch == 0 || tokenCount == 0 || heads == 0) return;
         var job = forwardJob ??= new ForwardJob();
@@ -37,9 +37,9 @@ internal static unsafe class AttentionKernels
         int blocks = KeyBlocks(tokenCount);
         // kᵀ tiles once per (batch, kv head, key block), read by every query block and every head of the group.
         job.TransposePass = true;
-        WorkerPool.Run(batch * kvHeads * blocks, job);
+        compute.Run(batch * kvHeads * blocks, job);
         job.TransposePass = false;
-        WorkerPool.Run(batch * heads * blocks, job);
+        compute.Run(batch * heads * blocks, job);
     }
 
     /// <summary>Key blocks covering tokenCount tokens (also the number of query blocks).</summary>
@@ -55,15 +55,15 @@ internal static unsafe class AttentionKernels
         float* q /*[batch, tokens, heads*headDim]*/, float* k /*[batch, tokens, kvHeads*headDim]*/, float* v /*[batch, tokens, kvHeads*headDim]*/,
         float* output /*[batch, tokens, heads*headDim]*/, float* dOutput /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens]*/,
         int batch, int tokenCount, int heads, int kvHeads, int headDim,
-        float* delta /*[batch, heads, tokens]*/, float* dQ /*like q*/, float* dK /*like k*/, float* dV /*like v*/)
+        float* delta /*[batch, heads, tokens]*/, float* dQ /*like q*/, float* dK /*like k*/, float* dV /*like v*/, ComputeContext compute)
     {
         if (batch == 0 || tokenCount == 0 || heads == 0) return;
         var job = backwardJob ??= new BackwardJob();
         job.Set(q, k, v, output, dOutput, logSumExp, batch, tokenCount, heads, kvHeads, headDim, delta, dQ, dK, dV);
-        if (batch * kvHeads >= WorkerPool.ThreadCount)
+        if (batch * kvHeads >= compute.ThreadCount)
         {
             job.Phase = BackwardPhase.Fused;
-            WorkerPool.Run(batch * kvHeads, job);
+            compute.Run(batch * kvHeads, job);
             return;
         }
         // Too few (batch, kv head) pairs to keep every thread busy: split dK/dV (by key block) from dQ (by query
@@ -71,18 +71,18 @@ internal static unsafe class AttentionKernels
         // fused sweep, so the results are bit-identical to it.
         int blocks = (tokenCount + KeyBlock - 1) / KeyBlock;
         job.Phase = BackwardPhase.Delta;
-        WorkerPool.Run(batch * heads, job);
+        compute.Run(batch * heads, job);
         job.Phase = BackwardPhase.KeysAndValues;
-        WorkerPool.Run(batch * kvHeads * blocks, job);
+        compute.Run(batch * kvHeads * blocks, job);
         job.Phase = BackwardPhase.Queries;
-        WorkerPool.Run(batch * heads * blocks, job);
+        compute.Run(batch * heads * blocks, job);
     }
 
     /// <summary>One query token attending to all cachedTokens cached keys and values, per head.</summary>
     internal static void Decode(
         float* q /*[heads*headDim]*/, float* kCache /*[cachedTokens, kvHeads*headDim]*/, float* vCache /*[cachedTokens, kvHeads*headDim]*/,
         int cachedTokens, int heads, int kvHeads, int headDim,
-        float* output /*[heads*headDim]*/)
+        float* output /*[heads*headDim]*/, ComputeContext compute)
     {
         var job = decodeJob ??= new DecodeJob();
         job.Set(q, kCache, vCache, cachedTokens, heads, kvHeads, headDim, output);
@@ -90,7 +90,7 @@ internal static unsafe class AttentionKernels
         if ((long)cachedTokens * heads * headDim < 16384)
             for (int h = 0; h < heads; h++) job.Execute(h);
         else
-            WorkerPool.Run(heads, job);
+            compute.Run(heads, job);
     }
 
     [ThreadStatic] static ForwardJob? forwardJob;

@@ -11,7 +11,7 @@ public static class ElementwiseOps
     {
         CheckSameShape(a, b, "add");
         var y = tape.Allocate(a.Shape); // same shape as a
-        Kernel.Run(Mode.Add, a.Pointer, b.Pointer, 0f, a.Length, y.Pointer);
+        Kernel.Run(Mode.Add, a.Pointer, b.Pointer, 0f, a.Length, y.Pointer, tape.Compute);
         if (tape.NeedsGrad(a, b))
             tape.Record(new TapeEntry { Op = AddBackward.Instance, Output = y, A = a, B = b });
         return y;
@@ -22,7 +22,7 @@ public static class ElementwiseOps
     {
         CheckSameShape(a, b, "mul");
         var y = tape.Allocate(a.Shape); // same shape as a
-        Kernel.Run(Mode.Mul, a.Pointer, b.Pointer, 0f, a.Length, y.Pointer);
+        Kernel.Run(Mode.Mul, a.Pointer, b.Pointer, 0f, a.Length, y.Pointer, tape.Compute);
         if (tape.NeedsGrad(a, b))
             tape.Record(new TapeEntry { Op = MulBackward.Instance, Output = y, A = a, B = b });
         return y;
@@ -32,7 +32,7 @@ public static class ElementwiseOps
     public static unsafe Tensor Scale(this Tape tape, Tensor a, float factor)
     {
         var y = tape.Allocate(a.Shape); // same shape as a
-        Kernel.Run(Mode.Scale, a.Pointer, null, factor, a.Length, y.Pointer);
+        Kernel.Run(Mode.Scale, a.Pointer, null, factor, a.Length, y.Pointer, tape.Compute);
         if (tape.NeedsGrad(a))
             tape.Record(new TapeEntry { Op = ScaleBackward.Instance, Output = y, A = a, F0 = factor });
         return y;
@@ -75,8 +75,8 @@ public static class ElementwiseOps
         public unsafe void Backward(in TapeEntry e, Tape tape)
         {
             var dY = e.Output.Grad!;
-            if (e.A!.RequiresGrad) Kernel.Run(Mode.AddInto, dY.Pointer, null, 0f, dY.Length, tape.GradOf(e.A).Pointer);
-            if (e.B!.RequiresGrad) Kernel.Run(Mode.AddInto, dY.Pointer, null, 0f, dY.Length, tape.GradOf(e.B).Pointer);
+            if (e.A!.RequiresGrad) Kernel.Run(Mode.AddInto, dY.Pointer, null, 0f, dY.Length, tape.GradOf(e.A).Pointer, tape.Compute);
+            if (e.B!.RequiresGrad) Kernel.Run(Mode.AddInto, dY.Pointer, null, 0f, dY.Length, tape.GradOf(e.B).Pointer, tape.Compute);
         }
     }
 
@@ -87,8 +87,8 @@ public static class ElementwiseOps
         public unsafe void Backward(in TapeEntry e, Tape tape)
         {
             var dY = e.Output.Grad!;
-            if (e.A!.RequiresGrad) Kernel.Run(Mode.MulAddInto, dY.Pointer, e.B!.Pointer, 0f, dY.Length, tape.GradOf(e.A).Pointer);
-            if (e.B!.RequiresGrad) Kernel.Run(Mode.MulAddInto, dY.Pointer, e.A.Pointer, 0f, dY.Length, tape.GradOf(e.B).Pointer);
+            if (e.A!.RequiresGrad) Kernel.Run(Mode.MulAddInto, dY.Pointer, e.B!.Pointer, 0f, dY.Length, tape.GradOf(e.A).Pointer, tape.Compute);
+            if (e.B!.RequiresGrad) Kernel.Run(Mode.MulAddInto, dY.Pointer, e.A.Pointer, 0f, dY.Length, tape.GradOf(e.B).Pointer, tape.Compute);
         }
     }
 
@@ -99,7 +99,7 @@ public static class ElementwiseOps
         public unsafe void Backward(in TapeEntry e, Tape tape)
         {
             var dY = e.Output.Grad!;
-            Kernel.Run(Mode.ScaleAddInto, dY.Pointer, null, e.F0, dY.Length, tape.GradOf(e.A!).Pointer);
+            Kernel.Run(Mode.ScaleAddInto, dY.Pointer, null, e.F0, dY.Length, tape.GradOf(e.A!).Pointer, tape.Compute);
         }
     }
 
@@ -110,13 +110,13 @@ public static class ElementwiseOps
         public unsafe void Backward(in TapeEntry e, Tape tape)
         {
             var dA = tape.GradOf(e.A!);
-            Kernel.Run(Mode.AddScalarInto, null, null, e.Output.Grad![0] * e.F0, dA.Length, dA.Pointer);
+            Kernel.Run(Mode.AddScalarInto, null, null, e.Output.Grad![0] * e.F0, dA.Length, dA.Pointer, tape.Compute);
         }
     }
 
     enum Mode { Add, Mul, Scale, AddInto, MulAddInto, ScaleAddInto, AddScalarInto }
 
-    /// <summary>One elementwise pass, split into blocks over the worker pool.</summary>
+    /// <summary>One elementwise pass, split into blocks over a compute context's threads.</summary>
     sealed unsafe class Kernel : IParallelWork
     {
         [ThreadStatic] static Kernel? cached;
@@ -125,12 +125,11 @@ public static class ElementwiseOps
         float factor;
         int length, perBlock;
 
-        public static void Run(Mode mode, float* a, float* b, float factor, int length, float* y)
+        public static void Run(Mode mode, float* a, float* b, float factor, int length, float* y, ComputeContext compute)
         {
             var k = cached ??= new Kernel();
             k.mode = mode; k.a = a; k.b = b; k.factor = factor; k.length = length; k.y = y;
-            int blocks = WorkerPool.Blocks(length, 1, out k.perBlock);
-            WorkerPool.Run(blocks, k);
+            compute.Run(ComputeContext.Blocks(length, 1, out k.perBlock), k);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]

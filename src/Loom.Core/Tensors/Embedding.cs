@@ -18,7 +18,7 @@ public static class EmbeddingOps
         CheckRows(ids, weight.Dim(0), "token id", nameof(ids));
         int dim = weight.Dim(1);
         var y = tape.Allocate(batch, tokens, dim); // [batch, tokens, dim]
-        RowCopy.Run(weight.Pointer, ids, dim, y.Pointer, scatterAdd: false);
+        RowCopy.Run(weight.Pointer, ids, dim, y.Pointer, scatterAdd: false, tape.Compute);
         if (tape.NeedsGrad(weight))
             tape.Record(new TapeEntry { Op = EmbeddingBackward.Instance, Output = y, A = weight, Indices = ids, I0 = dim });
         return y;
@@ -39,7 +39,7 @@ public static class EmbeddingOps
         public unsafe void Backward(in TapeEntry e, Tape tape)
         {
             var dWeight = tape.GradOf(e.A!); // [vocab, dim]
-            RowCopy.Run(e.Output.Grad!.Pointer, e.Indices!, e.I0, dWeight.Pointer, scatterAdd: true);
+            RowCopy.Run(e.Output.Grad!.Pointer, e.Indices!, e.I0, dWeight.Pointer, scatterAdd: true, tape.Compute);
         }
     }
 
@@ -56,7 +56,7 @@ public static class EmbeddingOps
         bool scatterAdd;
 
         /// <summary>Gather: source = table, target = rows. Scatter-add: source = rows, target = table.</summary>
-        public static void Run(float* source, int[] indices, int dim, float* target, bool scatterAdd)
+        public static void Run(float* source, int[] indices, int dim, float* target, bool scatterAdd, ComputeContext compute)
         {
             var job = cached ??= new RowCopy();
             job.indices = indices; job.dim = dim; job.scatterAdd = scatterAdd;
@@ -65,12 +65,12 @@ public static class EmbeddingOps
             int blocks;
             if (scatterAdd)
             {
-                WorkerPool.Blocks(dim, indices.Length, out job.perBlock);
+                ComputeContext.Blocks(dim, indices.Length, out job.perBlock);
                 job.perBlock = Math.Max(job.perBlock, Math.Min(dim, 64)); // whole vectors per column block
                 blocks = (dim + job.perBlock - 1) / job.perBlock;
             }
-            else blocks = WorkerPool.Blocks(indices.Length, dim, out job.perBlock);
-            WorkerPool.Run(blocks, job);
+            else blocks = ComputeContext.Blocks(indices.Length, dim, out job.perBlock);
+            compute.Run(blocks, job);
             job.indices = [];
         }
 

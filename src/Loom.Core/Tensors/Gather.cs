@@ -12,7 +12,7 @@ public static class GatherOps
         int dim = x.Dim(-1);
         EmbeddingOps.CheckRows(rows, x.Rows, "row", nameof(rows));
         var y = tape.Allocate(rows.Length, dim); // [rows.Length, dim]
-        EmbeddingOps.RowCopy.Run(x.Pointer, rows, dim, y.Pointer, scatterAdd: false);
+        EmbeddingOps.RowCopy.Run(x.Pointer, rows, dim, y.Pointer, scatterAdd: false, tape.Compute);
         if (tape.NeedsGrad(x))
             tape.Record(new TapeEntry { Op = GatherBackward.Instance, Output = y, A = x, Indices = rows, I0 = dim });
         return y;
@@ -25,7 +25,7 @@ public static class GatherOps
         public unsafe void Backward(in TapeEntry e, Tape tape)
         {
             var dX = tape.GradOf(e.A!); // [..., dim]
-            EmbeddingOps.RowCopy.Run(e.Output.Grad!.Pointer, e.Indices!, e.I0, dX.Pointer, scatterAdd: true);
+            EmbeddingOps.RowCopy.Run(e.Output.Grad!.Pointer, e.Indices!, e.I0, dX.Pointer, scatterAdd: true, tape.Compute);
         }
     }
 }

@@ -31,18 +31,19 @@ public static unsafe partial class Gemm
     const int SplitCols = 1024;    // columns of B per packed block in the short-A path: kc·nc·4 B = 1 MiB
     const long SerialWork = 64 * 64 * 64; // below m·k·n this, threads cost more than they save
 
+    /// <summary>The product on <paramref name="compute"/>'s threads (null: <see cref="ComputeContext.Default"/>).</summary>
     public static void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, int m, int k, int n, Span<float> c,
-        bool transposeA = false, bool transposeB = false, bool accumulate = false)
+        bool transposeA = false, bool transposeB = false, bool accumulate = false, ComputeContext? compute = null)
     {
         if (a.Length < (long)m * k) throw new ArgumentException($"A has {a.Length} elements, needs {m}x{k}", nameof(a));
         if (b.Length < (long)k * n) throw new ArgumentException($"B has {b.Length} elements, needs {k}x{n}", nameof(b));
         if (c.Length < (long)m * n) throw new ArgumentException($"C has {c.Length} elements, needs {m}x{n}", nameof(c));
         fixed (float* pa = a, pb = b, pc = c)
-            Multiply(pa, pb, m, k, n, pc, transposeA, transposeB, accumulate);
+            Multiply(pa, pb, m, k, n, pc, transposeA, transposeB, accumulate, compute ?? ComputeContext.Default);
     }
 
     internal static void Multiply(float* a, float* b, int m, int k, int n, float* c,
-        bool transposeA, bool transposeB, bool accumulate)
+        bool transposeA, bool transposeB, bool accumulate, ComputeContext compute)
     {
         if (m == 0 || n == 0) return;
         if (k == 0)
@@ -57,7 +58,7 @@ public static unsafe partial class Gemm
             TransposeA = transposeA, TransposeB = transposeB, Accumulate = accumulate,
             Wide = wide, TileRows = wide ? 14 : 6, TileCols = wide ? 32 : 16,
         };
-        int threads = (long)m * k * n < SerialWork ? 1 : WorkerPool.ThreadCount;
+        int threads = (long)m * k * n < SerialWork ? 1 : compute.ThreadCount;
         var jobs = Jobs ??= new CallJobs();
         int kBlocks = (k + BlockK - 1) / BlockK;
         // Weight gradient (transposeA, long reduction, small C): threads also split the reduction, each part into
@@ -71,7 +72,7 @@ public static unsafe partial class Gemm
         {
             // A short A: packing all of B would cost as much memory traffic as the product; pack B per block.
             jobs.Split.Set(problem, parts, kBlocks, partials);
-            WorkerPool.Run(parts, jobs.Split);
+            compute.Run(parts, jobs.Split);
         }
         else
         {
@@ -79,14 +80,14 @@ public static unsafe partial class Gemm
             int colPanels = (n + problem.TileCols - 1) / problem.TileCols;
             float* packedB = jobs.PackedB.Ensure((long)k * colPanels * problem.TileCols + PackSlack);
             jobs.PackB.Set(problem, packedB, allPanels: threads == 1);
-            WorkerPool.Run(threads == 1 ? 1 : colPanels, jobs.PackB);
+            compute.Run(threads == 1 ? 1 : colPanels, jobs.PackB);
             jobs.Rows.Set(problem, packedB, threads, parts, kBlocks, partials);
-            WorkerPool.Run(jobs.Rows.TaskCount, jobs.Rows);
+            compute.Run(jobs.Rows.TaskCount, jobs.Rows);
         }
         if (parts > 1)
         {
             jobs.Reduce.Set(c, partials, m, n, parts - 1);
-            WorkerPool.Run((m + ReduceJob.RowsPerTask - 1) / ReduceJob.RowsPerTask, jobs.Reduce);
+            compute.Run((m + ReduceJob.RowsPerTask - 1) / ReduceJob.RowsPerTask, jobs.Reduce);
         }
     }
 

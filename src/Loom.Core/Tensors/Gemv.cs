@@ -11,8 +11,8 @@ namespace Loom.Tensors;
 /// </summary>
 public static unsafe class Gemv
 {
-    /// <summary>y[m, n] = x[m, k] · w[n, k]ᵀ.</summary>
-    public static void Multiply(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int m, int k, int n, Span<float> y)
+    /// <summary>y[m, n] = x[m, k] · w[n, k]ᵀ, on <paramref name="compute"/>'s threads (null: <see cref="ComputeContext.Default"/>).</summary>
+    public static void Multiply(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int m, int k, int n, Span<float> y, ComputeContext? compute = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         ArgumentOutOfRangeException.ThrowIfNegative(k);
@@ -21,19 +21,19 @@ public static unsafe class Gemv
         if (w.Length < (long)n * k) throw new ArgumentException($"gemv: w has {w.Length} values, needs {n}x{k}", nameof(w));
         if (y.Length < (long)m * n) throw new ArgumentException($"gemv: y has {y.Length} values, needs {m}x{n}", nameof(y));
         fixed (float* px = x, pw = w, py = y)
-            Multiply(px, m, k, pw, n, py);
+            Multiply(px, m, k, pw, n, py, compute ?? ComputeContext.Default);
     }
 
     /// <summary>y[m, n] = x[m, k] · w[n, k]ᵀ.</summary>
-    internal static void Multiply(float* x, int m, int k, float* w, int n, float* y) =>
-        Multiply(x, m, k, w, n, y, null, 0, null, null, 0, null);
+    internal static void Multiply(float* x, int m, int k, float* w, int n, float* y, ComputeContext compute) =>
+        Multiply(x, m, k, w, n, y, null, 0, null, null, 0, null, compute);
 
     /// <summary>
     /// Up to three products of the same x in one parallel run (q, k, v or gate, up):
     /// y0[m, n0] = x·w0ᵀ, y1[m, n1] = x·w1ᵀ, y2[m, n2] = x·w2ᵀ; a null weight is skipped.
     /// </summary>
     internal static void Multiply(float* x, int m, int k,
-        float* w0, int n0, float* y0, float* w1, int n1, float* y1, float* w2, int n2, float* y2)
+        float* w0, int n0, float* y0, float* w1, int n1, float* y1, float* w2, int n2, float* y2, ComputeContext compute)
     {
         if (m == 0) return;
         if (w1 is null) n1 = 0;
@@ -42,13 +42,13 @@ public static unsafe class Gemv
         int total = n0 + n1 + n2;
         if (total == 0) return;
         // Blocks of whole 4-row tiles, big enough to be worth a hand-off to another thread.
-        WorkerPool.Blocks((total + 3) / 4, 4 * k * m, out int tilesPerBlock);
+        ComputeContext.Blocks((total + 3) / 4, 4 * k * m, out int tilesPerBlock);
         int rowsPerBlock = tilesPerBlock * 4;
         job.x = x; job.m = m; job.k = k; job.rowsPerBlock = rowsPerBlock;
         job.w0 = w0; job.y0 = y0; job.n0 = n0; job.blocks0 = (n0 + rowsPerBlock - 1) / rowsPerBlock;
         job.w1 = w1; job.y1 = y1; job.n1 = n1; job.blocks1 = (n1 + rowsPerBlock - 1) / rowsPerBlock;
         job.w2 = w2; job.y2 = y2; job.n2 = n2; job.blocks2 = (n2 + rowsPerBlock - 1) / rowsPerBlock;
-        WorkerPool.Run(job.blocks0 + job.blocks1 + job.blocks2, job);
+        compute.Run(job.blocks0 + job.blocks1 + job.blocks2, job);
     }
 
     [ThreadStatic] static Job? cached;

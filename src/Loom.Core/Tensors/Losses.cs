@@ -75,7 +75,7 @@ public static class LossOps
         var job = RowJob.Cached ??= new RowJob();
         job.Set(logits.Pointer, targets, ignoreIndex, rows, vocab, logSumExp.Pointer);
         job.backward = false;
-        WorkerPool.Run(WorkerPool.Blocks(rows, vocab * 4, out job.perBlock), job);
+        tape.Compute.Run(ComputeContext.Blocks(rows, vocab * 4, out job.perBlock), job);
         job.targets = [];
         return logSumExp;
     }
@@ -101,7 +101,7 @@ public static class LossOps
             // d(−log p_t)/dx = softmax − onehot; d(log p_t)/dx = onehot − softmax.
             job.perRow = !mean;
             job.rowScale = mean && e.I1 > 0 ? e.Output.Grad![0] / e.I1 : 0f;
-            WorkerPool.Run(WorkerPool.Blocks(rows, vocab * 4, out job.perBlock), job);
+            tape.Compute.Run(ComputeContext.Blocks(rows, vocab * 4, out job.perBlock), job);
             job.targets = [];
         }
     }

@@ -20,7 +20,7 @@ public static class MatMulOps
         x.Shape.CopyTo(shape);
         shape[^1] = n;
         var y = tape.Allocate(shape); // [..., n]
-        unsafe { Gemm.Multiply(x.Pointer, w.Pointer, rows, k, n, y.Pointer, false, transposeW, false); }
+        unsafe { Gemm.Multiply(x.Pointer, w.Pointer, rows, k, n, y.Pointer, false, transposeW, false, tape.Compute); }
         if (tape.NeedsGrad(x, w))
             tape.Record(new TapeEntry { Op = MatMulBackward.Instance, Output = y, A = x, B = w, I0 = rows, I1 = k, I2 = n, I3 = transposeW ? 1 : 0 });
         return y;
@@ -29,7 +29,7 @@ public static class MatMulOps
     /// <summary>
     /// y[b] = a[b] · op(b[b]) for each batch entry: a [batch, m, k]; b [batch, k, n], or with
     /// <paramref name="transposeB"/> b [batch, n, k]. Returns [batch, m, n]. Each product runs
-    /// through <see cref="Gemm.Multiply(float*, float*, int, int, int, float*, bool, bool, bool)"/>.
+    /// through <see cref="Gemm.Multiply(float*, float*, int, int, int, float*, bool, bool, bool, ComputeContext)"/>.
     /// </summary>
     public static Tensor BatchedMatMul(this Tape tape, Tensor a, Tensor b, bool transposeB = false)
     {
@@ -43,7 +43,7 @@ public static class MatMulOps
         unsafe
         {
             for (int i = 0; i < batch; i++)
-                Gemm.Multiply(a.Pointer + (long)i * m * k, b.Pointer + (long)i * k * n, m, k, n, y.Pointer + (long)i * m * n, false, transposeB, false);
+                Gemm.Multiply(a.Pointer + (long)i * m * k, b.Pointer + (long)i * k * n, m, k, n, y.Pointer + (long)i * m * n, false, transposeB, false, tape.Compute);
         }
         if (tape.NeedsGrad(a, b))
             tape.Record(new TapeEntry { Op = BatchedMatMulBackward.Instance, Output = y, A = a, B = b, I0 = batch, I1 = m, I2 = k, I3 = n, F0 = transposeB ? 1 : 0 });
@@ -65,15 +65,15 @@ public static class MatMulOps
             {
                 var dX = tape.GradOf(x);
                 // dX = dY · op(w)ᵀ
-                Gemm.Multiply(dY.Pointer, w.Pointer, rows, n, k, dX.Pointer, false, !transposeW, true);
+                Gemm.Multiply(dY.Pointer, w.Pointer, rows, n, k, dX.Pointer, false, !transposeW, true, tape.Compute);
             }
             if (w.RequiresGrad)
             {
                 var dW = tape.GradOf(w);
                 if (transposeW) // dW[n, k] = dYᵀ · x
-                    Gemm.Multiply(dY.Pointer, x.Pointer, n, rows, k, dW.Pointer, true, false, true);
+                    Gemm.Multiply(dY.Pointer, x.Pointer, n, rows, k, dW.Pointer, true, false, true, tape.Compute);
                 else // dW[k, n] = xᵀ · dY
-                    Gemm.Multiply(x.Pointer, dY.Pointer, k, rows, n, dW.Pointer, true, false, true);
+                    Gemm.Multiply(x.Pointer, dY.Pointer, k, rows, n, dW.Pointer, true, false, true, tape.Compute);
             }
         }
     }
@@ -95,12 +95,12 @@ public static class MatMulOps
             {
                 float* aI = a.Pointer + (long)i * m * k, bI = b.Pointer + (long)i * k * n, dYI = dY.Pointer + (long)i * m * n;
                 if (dA is not null) // dA = dY · op(b)ᵀ
-                    Gemm.Multiply(dYI, bI, m, n, k, dA + (long)i * m * k, false, !transposeB, true);
+                    Gemm.Multiply(dYI, bI, m, n, k, dA + (long)i * m * k, false, !transposeB, true, tape.Compute);
                 if (dB is null) continue;
                 if (transposeB) // dB[n, k] = dYᵀ · a
-                    Gemm.Multiply(dYI, aI, n, m, k, dB + (long)i * k * n, true, false, true);
+                    Gemm.Multiply(dYI, aI, n, m, k, dB + (long)i * k * n, true, false, true, tape.Compute);
                 else // dB[k, n] = aᵀ · dY
-                    Gemm.Multiply(aI, dYI, k, m, n, dB + (long)i * k * n, true, false, true);
+                    Gemm.Multiply(aI, dYI, k, m, n, dB + (long)i * k * n, true, false, true, tape.Compute);
             }
         }
     }

@@ -24,7 +24,7 @@ public static class NormOps
         job.x = x.Pointer; job.weight = weight.Pointer; job.y = y.Pointer;
         job.invRms = invRms is null ? null : invRms.Pointer;
         job.dim = dim; job.rows = rows; job.eps = eps;
-        WorkerPool.Run(WorkerPool.Blocks(rows, dim, out job.perBlock), job);
+        tape.Compute.Run(ComputeContext.Blocks(rows, dim, out job.perBlock), job);
         if (record)
             tape.Record(new TapeEntry { Op = RmsNormBackward.Instance, Output = y, A = x, B = weight, C = invRms, I0 = rows, I1 = dim });
         return y;
@@ -69,15 +69,15 @@ public static class NormOps
             {
                 job.dX = tape.GradOf(x).Pointer;
                 job.forWeight = false;
-                WorkerPool.Run(WorkerPool.Blocks(rows, dim, out job.perBlock), job);
+                tape.Compute.Run(ComputeContext.Blocks(rows, dim, out job.perBlock), job);
             }
             if (weight.RequiresGrad)
             {
                 job.dWeight = tape.GradOf(weight).Pointer;
                 job.forWeight = true;
-                WorkerPool.Blocks(dim, rows, out job.perBlock);
+                ComputeContext.Blocks(dim, rows, out job.perBlock);
                 job.perBlock = Math.Max(job.perBlock, Math.Min(dim, 64));
-                WorkerPool.Run((dim + job.perBlock - 1) / job.perBlock, job);
+                tape.Compute.Run((dim + job.perBlock - 1) / job.perBlock, job);
             }
         }
     }

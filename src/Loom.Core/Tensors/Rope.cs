@@ -22,7 +22,7 @@ public static class RopeOps
         int tokens = x.Dim(1);
         var table = RopeTable.For(headDim, theta, positionOffset + tokens);
         var y = tape.Allocate(x.Shape); // [batch, tokens, heads·headDim]
-        Rotate.Run(x.Pointer, table, x.Rows, tokens, heads, headDim, positionOffset, y.Pointer, backward: false);
+        Rotate.Run(x.Pointer, table, x.Rows, tokens, heads, headDim, positionOffset, y.Pointer, backward: false, tape.Compute);
         if (tape.NeedsGrad(x))
             tape.Record(new TapeEntry { Op = RopeBackward.Instance, Output = y, A = x, I0 = heads, I1 = headDim, I2 = positionOffset, F0 = theta });
         return y;
@@ -75,7 +75,7 @@ public static class RopeOps
             int tokens = x.Dim(1), headDim = e.I1, offset = e.I2;
             var table = RopeTable.For(headDim, e.F0, offset + tokens);
             // The rotation is orthogonal: dX = Rᵀ·dY, a rotation by the opposite angle.
-            Rotate.Run(e.Output.Grad!.Pointer, table, x.Rows, tokens, e.I0, headDim, offset, tape.GradOf(x).Pointer, backward: true);
+            Rotate.Run(e.Output.Grad!.Pointer, table, x.Rows, tokens, e.I0, headDim, offset, tape.GradOf(x).Pointer, backward: true, tape.Compute);
         }
     }
 
@@ -141,7 +141,7 @@ public static class RopeOps
         int tokens, heads, headDim, offset, rows, perBlock;
         bool backward;
 
-        public static void Run(float* source, RopeTable table, int rows, int tokens, int heads, int headDim, int offset, float* target, bool backward)
+        public static void Run(float* source, RopeTable table, int rows, int tokens, int heads, int headDim, int offset, float* target, bool backward, ComputeContext compute)
         {
             var job = cached ??= new Rotate();
             job.source = source; job.target = target; job.table = table;
@@ -150,7 +150,7 @@ public static class RopeOps
             {
                 job.cos = c; job.sin = s; // pinned arrays: the addresses stay valid
             }
-            WorkerPool.Run(WorkerPool.Blocks(rows, heads * headDim, out job.perBlock), job);
+            compute.Run(ComputeContext.Blocks(rows, heads * headDim, out job.perBlock), job);
             job.table = null;
         }
 

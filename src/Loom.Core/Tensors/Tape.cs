@@ -43,6 +43,12 @@ public sealed class Tape
     int step;
     int backwardIndex = -1; // entry whose backward is running; -1 outside Backward
 
+    /// <param name="compute">The threads this tape's ops run on; null means <see cref="ComputeContext.Default"/>.</param>
+    public Tape(ComputeContext? compute = null) => Compute = compute ?? ComputeContext.Default;
+
+    /// <summary>The threads this tape's ops (forward and backward) run on.</summary>
+    public ComputeContext Compute { get; }
+
     /// <summary>When false (inference mode) ops record nothing and outputs never require gradients.</summary>
     public bool Recording { get; set; } = true;
 

@@ -13,6 +13,8 @@ public sealed record AnswerStageOptions
 {
     /// <summary>Tokens generated per answer (greedy); null: 40.</summary>
     public int? MaxTokens { get; init; }
+    /// <summary>The threads the model runs on; null: <see cref="Loom.Tensors.ComputeContext.Default"/>.</summary>
+    public Loom.Tensors.ComputeContext? Compute { get; init; }
 }
 
 /// <summary>The answers and their scores against the references.</summary>
@@ -30,7 +32,7 @@ public static class AnswerStage
     {
         int maxTokens = options?.MaxTokens ?? 40;
         if (maxTokens < 1) throw new ArgumentException($"AnswerStageOptions.MaxTokens must be positive, got {maxTokens}");
-        await using var loomModel = LoomModel.Create("quickstart", model, tokenizer);
+        await using var loomModel = LoomModel.Create("quickstart", model, tokenizer, new LoomModelOptions { Compute = options?.Compute });
         using var chat = new LoomChatClient(loomModel.Engine);
         var answers = new List<string>(items.Count);
         long generated = 0;

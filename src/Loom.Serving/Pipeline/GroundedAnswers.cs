@@ -24,9 +24,9 @@ internal static class GroundedAnswers
 
     /// <summary>Answers each question from the index with the model, citing the sources it was given.</summary>
     public static async Task<List<GroundedResult>> AnswerAsync(Transformer model, ITokenizer tokenizer, RetrievalIndex index,
-        IReadOnlyList<(string Question, string ExpectedSource)> questions, int answerTokens, IProgress<string>? progress, CancellationToken cancellationToken)
+        IReadOnlyList<(string Question, string ExpectedSource)> questions, int answerTokens, Loom.Tensors.ComputeContext compute, IProgress<string>? progress, CancellationToken cancellationToken)
     {
-        await using var loomModel = LoomModel.Create("quickstart-tuned", model, tokenizer);
+        await using var loomModel = LoomModel.Create("quickstart-tuned", model, tokenizer, new LoomModelOptions { Compute = compute });
         using var chat = new LoomChatClient(loomModel.Engine);
         using var limited = new MaxTokensChatClient(chat, answerTokens);
         var answerer = new GroundedAnswerer(index.Retriever, limited);

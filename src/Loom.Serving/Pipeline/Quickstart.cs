@@ -69,7 +69,8 @@ public static class Quickstart
         string Out(string name) => Path.Combine(options.OutputFolder, name);
         PrepareOutputFolder(options);
         int threads = options.ThreadsOrDefault;
-        WorkerPool.ThreadCount = threads;
+        // One context for every stage's kernels: the run owns its threads and leaves the caller's untouched.
+        using var compute = new ComputeContext(threads);
         var budget = TimeSpan.FromMinutes(options.MinutesOrDefault);
         var stages = new StageRunner(progress);
 
@@ -94,6 +95,7 @@ public static class Quickstart
         {
             Pretrain = new PretrainOptions
             {
+                Compute = compute,
                 DataFolder = tokens.Folder,
                 OutputFolder = Out(PretrainFolderName),
                 Model = plan.Model,
@@ -113,10 +115,10 @@ public static class Quickstart
 
         var model = Checkpoint.Load(pretrained.CheckpointFolder);
         var tokenizer = Tokenizer.Load(pretrained.CheckpointFolder);
-        var perplexity = stages.Run("evaluate perplexity", log => ValidationPerplexity(model, tokenizer, tokens.Folder, plan, log, cancellationToken));
+        var perplexity = stages.Run("evaluate perplexity", log => ValidationPerplexity(model, tokenizer, tokens.Folder, plan, compute, log, cancellationToken));
 
         var heldOut = heldOutMembers.Select(m => new HeldOutItem(InstructionData.Question(m), InstructionData.FirstSentence(m.Text))).ToList();
-        var answerOptions = new AnswerStageOptions { MaxTokens = plan.AnswerTokens };
+        var answerOptions = new AnswerStageOptions { MaxTokens = plan.AnswerTokens, Compute = compute };
         var before = await stages.RunAsync("answer held-out questions (pretrained)",
             log => AnswerStage.RunAsync(model, tokenizer, heldOut, answerOptions, log, cancellationToken));
 
@@ -130,6 +132,7 @@ public static class Quickstart
         {
             Tune = new TuneOptions
             {
+                Compute = compute,
                 OutputFolder = Out(TunedFolderName),
                 Steps = plan.TuneSteps,
                 Batch = plan.Batch,
@@ -155,7 +158,7 @@ public static class Quickstart
             indexMembers.Select(member => DotnetDocsReader.ToDocument(member)),
             new IndexStageOptions { TimeBudget = budget * plan.IngestShare, AlwaysIngest = questionMembers.Count }, log, cancellationToken));
         var answers = await stages.RunAsync("answer questions with citations", log => GroundedAnswers.AnswerAsync(model, tokenizer, index,
-            questionMembers.Select(m => (InstructionData.Question(m), m.Id)).ToList(), plan.AnswerTokens, log, cancellationToken));
+            questionMembers.Select(m => (InstructionData.Question(m), m.Id)).ToList(), plan.AnswerTokens, compute, log, cancellationToken));
 
         var result = new QuickstartResult
         {
@@ -184,14 +187,14 @@ public static class Quickstart
         return members;
     }
 
-    static PerplexityResult ValidationPerplexity(Transformer model, ITokenizer tokenizer, string tokensFolder, QuickstartPlan plan, IProgress<string> log,
+    static PerplexityResult ValidationPerplexity(Transformer model, ITokenizer tokenizer, string tokensFolder, QuickstartPlan plan, ComputeContext compute, IProgress<string> log,
         CancellationToken cancellationToken)
     {
         using var shards = TokenShards.Open(tokensFolder);
         int count = (int)Math.Min(plan.ValidationTokens, shards.Validation.Length);
         var tokens = new int[count];
         shards.Validation.Read(0, tokens);
-        var result = Perplexity.Evaluate(model, tokenizer, tokens, 8, cancellationToken);
+        var result = Perplexity.Evaluate(model, tokenizer, tokens, 8, compute, cancellationToken);
         log.Report($"validation loss {result.Loss:F3}, perplexity {result.Perplexity:F1} over {result.Tokens:N0} tokens");
         return result;
     }

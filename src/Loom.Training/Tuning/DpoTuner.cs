@@ -28,8 +28,8 @@ public static class DpoTuner
 
         // The reference is the starting model, frozen; its log-probabilities never change, so compute them once.
         var reference = TuningLoop.FrozenCopy(model);
-        var referenceChosen = SequenceLogProbs.Compute(reference, [.. encoded.Select(e => e.Chosen)]);
-        var referenceRejected = SequenceLogProbs.Compute(reference, [.. encoded.Select(e => e.Rejected)]);
+        var referenceChosen = SequenceLogProbs.Compute(reference, [.. encoded.Select(e => e.Chosen)], compute: options.Compute);
+        var referenceRejected = SequenceLogProbs.Compute(reference, [.. encoded.Select(e => e.Rejected)], compute: options.Compute);
         var klPromptIds = pairs.Select(p => ChatTemplate.Encode(p.Prompt, tokenizer, addGenerationPrompt: true).Ids)
             .DistinctBy(ids => string.Join(',', ids)).Take(klPrompts).ToList();
 
@@ -80,13 +80,13 @@ public static class DpoTuner
                 if (evalIndices.Count > 0)
                 {
                     var evalPairs = evalIndices.Select(i => encoded[i]).ToList();
-                    var pc = SequenceLogProbs.Compute(model, [.. evalPairs.Select(e => e.Chosen)]);
-                    var pr = SequenceLogProbs.Compute(model, [.. evalPairs.Select(e => e.Rejected)]);
+                    var pc = SequenceLogProbs.Compute(model, [.. evalPairs.Select(e => e.Chosen)], compute: loop.Compute);
+                    var pr = SequenceLogProbs.Compute(model, [.. evalPairs.Select(e => e.Rejected)], compute: loop.Compute);
                     var (c, r, a) = Rewards(pc, pr, [.. evalIndices.Select(i => referenceChosen[i])], [.. evalIndices.Select(i => referenceRejected[i])], beta);
                     metrics.Add(("reward_margin", c - r));
                     metrics.Add(("accuracy", a));
                 }
-                metrics.Add(("kl", SequenceLogProbs.SampledKl(model, reference, klPromptIds, maxNewTokens, stopId, options.Seed + (ulong)stepsDone)));
+                metrics.Add(("kl", SequenceLogProbs.SampledKl(model, reference, klPromptIds, maxNewTokens, stopId, options.Seed + (ulong)stepsDone, loop.Compute)));
                 loop.Log(stepsDone, true, [.. metrics]);
             }
         }

@@ -50,11 +50,10 @@ public static class GrpoTuner
         int stopId = SequenceLogProbs.EndId(tokenizer);
         var promptIds = prompts.Select(p => ChatTemplate.Encode(p, tokenizer, addGenerationPrompt: true).Ids).ToList();
         var reference = TuningLoop.FrozenCopy(model);
-        var sampler = new PolicySampler(model);
-        var referenceTape = new Tape { Recording = false };
-
         var trainable = TuningLoop.Trainable(model, options);
         using var loop = new TuningLoop(options, options.Steps, trainable, report);
+        var sampler = new PolicySampler(model, loop.Compute);
+        var referenceTape = new Tape(loop.Compute) { Recording = false };
         int promptsPerStep = Math.Min(options.Batch, prompts.Count), group = grpo.GroupSize;
         int cursor = prompts.Count, stepsDone = 0;
         int[] epochOrder = [];
@@ -69,7 +68,7 @@ public static class GrpoTuner
             // Rollouts from the current policy, scored by the reward model.
             var responses = sampler.Sample([.. picked.Select(i => promptIds[i])], group, grpo.MaxNewTokens, grpo.Temperature, stopId, random);
             var texts = responses.Select(r => tokenizer.Decode(r, skipSpecialTokens: true)).ToList();
-            var rewards = rewardModel.Score([.. texts.Select((t, k) => TokenSequence.FromResponse(prompts[picked[k / group]], t, tokenizer))]);
+            var rewards = rewardModel.Score([.. texts.Select((t, k) => TokenSequence.FromResponse(prompts[picked[k / group]], t, tokenizer))], compute: loop.Compute);
             var advantages = new float[rewards.Length];
             for (int p = 0; p < promptsPerStep; p++)
             {

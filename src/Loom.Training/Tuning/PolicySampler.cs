@@ -12,9 +12,15 @@ namespace Loom.Training.Tuning;
 public sealed class PolicySampler
 {
     readonly Transformer model;
-    readonly Tape tape = new() { Recording = false };
+    readonly Tape tape;
 
-    public PolicySampler(Transformer model) => this.model = model;
+    /// <param name="model">The policy (read-only).</param>
+    /// <param name="compute">The threads the kernels run on; null means <see cref="ComputeContext.Default"/>.</param>
+    public PolicySampler(Transformer model, ComputeContext? compute = null)
+    {
+        this.model = model;
+        tape = new Tape(compute) { Recording = false };
+    }
 
     /// <summary>
     /// For each prompt, <paramref name="samplesPerPrompt"/> responses of at most <paramref name="maxNewTokens"/> ids,
@@ -93,7 +99,7 @@ public sealed class PolicySampler
                 k.Span.Slice(r * kvDim, kvDim).CopyTo(keys[(position * kvDim)..]);
                 v.Span.Slice(r * kvDim, kvDim).CopyTo(values[(position * kvDim)..]);
                 AttentionOps.DecodeAttention(q.Span.Slice(r * queryDim, queryDim), keys, values, position + 1, config.Heads, config.KvHeads,
-                    attended.Span.Slice(r * queryDim, queryDim));
+                    attended.Span.Slice(r * queryDim, queryDim), tape.Compute);
             }
             x = tape.Add(x, LoraAdapter.Linear(tape, attended, attention.Output, attention.Adapters)); // [rows, 1, dim]
             x = tape.Add(x, model.Blocks[layer].Mlp.Forward(tape, x)); // [rows, 1, dim]
@@ -148,10 +154,13 @@ public sealed class BestOfN
     readonly PolicySampler sampler;
     readonly RewardModel rewardModel;
     readonly ITokenizer tokenizer;
+    readonly ComputeContext? compute;
 
-    public BestOfN(Transformer policy, RewardModel rewardModel, ITokenizer tokenizer)
+    /// <param name="compute">The threads sampling and scoring run on; null means <see cref="ComputeContext.Default"/>.</param>
+    public BestOfN(Transformer policy, RewardModel rewardModel, ITokenizer tokenizer, ComputeContext? compute = null)
     {
-        sampler = new PolicySampler(policy);
+        this.compute = compute;
+        sampler = new PolicySampler(policy, compute);
         this.rewardModel = rewardModel;
         this.tokenizer = tokenizer;
     }
@@ -164,22 +173,24 @@ public sealed class BestOfN
         var (promptIds, _) = ChatTemplate.Encode(prompt, tokenizer, addGenerationPrompt: true);
         var samples = sampler.Sample([promptIds], n, maxNewTokens, temperature, stopId, random);
         var texts = samples.Select(s => tokenizer.Decode(s, skipSpecialTokens: true)).ToList();
-        var rewards = rewardModel.Score([.. texts.Select(t => TokenSequence.FromResponse(prompt, t, tokenizer))]);
+        var rewards = rewardModel.Score([.. texts.Select(t => TokenSequence.FromResponse(prompt, t, tokenizer))], compute: compute);
         return [.. texts.Select((t, i) => (t, rewards[i])).OrderByDescending(x => x.Item2)];
     }
 
     /// <summary>
     /// Ranks continuations made elsewhere (e.g. by the serving engine) of a plain-text prompt: each is scored as the
     /// text prompt + continuation, tokenized by <paramref name="tokenizer"/> (the reward model's). Highest reward first.
+    /// Scored on <paramref name="compute"/> (null: the default context).
     /// </summary>
-    public static IReadOnlyList<(string Response, float Reward)> Rank(RewardModel rewardModel, ITokenizer tokenizer, string prompt, IReadOnlyList<string> continuations)
+    public static IReadOnlyList<(string Response, float Reward)> Rank(RewardModel rewardModel, ITokenizer tokenizer, string prompt, IReadOnlyList<string> continuations,
+        ComputeContext? compute = null)
     {
         var sequences = continuations.Select(c =>
         {
             var ids = tokenizer.Encode(prompt + c);
             return new TokenSequence(ids, new bool[ids.Length]);
         }).ToList();
-        var rewards = rewardModel.Score(sequences);
+        var rewards = rewardModel.Score(sequences, compute: compute);
         return [.. continuations.Select((c, i) => (c, rewards[i])).OrderByDescending(x => x.Item2)];
     }
 }

@@ -44,10 +44,13 @@ public sealed class RewardModel
         return tape.MatMul(last, Head, transposeW: true); // [batch, 1]
     }
 
-    /// <summary>Rewards of whole sequences, without recording (inference); processed in chunks of <paramref name="chunk"/>.</summary>
-    public float[] Score(IReadOnlyList<TokenSequence> sequences, int chunk = 32)
+    /// <summary>
+    /// Rewards of whole sequences, without recording (inference); processed in chunks of <paramref name="chunk"/>
+    /// on <paramref name="compute"/> (null: the default context).
+    /// </summary>
+    public float[] Score(IReadOnlyList<TokenSequence> sequences, int chunk = 32, ComputeContext? compute = null)
     {
-        var tape = new Tape { Recording = false };
+        var tape = new Tape(compute) { Recording = false };
         var result = new float[sequences.Count];
         for (int start = 0; start < sequences.Count; start += chunk)
         {

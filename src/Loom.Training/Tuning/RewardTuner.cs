@@ -67,7 +67,7 @@ public static class RewardTuner
                 ("lr", learningRate), ("grad_norm", norm));
             if (evalSet.Count > 0 && loop.EvaluationDue(stepsDone))
             {
-                var (accuracy, evalMargin) = Accuracy(reward, evalSet);
+                var (accuracy, evalMargin) = Accuracy(reward, evalSet, loop.Compute);
                 loop.Log(stepsDone, true, ("accuracy", accuracy), ("margin", evalMargin));
             }
         }
@@ -76,11 +76,12 @@ public static class RewardTuner
         return (loop.Result(stepsDone), reward);
     }
 
-    /// <summary>Share of pairs with r_chosen &gt; r_rejected, and the mean margin.</summary>
-    public static (float Accuracy, float Margin) Accuracy(RewardModel reward, IReadOnlyList<(TokenSequence Chosen, TokenSequence Rejected)> pairs)
+    /// <summary>Share of pairs with r_chosen &gt; r_rejected, and the mean margin, scored on <paramref name="compute"/> (null: the default context).</summary>
+    public static (float Accuracy, float Margin) Accuracy(RewardModel reward, IReadOnlyList<(TokenSequence Chosen, TokenSequence Rejected)> pairs,
+        ComputeContext? compute = null)
     {
-        var chosen = reward.Score([.. pairs.Select(p => p.Chosen)]);
-        var rejected = reward.Score([.. pairs.Select(p => p.Rejected)]);
+        var chosen = reward.Score([.. pairs.Select(p => p.Chosen)], compute: compute);
+        var rejected = reward.Score([.. pairs.Select(p => p.Rejected)], compute: compute);
         int correct = 0;
         double margin = 0;
         for (int i = 0; i < pairs.Count; i++)

@@ -21,10 +21,10 @@ public static class SequenceLogProbs
     public static Tensor Sequences(Tape tape, Transformer model, TokenBatch batch) =>
         tape.SegmentSum(TokenLogProbs(tape, model, batch), batch.SegmentOf, batch.Batch); // [batch]
 
-    /// <summary>Sequence log-probabilities of many sequences without recording, in chunks.</summary>
-    public static float[] Compute(Transformer model, IReadOnlyList<TokenSequence> sequences, int chunk = 16)
+    /// <summary>Sequence log-probabilities of many sequences without recording, in chunks, on <paramref name="compute"/> (null: the default context).</summary>
+    public static float[] Compute(Transformer model, IReadOnlyList<TokenSequence> sequences, int chunk = 16, ComputeContext? compute = null)
     {
-        var tape = new Tape { Recording = false };
+        var tape = new Tape(compute) { Recording = false };
         var result = new float[sequences.Count];
         for (int start = 0; start < sequences.Count; start += chunk)
         {
@@ -37,15 +37,16 @@ public static class SequenceLogProbs
 
     /// <summary>
     /// A Monte Carlo estimate of KL(policy ‖ reference) per response: sample one response per prompt from the
-    /// policy and average log π(y|x) − log π_ref(y|x) (nats per response).
+    /// policy and average log π(y|x) − log π_ref(y|x) (nats per response). Runs on <paramref name="compute"/> (null: the default context).
     /// </summary>
-    public static float SampledKl(Transformer policy, Transformer reference, IReadOnlyList<int[]> promptIds, int maxNewTokens, int stopId, ulong seed)
+    public static float SampledKl(Transformer policy, Transformer reference, IReadOnlyList<int[]> promptIds, int maxNewTokens, int stopId, ulong seed,
+        ComputeContext? compute = null)
     {
         if (promptIds.Count == 0) return float.NaN;
-        var samples = new PolicySampler(policy).Sample(promptIds, 1, maxNewTokens, 1f, stopId, new DeterministicRandom(seed));
+        var samples = new PolicySampler(policy, compute).Sample(promptIds, 1, maxNewTokens, 1f, stopId, new DeterministicRandom(seed));
         var sequences = promptIds.Select((p, i) => TokenSequence.FromSample(p, samples[i])).Where(s => s.Ids.Length > 1).ToList();
-        var policyLogProbs = Compute(policy, sequences);
-        var referenceLogProbs = Compute(reference, sequences);
+        var policyLogProbs = Compute(policy, sequences, compute: compute);
+        var referenceLogProbs = Compute(reference, sequences, compute: compute);
         double total = 0;
         for (int i = 0; i < sequences.Count; i++) total += policyLogProbs[i] - referenceLogProbs[i];
         return (float)(total / sequences.Count);

@@ -29,7 +29,7 @@ public static class SupervisedTuner
 
         var trainable = TuningLoop.Trainable(model, options);
         using var loop = new TuningLoop(options, steps, trainable, report);
-        var evalTape = new Tape { Recording = false };
+        var evalTape = new Tape(loop.Compute) { Recording = false };
         int[] epochOrder = [];
         int stepsDone = 0;
         for (int step = 0; step < steps && !cancellationToken.IsCancellationRequested; step++)

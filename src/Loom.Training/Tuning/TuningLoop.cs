@@ -38,6 +38,8 @@ public sealed record TuneOptions
     public bool MergeLora { get; init; }
     /// <summary>Write metrics.jsonl (tests may turn it off).</summary>
     public bool WriteMetrics { get; init; } = true;
+    /// <summary>The threads every kernel of the run uses; null means <see cref="ComputeContext.Default"/>.</summary>
+    public ComputeContext? Compute { get; init; }
 
     /// <summary>Throws a one-line error naming the first bad setting.</summary>
     public TuneOptions Validate()
@@ -96,7 +98,9 @@ public sealed class TuningLoop : IDisposable
         this.trainable = trainable;
         Steps = steps;
         this.report = report ?? (_ => { });
-        optimizer = new AdamW(trainable, new AdamWOptions(options.LearningRate, 0.9f, 0.999f, 1e-8f, options.WeightDecay));
+        Compute = options.Compute ?? ComputeContext.Default;
+        Tape = new Tape(Compute);
+        optimizer = new AdamW(trainable, new AdamWOptions(options.LearningRate, 0.9f, 0.999f, 1e-8f, options.WeightDecay) { Compute = Compute });
         schedule = new LearningRateSchedule(options.LearningRate, options.MinLearningRate ?? options.LearningRate / 10, Math.Min(options.WarmupSteps, steps), steps).Validate();
         Directory.CreateDirectory(options.OutputFolder);
         if (options.WriteMetrics) metrics = Pretrainer.OpenMetrics(Path.Combine(options.OutputFolder, MetricsFileName), 0);
@@ -105,8 +109,11 @@ public sealed class TuningLoop : IDisposable
     /// <summary>Optimizer steps in the run.</summary>
     public int Steps { get; }
 
-    /// <summary>The tape of the trainable forward passes.</summary>
-    public Tape Tape { get; } = new();
+    /// <summary>The threads of the run (<see cref="TuneOptions.Compute"/>, or the default context).</summary>
+    public ComputeContext Compute { get; }
+
+    /// <summary>The tape of the trainable forward passes, on <see cref="Compute"/>.</summary>
+    public Tape Tape { get; }
 
     public TuneEvent? LastStep { get; private set; }
     public TuneEvent? LastEvaluation { get; private set; }

@@ -161,18 +161,12 @@ public class AttentionTests
     [InlineData(1, 70, 2, 2, 64)]
     public void ResultsAreBitIdenticalAcrossRunsAndThreadCounts(int batch, int tokens, int heads, int kvHeads, int headDim)
     {
-        int threads = WorkerPool.ThreadCount;
-        float[][] first, second, single, many;
-        try
-        {
-            first = Run();
-            second = Run();
-            WorkerPool.ThreadCount = 1;
-            single = Run();
-            WorkerPool.ThreadCount = 4;
-            many = Run();
-        }
-        finally { WorkerPool.ThreadCount = threads; }
+        using var one = new ComputeContext(1);
+        using var four = new ComputeContext(4);
+        var first = Run(ComputeContext.Default);
+        var second = Run(ComputeContext.Default);
+        var single = Run(one);
+        var many = Run(four);
         for (int t = 0; t < first.Length; t++)
         {
             Assert.True(first[t].AsSpan().SequenceEqual(second[t]), $"result {t} differs between two runs");
@@ -180,7 +174,7 @@ public class AttentionTests
             Assert.True(first[t].AsSpan().SequenceEqual(many[t]), $"result {t} differs with four threads");
         }
 
-        float[][] Run()
+        float[][] Run(ComputeContext compute)
         {
             var random = new Random(11);
             var q = GradCheck.Random(random, 1f, batch, tokens, heads * headDim);
@@ -188,7 +182,7 @@ public class AttentionTests
             var v = GradCheck.Random(random, 1f, batch, tokens, kvHeads * headDim);
             var seed = new float[batch * tokens * heads * headDim];
             for (int i = 0; i < seed.Length; i++) seed[i] = (float)(random.NextDouble() * 2 - 1);
-            var tape = new Tape();
+            var tape = new Tape(compute);
             var output = tape.CausalAttention(q, k, v, heads, kvHeads);
             tape.Backward(output, seed);
             return [output.Span.ToArray(), q.Grad!.Span.ToArray(), k.Grad!.Span.ToArray(), v.Grad!.Span.ToArray()];

@@ -2,7 +2,7 @@ using Loom.Tensors;
 
 namespace Loom.Tests.Tensors;
 
-/// <summary>Gemm tests change WorkerPool.ThreadCount and count process-wide allocations, so they run alone.</summary>
+/// <summary>Gemm tests count process-wide allocations, so they run alone.</summary>
 [CollectionDefinition(nameof(GemmCollection), DisableParallelization = true)]
 public class GemmCollection;
 
@@ -62,10 +62,10 @@ public class GemmTests
         var b = RandomMatrix(random, k * n);
         var first = new float[m * n];
         var second = new float[m * n];
-        WithThreads(1, () =>
+        WithThreads(1, compute =>
         {
-            Gemm.Multiply(a, b, m, k, n, first, transposeA: true, transposeB: true);
-            Gemm.Multiply(a, b, m, k, n, second, transposeA: true, transposeB: true);
+            Gemm.Multiply(a, b, m, k, n, first, transposeA: true, transposeB: true, compute: compute);
+            Gemm.Multiply(a, b, m, k, n, second, transposeA: true, transposeB: true, compute: compute);
         });
         Assert.Equal(first, second);
     }
@@ -79,10 +79,10 @@ public class GemmTests
         var b = RandomMatrix(random, k * n);
         var first = new float[m * n];
         var second = new float[m * n];
-        WithThreads(2, () =>
+        WithThreads(2, compute =>
         {
-            Gemm.Multiply(a, b, m, k, n, first, transposeA: true);
-            Gemm.Multiply(a, b, m, k, n, second, transposeA: true);
+            Gemm.Multiply(a, b, m, k, n, first, transposeA: true, compute: compute);
+            Gemm.Multiply(a, b, m, k, n, second, transposeA: true, compute: compute);
         });
         Assert.Equal(first, second);
     }
@@ -124,10 +124,10 @@ public class GemmTests
         var b = RandomMatrix(random, k * n);
         var c = new float[m * n];
         foreach (int threads in new[] { 1, 2 })
-            WithThreads(threads, () =>
+            WithThreads(threads, compute =>
             {
                 // Warm up past the JIT's tiering (30 calls, then a background recompile that allocates on its own).
-                for (int warm = 0; warm < 40; warm++) RunAllLayouts(a, b, m, k, n, c);
+                for (int warm = 0; warm < 40; warm++) RunAllLayouts(a, b, m, k, n, c, compute);
                 Thread.Sleep(300);
                 // The count is process-wide, and the runtime or the test runner may allocate now and then on their own
                 // threads; a real per-call allocation shows in every attempt, so the fewest bytes seen must be zero.
@@ -135,7 +135,7 @@ public class GemmTests
                 for (int attempt = 0; attempt < 5 && fewest > 0; attempt++)
                 {
                     long before = GC.GetTotalAllocatedBytes(precise: true);
-                    RunAllLayouts(a, b, m, k, n, c);
+                    RunAllLayouts(a, b, m, k, n, c, compute);
                     fewest = Math.Min(fewest, GC.GetTotalAllocatedBytes(precise: true) - before);
                 }
                 Assert.Equal(0, fewest);
@@ -149,12 +149,12 @@ public class GemmTests
         Assert.Contains("2x3", ex.Message);
     }
 
-    static void RunAllLayouts(float[] a, float[] b, int m, int k, int n, float[] c)
+    static void RunAllLayouts(float[] a, float[] b, int m, int k, int n, float[] c, ComputeContext compute)
     {
-        Gemm.Multiply(a, b, m, k, n, c);
-        Gemm.Multiply(a, b, m, k, n, c, transposeB: true, accumulate: true);
-        Gemm.Multiply(a, b, m, k, n, c, transposeA: true);
-        Gemm.Multiply(a, b, m, k, n, c, transposeA: true, transposeB: true, accumulate: true);
+        Gemm.Multiply(a, b, m, k, n, c, compute: compute);
+        Gemm.Multiply(a, b, m, k, n, c, transposeB: true, accumulate: true, compute: compute);
+        Gemm.Multiply(a, b, m, k, n, c, transposeA: true, compute: compute);
+        Gemm.Multiply(a, b, m, k, n, c, transposeA: true, transposeB: true, accumulate: true, compute: compute);
     }
 
     static IEnumerable<bool> WidthsToTest() => Gemm.UseVector512 ? [true, false] : [false];
@@ -170,7 +170,7 @@ public class GemmTests
         try
         {
             Gemm.UseVector512 = wide;
-            WithThreads(threads, () => Gemm.Multiply(a, b, m, k, n, c, transposeA, transposeB, accumulate));
+            WithThreads(threads, compute => Gemm.Multiply(a, b, m, k, n, c, transposeA, transposeB, accumulate, compute));
         }
         finally { Gemm.UseVector512 = saved; }
         var expected = Reference(a, b, m, k, n, transposeA, transposeB, accumulate ? initial : null);
@@ -216,14 +216,9 @@ public class GemmTests
         return values;
     }
 
-    static void WithThreads(int threads, Action action)
+    static void WithThreads(int threads, Action<ComputeContext> action)
     {
-        int saved = WorkerPool.ThreadCount;
-        try
-        {
-            WorkerPool.ThreadCount = threads;
-            action();
-        }
-        finally { WorkerPool.ThreadCount = saved; }
+        using var compute = new ComputeContext(threads);
+        action(compute);
     }
 }

@@ -56,7 +56,7 @@ public class GemvTests
         var y1 = new float[m * n1];
         var y2 = new float[m * n2];
         fixed (float* px = x, p0 = w0, p1 = w1, p2 = w2, q0 = y0, q1 = y1, q2 = y2)
-            Gemv.Multiply(px, m, k, p0, n0, q0, p1, n1, q1, p2, n2, q2);
+            Gemv.Multiply(px, m, k, p0, n0, q0, p1, n1, q1, p2, n2, q2, ComputeContext.Default);
         foreach (var (w, y, n) in new[] { (w0, y0, n0), (w1, y1, n1), (w2, y2, n2) })
         {
             var expected = Reference(x, w, m, k, n);

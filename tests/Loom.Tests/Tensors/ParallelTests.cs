@@ -3,11 +3,9 @@ using Loom.Tensors;
 namespace Loom.Tests.Tensors;
 
 /// <summary>
-/// Ops split their work into blocks over the worker pool; on inputs large enough for many blocks,
-/// the results with several threads must equal, bit for bit, those with one. (Runs alone: it sets
-/// the pool's thread count.)
+/// Ops split their work into blocks over a compute context's threads; on inputs large enough for many
+/// blocks, the results with several threads must equal, bit for bit, those with one.
 /// </summary>
-[Collection(nameof(AllocationCollection))]
 public class ParallelTests
 {
     public static TheoryData<string> Ops => ["add", "mul", "scale", "mean", "embedding", "gather", "rmsnorm", "rope", "swiglu", "crossentropy", "logprobs", "batched"];
@@ -16,21 +14,16 @@ public class ParallelTests
     [MemberData(nameof(Ops))]
     public void ThreadsDoNotChangeResults(string op)
     {
-        int saved = WorkerPool.ThreadCount;
-        try
-        {
-            WorkerPool.ThreadCount = 1;
-            var serial = Run(op);
-            WorkerPool.ThreadCount = 4;
-            var parallel = Run(op);
-            Assert.Equal(serial.Length, parallel.Length);
-            for (int i = 0; i < serial.Length; i++) Assert.Equal(serial[i], parallel[i]);
-        }
-        finally { WorkerPool.ThreadCount = saved; }
+        using var one = new ComputeContext(1);
+        using var four = new ComputeContext(4);
+        var serial = Run(op, one);
+        var parallel = Run(op, four);
+        Assert.Equal(serial.Length, parallel.Length);
+        for (int i = 0; i < serial.Length; i++) Assert.Equal(serial[i], parallel[i]);
     }
 
     /// <summary>Forward and backward of one op (probe-weighted output); returns output and every input gradient.</summary>
-    static float[][] Run(string op)
+    static float[][] Run(string op, ComputeContext compute)
     {
         const int rows = 96, dim = 386, vocab = 1030;
         var random = new Random(42);
@@ -42,7 +35,7 @@ public class ParallelTests
         int[] ids = [.. Enumerable.Range(0, rows).Select(i => i * 7 % 50)];
         int[] gathered = [.. Enumerable.Range(0, rows * 2).Select(i => i * 5 % rows)];
         int[] targets = [.. Enumerable.Range(0, rows).Select(i => i % 5 == 0 ? -100 : i * 13 % vocab)];
-        var tape = new Tape();
+        var tape = new Tape(compute);
         Tensor[] inputs = [a, b, weight, table, logits];
         var output = op switch
         {

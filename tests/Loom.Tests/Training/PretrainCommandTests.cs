@@ -1,5 +1,4 @@
 using Loom.Models;
-using Loom.Tensors;
 using Loom.Text;
 using AtomicFile = Loom.IO.AtomicFile;
 
@@ -10,11 +9,9 @@ namespace Loom.Tests.Training;
 public sealed class PretrainCommandTests : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("loom-cli-").FullName;
-    readonly int savedThreads = WorkerPool.ThreadCount;
 
     public void Dispose()
     {
-        WorkerPool.ThreadCount = savedThreads;
         AtomicFile.ResetCreateStream();
         Directory.Delete(root, recursive: true);
     }
@@ -28,6 +25,26 @@ public sealed class PretrainCommandTests : IDisposable
         Assert.True(lines.Length == 1, $"expected one line on stderr, got: {result.Error}");
         Assert.StartsWith("error: ", lines[0]);
         Assert.Contains(expected, lines[0]);
+    }
+
+    /// <summary>Every command that computes declares the same --threads and refuses 0 in one line before doing any work.</summary>
+    [Theory]
+    [InlineData("pretrain --data nowhere --out nowhere")]
+    [InlineData("eval perplexity --model nowhere --data nowhere")]
+    [InlineData("finetune sft --model nowhere --out nowhere --data nowhere")]
+    [InlineData("finetune sample --model nowhere --prompt hi")]
+    [InlineData("generate hi --model nowhere")]
+    [InlineData("chat --model nowhere")]
+    [InlineData("ask --index nowhere question")]
+    [InlineData("serve --model nowhere")]
+    [InlineData("quickstart --out nowhere")]
+    public void EveryCommandRefusesZeroThreads(string command)
+    {
+        var result = Loom([.. command.Split(' '), "--threads", "0"]);
+        Assert.NotEqual(0, result.Exit);
+        var lines = result.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one line on stderr, got: {result.Error}");
+        Assert.Contains("--threads must be positive, got 0", lines[0]);
     }
 
     string[] Tiny(string data, string output, params string[] more) =>

@@ -8,11 +8,11 @@ namespace Loom.Tests.Training;
 public sealed class PretrainerTests : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("loom-pretrain-").FullName;
-    readonly int savedThreads = WorkerPool.ThreadCount;
+    readonly ComputeContext oneThread = new(1);
 
     public void Dispose()
     {
-        WorkerPool.ThreadCount = savedThreads;
+        oneThread.Dispose();
         Directory.Delete(root, recursive: true);
     }
 
@@ -34,6 +34,7 @@ public sealed class PretrainerTests : IDisposable
         SaveEvery = 0,
         Seed = 42,
         PeakFlops = 1e9,
+        Compute = oneThread,
     };
 
     /// <summary>Runs and returns the bits of every step loss and validation loss, in order.</summary>
@@ -57,7 +58,6 @@ public sealed class PretrainerTests : IDisposable
     [Fact]
     public void ResumeContinuesWithBitIdenticalLosses()
     {
-        WorkerPool.ThreadCount = 1;
         string data = TrainingData.Prepare(root);
         var whole = Collect(Options(data, Path.Combine(root, "whole")));
         Assert.Equal(20, whole.StepLosses.Count);
@@ -92,7 +92,6 @@ public sealed class PretrainerTests : IDisposable
     [Fact]
     public void SameSeedGivesIdenticalRunsAndTheLossFalls()
     {
-        WorkerPool.ThreadCount = 1;
         string data = TrainingData.Prepare(root);
         var a = Collect(Options(data, Path.Combine(root, "a"), steps: 30));
         var b = Collect(Options(data, Path.Combine(root, "b"), steps: 30));
@@ -110,11 +109,11 @@ public sealed class PretrainerTests : IDisposable
     [Fact]
     public void SteadyStateStepAllocatesNothing()
     {
-        WorkerPool.ThreadCount = 2;
+        using var compute = new ComputeContext(2);
         var config = Model with { VocabSize = 40 };
         var model = new Transformer(config, 3);
-        var optimizer = new AdamW(model.Parameters, new AdamWOptions(1e-3f));
-        var tape = new Tape();
+        var optimizer = new AdamW(model.Parameters, new AdamWOptions(1e-3f) { Compute = compute });
+        var tape = new Tape(compute);
         int batch = 4, tokens = config.MaxSeq;
         var random = new DeterministicRandom(5);
         var ids = new int[batch * tokens];

@@ -3,7 +3,7 @@ using Loom.Text;
 
 namespace Loom.Tests.Training;
 
-/// <summary>Tests that change <see cref="Loom.Tensors.WorkerPool.ThreadCount"/>, the console or the file hook run alone.</summary>
+/// <summary>Tests that change the console or the file hook run alone.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class SerialTrainingCollection
 {
