@@ -291,6 +291,7 @@ public sealed class SqliteRetrievalStoreTests : RetrievalStoreContract
 /// Runs against the server in env LOOM_TEST_POSTGRES (a connection string); each test works in its
 /// own schema and drops it. Without the variable the tests skip, except under CI=true where they fail.
 /// </summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
 public sealed class PostgresRetrievalStoreTests : RetrievalStoreContract
 {
     readonly string? connectionString = PostgresTestServer.ConnectionString();
