@@ -1,3 +1,5 @@
+using System.Data;
+using System.Data.Common;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -14,12 +16,11 @@ namespace Loom.Retrieval;
 /// generation that wrote them, and before each vector search the process replays what changed.
 /// Tombstones are kept (two integers per removed chunk) so that any process can catch up.
 /// </summary>
-public sealed partial class PostgresRetrievalStore : IRetrievalStore
+public sealed partial class PostgresRetrievalStore : IRetrievalStore, IVectorIndexSource
 {
     readonly NpgsqlDataSource dataSource;
     readonly string schema;
-    readonly VectorIndex vectors;
-    readonly SemaphoreSlim syncGate = new(1, 1);
+    readonly VectorIndexSync vectors;
 
     public int Dimensions { get; }
 
@@ -31,7 +32,7 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         this.dataSource = dataSource;
         this.schema = schema;
         Dimensions = dimensions;
-        this.vectors = vectors;
+        this.vectors = new VectorIndexSync(vectors, this);
     }
 
     [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$")]
@@ -82,7 +83,7 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
                 }
             }
             var store = new PostgresRetrievalStore(dataSource, schema, dimensions, VectorIndex.Open(vectorIndexPath, dimensions));
-            await store.SyncVectorsAsync(cancellationToken);
+            await store.vectors.SyncAsync(cancellationToken);
             return store;
         }
         catch
@@ -102,51 +103,28 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    async Task SyncVectorsAsync(CancellationToken cancellationToken)
+    async Task IVectorIndexSource.ReadSnapshotAsync(Func<DbTransaction, Task> read, CancellationToken cancellationToken)
     {
-        await syncGate.WaitAsync(cancellationToken);
-        try
-        {
-            await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-            await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
-            long current;
-            await using (var command = new NpgsqlCommand($"SELECT generation FROM {schema}.store_state WHERE id = 1", connection, transaction))
-                current = Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken));
-            if (current == vectors.Generation)
-                return;
-            if (current < vectors.Generation)
-                vectors.Reset();
-            long since = vectors.Generation;
-            var removed = new List<long>();
-            await using (var command = new NpgsqlCommand($"SELECT chunk_id FROM {schema}.chunk_tombstones WHERE generation > $1 AND generation <= $2", connection, transaction))
-            {
-                command.Parameters.Add(new NpgsqlParameter { Value = since });
-                command.Parameters.Add(new NpgsqlParameter { Value = current });
-                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-                while (await reader.ReadAsync(cancellationToken))
-                    removed.Add(reader.GetInt64(0));
-            }
-            vectors.Remove(removed);
-            await using (var command = new NpgsqlCommand($"SELECT id, embedding FROM {schema}.chunks WHERE generation > $1 AND generation <= $2", connection, transaction))
-            {
-                command.Parameters.Add(new NpgsqlParameter { Value = since });
-                command.Parameters.Add(new NpgsqlParameter { Value = current });
-                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-                var batch = new List<(long, float[])>(1024);
-                while (await reader.ReadAsync(cancellationToken))
-                {
-                    batch.Add((reader.GetInt64(0), reader.GetFieldValue<float[]>(1)));
-                    if (batch.Count == 1024)
-                    {
-                        vectors.Add(batch);
-                        batch.Clear();
-                    }
-                }
-                vectors.Add(batch);
-            }
-            vectors.MarkGeneration(current);
-        }
-        finally { syncGate.Release(); }
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken);
+        await read(transaction);
+    }
+
+    string IVectorIndexSource.Table(string name) => $"{schema}.{name}";
+
+    float[] IVectorIndexSource.ReadEmbedding(DbDataReader reader, int ordinal) => reader.GetFieldValue<float[]>(ordinal);
+
+    DbCommand IVectorIndexSource.FetchChunks(IReadOnlyCollection<long> ids, SearchFilter? filter)
+    {
+        var command = dataSource.CreateCommand();
+        command.Parameters.Add(new NpgsqlParameter { Value = ids.ToArray() });
+        string filterSql = FilterSql(filter, command.Parameters);
+        command.CommandText = $"""
+            SELECT c.id, d.source_id, d.title, c.heading, c.text, d.tags::text
+            FROM {schema}.chunks c JOIN {schema}.documents d ON d.id = c.document_id
+            WHERE c.id = ANY($1){filterSql}
+            """;
+        return command;
     }
 
     public async Task<string?> GetDocumentHashAsync(string sourceId, CancellationToken cancellationToken)
@@ -169,9 +147,7 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
 
     public async Task UpsertDocumentAsync(SourceDocument document, IReadOnlyList<EmbeddedChunk> chunks, CancellationToken cancellationToken)
     {
-        foreach (var chunk in chunks)
-            if (chunk.Embedding.Length != Dimensions)
-                throw new InvalidDataException($"{document.SourceId}: chunk {chunk.Chunk.Ordinal} has a {chunk.Embedding.Length}-dimensional embedding, the store holds {Dimensions}");
+        vectors.RequireWidth(document, chunks);
         await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
         await using (var transaction = await connection.BeginTransactionAsync(cancellationToken))
         {
@@ -274,7 +250,7 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         return true;
     }
 
-    /// <summary>Appends " AND ..." conditions on documents aliased d; parameters are numbered from firstParameter.</summary>
+    /// <summary>Appends " AND ..." conditions on documents aliased d; its parameters are numbered after those already in parameters.</summary>
     string FilterSql(SearchFilter? filter, NpgsqlParameterCollection parameters)
     {
         if (filter is null)
@@ -336,46 +312,8 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         return hits;
     }
 
-    public async Task<IReadOnlyList<SearchHit>> SearchVectorAsync(ReadOnlyMemory<float> query, int top, SearchFilter? filter, CancellationToken cancellationToken)
-    {
-        if (query.Length != Dimensions)
-            throw new ArgumentException($"query has {query.Length} dimensions, the store holds {Dimensions}", nameof(query));
-        if (top <= 0)
-            return [];
-        await SyncVectorsAsync(cancellationToken);
-        float[] vector = query.ToArray();
-        long indexed = vectors.Count;
-        int candidates = filter is null ? top : top * 8;
-        while (true)
-        {
-            var nearest = vectors.Search(vector, candidates);
-            var hits = await FetchChunksAsync(nearest, filter, cancellationToken);
-            if (hits.Count >= top || candidates >= indexed)
-                return hits.Take(top).ToList();
-            candidates = (int)Math.Min(indexed, (long)candidates * 4);
-        }
-    }
-
-    async Task<List<SearchHit>> FetchChunksAsync(IReadOnlyList<(long Key, float Similarity)> nearest, SearchFilter? filter, CancellationToken cancellationToken)
-    {
-        if (nearest.Count == 0)
-            return [];
-        var similarity = nearest.ToDictionary(pair => pair.Key, pair => pair.Similarity);
-        await using var command = dataSource.CreateCommand();
-        command.Parameters.Add(new NpgsqlParameter { Value = similarity.Keys.ToArray() });
-        string filterSql = FilterSql(filter, command.Parameters);
-        command.CommandText = $"""
-            SELECT c.id, d.source_id, d.title, c.heading, c.text, d.tags::text
-            FROM {schema}.chunks c JOIN {schema}.documents d ON d.id = c.document_id
-            WHERE c.id = ANY($1){filterSql}
-            """;
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        var hits = new List<SearchHit>(nearest.Count);
-        while (await reader.ReadAsync(cancellationToken))
-            hits.Add(SearchHit.Read(reader, similarity[reader.GetInt64(0)]));
-        hits.Sort((left, right) => right.Score.CompareTo(left.Score));
-        return hits;
-    }
+    public Task<IReadOnlyList<SearchHit>> SearchVectorAsync(ReadOnlyMemory<float> query, int top, SearchFilter? filter, CancellationToken cancellationToken) =>
+        vectors.SearchAsync(query, top, filter, cancellationToken);
 
     public async Task<StoreCounts> CountAsync(SearchFilter? filter, CancellationToken cancellationToken)
     {
@@ -390,16 +328,11 @@ public sealed partial class PostgresRetrievalStore : IRetrievalStore
         return new StoreCounts(reader.GetInt64(0), reader.GetInt64(1));
     }
 
-    public async Task FlushAsync(CancellationToken cancellationToken)
-    {
-        await SyncVectorsAsync(cancellationToken);
-        vectors.Save();
-    }
+    public Task FlushAsync(CancellationToken cancellationToken) => vectors.FlushAsync(cancellationToken);
 
     public void Dispose()
     {
         vectors.Dispose();
         dataSource.Dispose();
-        syncGate.Dispose();
     }
 }

@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -11,10 +12,10 @@ namespace Loom.Retrieval;
 /// database on open and before each vector search, so a crash between a commit and an index
 /// save loses nothing.
 /// </summary>
-public sealed class SqliteRetrievalStore : IRetrievalStore
+public sealed class SqliteRetrievalStore : IRetrievalStore, IVectorIndexSource
 {
     readonly SqliteConnection connection;
-    readonly VectorIndex vectors;
+    readonly VectorIndexSync vectors;
     readonly SemaphoreSlim gate = new(1, 1);
 
     public int Dimensions { get; }
@@ -30,7 +31,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         DatabasePath = databasePath;
         this.connection = connection;
         Dimensions = dimensions;
-        this.vectors = vectors;
+        this.vectors = new VectorIndexSync(vectors, this);
     }
 
     /// <summary>Opens (creating when missing) the store; the vector index is repaired from the database.</summary>
@@ -83,7 +84,8 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         }
         var vectors = VectorIndex.Open(databasePath + ".usearch", dimensions);
         var store = new SqliteRetrievalStore(databasePath, connection, dimensions, vectors);
-        store.SyncVectors();
+        // Microsoft.Data.Sqlite runs its async methods synchronously, so this does not block on I/O threads.
+        store.vectors.SyncAsync(default).GetAwaiter().GetResult();
         return store;
     }
 
@@ -95,48 +97,29 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         command.ExecuteNonQuery();
     }
 
-    /// <summary>Replays the chunks added and removed since the vector index's generation.</summary>
-    void SyncVectors()
+    async Task IVectorIndexSource.ReadSnapshotAsync(Func<DbTransaction, Task> read, CancellationToken cancellationToken)
     {
+        // A deferred transaction reads one snapshot of the WAL database from its first statement on.
         using var transaction = connection.BeginTransaction(deferred: true);
-        long current = ScalarLong("SELECT generation FROM store_state WHERE id = 1", transaction);
-        if (current == vectors.Generation)
-            return;
-        if (current < vectors.Generation)
-            vectors.Reset();
-        long since = vectors.Generation;
-        var removed = new List<long>();
-        using (var command = connection.CreateCommand())
-        {
-            command.Transaction = transaction;
-            command.CommandText = "SELECT chunk_id FROM chunk_tombstones WHERE generation > $since AND generation <= $current";
-            command.Parameters.AddWithValue("$since", since);
-            command.Parameters.AddWithValue("$current", current);
-            using var reader = command.ExecuteReader();
-            while (reader.Read())
-                removed.Add(reader.GetInt64(0));
-        }
-        vectors.Remove(removed);
-        using (var command = connection.CreateCommand())
-        {
-            command.Transaction = transaction;
-            command.CommandText = "SELECT id, embedding FROM chunks WHERE generation > $since AND generation <= $current";
-            command.Parameters.AddWithValue("$since", since);
-            command.Parameters.AddWithValue("$current", current);
-            using var reader = command.ExecuteReader();
-            var batch = new List<(long, float[])>(1024);
-            while (reader.Read())
-            {
-                batch.Add((reader.GetInt64(0), MemoryMarshal.Cast<byte, float>((byte[])reader.GetValue(1)).ToArray()));
-                if (batch.Count == 1024)
-                {
-                    vectors.Add(batch);
-                    batch.Clear();
-                }
-            }
-            vectors.Add(batch);
-        }
-        vectors.MarkGeneration(current);
+        await read(transaction);
+    }
+
+    string IVectorIndexSource.Table(string name) => name;
+
+    float[] IVectorIndexSource.ReadEmbedding(DbDataReader reader, int ordinal) =>
+        MemoryMarshal.Cast<byte, float>((byte[])reader.GetValue(ordinal)).ToArray();
+
+    DbCommand IVectorIndexSource.FetchChunks(IReadOnlyCollection<long> ids, SearchFilter? filter)
+    {
+        var command = connection.CreateCommand();
+        string filterSql = FilterSql(filter, command);
+        command.CommandText = $"""
+            SELECT c.id, d.source_id, d.title, c.heading, c.text, d.tags
+            FROM chunks c JOIN documents d ON d.id = c.document_id
+            WHERE c.id IN (SELECT value FROM json_each($ids)){filterSql}
+            """;
+        command.Parameters.AddWithValue("$ids", JsonSerializer.Serialize(ids));
+        return command;
     }
 
     long ScalarLong(string sql, SqliteTransaction? transaction = null)
@@ -179,9 +162,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
 
     public async Task UpsertDocumentAsync(SourceDocument document, IReadOnlyList<EmbeddedChunk> chunks, CancellationToken cancellationToken)
     {
-        foreach (var chunk in chunks)
-            if (chunk.Embedding.Length != Dimensions)
-                throw new InvalidDataException($"{document.SourceId}: chunk {chunk.Chunk.Ordinal} has a {chunk.Embedding.Length}-dimensional embedding, the store holds {Dimensions}");
+        vectors.RequireWidth(document, chunks);
         await gate.WaitAsync(cancellationToken);
         try
         {
@@ -387,48 +368,12 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
 
     public async Task<IReadOnlyList<SearchHit>> SearchVectorAsync(ReadOnlyMemory<float> query, int top, SearchFilter? filter, CancellationToken cancellationToken)
     {
-        if (query.Length != Dimensions)
-            throw new ArgumentException($"query has {query.Length} dimensions, the store holds {Dimensions}", nameof(query));
-        if (top <= 0)
-            return [];
         await gate.WaitAsync(cancellationToken);
         try
         {
-            SyncVectors();
-            float[] vector = query.ToArray();
-            long indexed = vectors.Count;
-            int candidates = filter is null ? top : top * 8;
-            while (true)
-            {
-                var nearest = vectors.Search(vector, candidates);
-                var hits = FetchChunks(nearest, filter);
-                if (hits.Count >= top || candidates >= indexed)
-                    return hits.Take(top).ToList();
-                candidates = (int)Math.Min(indexed, (long)candidates * 4);
-            }
+            return await vectors.SearchAsync(query, top, filter, cancellationToken);
         }
         finally { gate.Release(); }
-    }
-
-    List<SearchHit> FetchChunks(IReadOnlyList<(long Key, float Similarity)> nearest, SearchFilter? filter)
-    {
-        if (nearest.Count == 0)
-            return [];
-        var similarity = nearest.ToDictionary(pair => pair.Key, pair => pair.Similarity);
-        using var command = connection.CreateCommand();
-        string filterSql = FilterSql(filter, command);
-        command.CommandText = $"""
-            SELECT c.id, d.source_id, d.title, c.heading, c.text, d.tags
-            FROM chunks c JOIN documents d ON d.id = c.document_id
-            WHERE c.id IN (SELECT value FROM json_each($ids)){filterSql}
-            """;
-        command.Parameters.AddWithValue("$ids", JsonSerializer.Serialize(similarity.Keys));
-        using var reader = command.ExecuteReader();
-        var hits = new List<SearchHit>(nearest.Count);
-        while (reader.Read())
-            hits.Add(SearchHit.Read(reader, similarity[reader.GetInt64(0)]));
-        hits.Sort((left, right) => right.Score.CompareTo(left.Score));
-        return hits;
     }
 
     public async Task<StoreCounts> CountAsync(SearchFilter? filter, CancellationToken cancellationToken)
@@ -454,11 +399,12 @@ public sealed class SqliteRetrievalStore : IRetrievalStore
         await gate.WaitAsync(cancellationToken);
         try
         {
-            SyncVectors();
-            vectors.Save();
+            long saved = await vectors.FlushAsync(cancellationToken);
+            // The saved index holds these removals; an index older than it replays missing chunks
+            // from the chunks table and finds any it still holds gone when it fetches them.
             using var command = connection.CreateCommand();
             command.CommandText = "DELETE FROM chunk_tombstones WHERE generation <= $generation";
-            command.Parameters.AddWithValue("$generation", vectors.Generation);
+            command.Parameters.AddWithValue("$generation", saved);
             command.ExecuteNonQuery();
         }
         finally { gate.Release(); }

@@ -8,6 +8,7 @@ using AtomicFile = Loom.IO.AtomicFile;
 namespace Loom.Tests;
 
 /// <summary>`loom quickstart --fast` end to end, run in-process as a user (or CI) would.</summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
 [Collection(Training.SerialTrainingCollection.Name)]
 public sealed class QuickstartTests : IDisposable
 {

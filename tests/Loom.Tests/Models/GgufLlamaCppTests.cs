@@ -13,6 +13,7 @@ namespace Loom.Tests.Models;
 /// to GGUF must give llama.cpp the same logits, argmaxes and greedy continuation as Loom's own
 /// forward, and llama.cpp must split text into the same ids as Loom's tokenizers.
 /// </summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
 public sealed class GgufLlamaCppTests(ITestOutputHelper output) : IDisposable
 {
     readonly string folder = Directory.CreateTempSubdirectory("loom-llamacpp-").FullName;

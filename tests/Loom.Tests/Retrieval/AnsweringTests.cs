@@ -57,6 +57,7 @@ public sealed class RetrieverTests
 }
 
 /// <summary>The default embedder really loads and runs here (ONNX Runtime, model inside the package).</summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
 public sealed class MiniLmEmbedderTests
 {
     [Fact]

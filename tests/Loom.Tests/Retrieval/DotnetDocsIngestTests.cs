@@ -4,6 +4,7 @@ using Loom.Retrieval;
 namespace Loom.Tests.Retrieval;
 
 /// <summary>`loom ingest --index DIR dotnet-docs` as a user runs it, over a small SDK found through DOTNET_ROOT.</summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
 public sealed class DotnetDocsIngestTests : IDisposable
 {
     readonly string folder = Directory.CreateTempSubdirectory("loom-docs-ingest-").FullName;

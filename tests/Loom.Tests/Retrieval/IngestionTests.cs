@@ -42,6 +42,7 @@ public sealed class IngestionTests : IDisposable
         return corpus;
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public async Task EditingOneFileOfAThousandReembedsOnlyItsChunksAndDeletingRemovesIt()
     {
@@ -161,6 +162,7 @@ public sealed class IngestionTests : IDisposable
         Assert.Equal(new StoreCounts(2, 2), await store.CountAsync(null, default));
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public async Task IngestionKilledMidwayLeavesAnIndexThatOpensAnswersAndCompletes()
     {
@@ -217,6 +219,7 @@ public sealed class IngestionTests : IDisposable
         Assert.Equal(resumedCounts.Chunks, resumed.VectorCount);
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public async Task WatchModeReingestsChangedAndRemovedFiles()
     {

@@ -43,6 +43,7 @@ public sealed class RetrievalQuestionSetTests
         }
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public void EveryMemberIsDocumentedInTheSdk()
     {

@@ -127,6 +127,7 @@ public abstract class RetrievalStoreContract : IDisposable
         Assert.Empty(await store.SearchTextAsync("zeppelin", 10, null, default));
         Assert.Empty(await store.SearchTextAsync("\"*()", 10, null, default));
         Assert.Single(await store.SearchTextAsync("wood", 1, null, default));
+        Assert.Empty(await store.SearchTextAsync("wood", 0, null, default));
     }
 
     [SkippableFact]
@@ -148,6 +149,7 @@ public abstract class RetrievalStoreContract : IDisposable
                 // Ties may come in either order: the hit must be one of the chunks with that similarity.
                 Assert.Contains(expected.Where(item => Math.Abs(item.Similarity - hits[i].Score) < 1e-4), item => item.chunk == hits[i].Text);
             }
+            Assert.Empty(await store.SearchVectorAsync(vector, 0, null, default));
         }
     }
 
@@ -220,11 +222,34 @@ public abstract class RetrievalStoreContract : IDisposable
     }
 
     [SkippableFact]
+    public async Task AnInstanceThatWasBehindNeverReturnsChunksRemovedBeforeAnotherFlushed()
+    {
+        // A flush may forget which chunks were removed up to the index it saved, so an instance that
+        // was behind can keep their vectors: its search must still skip them and look deeper.
+        var writer = await LoadCorpusAsync("flushed");
+        var reader = await OpenAsync("flushed");
+        Assert.Equal(6, (await reader.SearchVectorAsync(Embedder.Embed("wood"), 10, null, default)).Count);
+        await writer.DeleteDocumentAsync("/docs/tools/hammer.md", default);
+        await writer.UpsertDocumentAsync(Document("/docs/fruit/apple.md", "Apples are now blue.", ("topic", "fruit")), Chunks("Apples are now blue."), default);
+        await writer.FlushAsync(default);
+
+        // The nearest vectors the reader may still hold are the two hammer chunks.
+        var hits = await reader.SearchVectorAsync(Embedder.Embed("A hammer drives nails into wood."), 3, null, default);
+        Assert.Equal(3, hits.Count);
+        Assert.DoesNotContain(hits, hit => hit.SourceId == "/docs/tools/hammer.md" || hit.Text.Contains("cinnamon"));
+        var tools = new SearchFilter(new Dictionary<string, string> { ["topic"] = "tools" });
+        Assert.Equal("/docs/tools/saw.md", Assert.Single(await reader.SearchVectorAsync(Embedder.Embed("Claw hammers also pull nails out."), 2, tools, default)).SourceId);
+        Assert.Equal("Apples are now blue.", (await reader.SearchVectorAsync(Embedder.Embed("Apples are now blue."), 1, null, default))[0].Text);
+    }
+
+    [SkippableFact]
     public async Task RejectsEmbeddingsOfTheWrongWidth()
     {
         var store = await OpenAsync("width");
         var wrong = new List<EmbeddedChunk> { new(new TextChunk(0, "", "x", 1), new float[3]) };
         await Assert.ThrowsAsync<InvalidDataException>(() => store.UpsertDocumentAsync(Document("/x.md", "x"), wrong, default));
+        var exception = await Assert.ThrowsAsync<ArgumentException>(() => store.SearchVectorAsync(new float[3], 5, null, default));
+        Assert.Equal("query", exception.ParamName);
         store.Dispose();
         opened.Remove(store);
         await Assert.ThrowsAsync<InvalidDataException>(() => OpenAsync("width", dimensions: 32));
@@ -266,6 +291,7 @@ public sealed class SqliteRetrievalStoreTests : RetrievalStoreContract
 /// Runs against the server in env LOOM_TEST_POSTGRES (a connection string); each test works in its
 /// own schema and drops it. Without the variable the tests skip, except under CI=true where they fail.
 /// </summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
 public sealed class PostgresRetrievalStoreTests : RetrievalStoreContract
 {
     readonly string? connectionString = PostgresTestServer.ConnectionString();

@@ -20,6 +20,7 @@ public sealed class VectorIndexTests
         return items;
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public void SearchReturnsTheExactNearestNeighboursBestFirst()
     {

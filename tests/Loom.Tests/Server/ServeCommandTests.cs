@@ -9,6 +9,7 @@ namespace Loom.Tests.Server;
 /// <summary>`loom serve` as a user runs it: a separate process on a free loopback port, reached with the OpenAI client.</summary>
 public class ServeCommandTests
 {
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public async Task ServesACheckpointFolderOverHttp()
     {

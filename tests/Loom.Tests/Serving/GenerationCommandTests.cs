@@ -100,6 +100,7 @@ public sealed class GenerationCommandTests : IDisposable
         Assert.Equal(expected.ToString(), output);
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public void GenerateWithGgufRunsTheExportedModelInLlamaCpp()
     {

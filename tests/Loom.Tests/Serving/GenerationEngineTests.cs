@@ -100,6 +100,7 @@ public class GenerationEngineTests
         Assert.All(results, r => Assert.Equal(expected, r.Text));
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Theory]
     [InlineData(16)]
     [InlineData(5)]

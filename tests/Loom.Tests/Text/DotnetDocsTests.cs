@@ -22,6 +22,7 @@ public class DotnetDocsTests
         Assert.DoesNotContain('\n', error.Message);
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public void StringTrimRendersWithoutHoles()
     {
@@ -76,6 +77,7 @@ public class DotnetDocsTests
         Assert.Contains("Dictionary<TKey, TValue>", members["T:System.Collections.Generic.Dictionary`2.AlternateLookup`1"].Text);
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public void WholeCorpusIsDeduplicatedAndSizable()
     {

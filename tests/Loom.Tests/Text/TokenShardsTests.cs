@@ -33,6 +33,7 @@ public sealed class TokenShardsTests : IDisposable
         Assert.Equal(46, shards.Train[text.IndexOf('h')]);
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public void BpeShardsEqualWholeTextEncodingAcrossChunkBoundaries()
     {

@@ -51,6 +51,7 @@ public sealed class PretrainCommandTests : IDisposable
         ["pretrain", "--data", data, "--out", output, "--dim", "32", "--layers", "1", "--heads", "2", "--block", "16",
          "--batch", "2", "--steps", "6", "--warmup", "2", "--eval-every", "3", "--eval-batches", "1", "--save-every", "3", "--threads", "1", .. more];
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public void TrainsEvaluatesAndWritesItsFiles()
     {
