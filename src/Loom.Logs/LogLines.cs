@@ -81,6 +81,7 @@ public sealed class LogLineSplitter
         string text = new(chars);
         if (text.Contains('\uFFFD') && !bytes.ContainsAny("\uFFFD"u8)) issues.Add("invalid UTF-8 replaced by U+FFFD");
         if (nul > 0) text = text.Replace('\0', ' ');
+        if (text.StartsWith('\uFEFF')) text = text[1..]; // a byte-order mark at the start of a file (or of a rotated one)
         pending.Clear();
         pendingTotal = 0;
         lineNumber++;

@@ -53,12 +53,19 @@ public sealed class LogWatcher
     readonly LogParser parser;
     readonly Regex identifier;
     readonly Dictionary<string, Open> open = new(StringComparer.Ordinal);
+    readonly Dictionary<int, string> eventKeys = [];
 
     public LogWatcher(LogModel model, LogWatchOptions? options = null)
     {
         this.model = model;
         Options = (options ?? new LogWatchOptions()).Validate();
         parser = new LogParser(Options.Parser);
+        // The live miner starts from the model's templates, so a line gets the event key the model was trained on.
+        for (int id = EventVocabulary.UnknownId + 1; id < model.Vocabulary.Count; id++)
+        {
+            string key = model.Vocabulary.Key(id);
+            if (model.Vocabulary.Template(key) is { } text) eventKeys.TryAdd(parser.Miner.Add(text).Id, key);
+        }
         try { identifier = new Regex(Options.IdentifierPattern, RegexOptions.Compiled | RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)); }
         catch (ArgumentException e) { throw new ArgumentException($"LogWatchOptions.IdentifierPattern is not a valid regex ({e.Message.Split('\n')[0]})"); }
     }
@@ -165,7 +172,7 @@ public sealed class LogWatcher
         {
             if (!open.TryGetValue(match.Value, out var session)) open[match.Value] = session = new Open();
             if (session.Lines.Count > 0 && session.Lines[^1] == line.Number) continue;
-            session.Events.Add(Sessionizer.EventKey(parsed.TemplateId));
+            session.Events.Add(eventKeys.TryGetValue(parsed.TemplateId, out var key) ? key : "new:" + Sessionizer.EventKey(parsed.TemplateId));
             session.Lines.Add(line.Number);
             session.LastSeen = started;
             if (session.Flagged) continue;
