@@ -13,8 +13,9 @@ public static class Program
             case "serve": return ServeBench.Run(args[1..]);
             case "retrieval-eval": return RetrievalEvalBenchmark.RunAsync(args[1..]).GetAwaiter().GetResult();
             case "retrieval-latency": return RetrievalLatencyBenchmark.RunAsync(args[1..]).GetAwaiter().GetResult();
+            case "logs": return LogsBench.Run(args[1..]);
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs");
                 return 2;
         }
     }

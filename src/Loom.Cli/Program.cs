@@ -22,6 +22,7 @@ public static class Program
         root.Subcommands.Add(ChatCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(QuickstartCommand.Create());
+        root.Subcommands.Add(LogsCommand.Create());
         var parseResult = root.Parse(args);
         if (parseResult.Errors.Count > 0)
         {

@@ -1,0 +1,208 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Loom.IO;
+using Loom.Logs;
+using Loom.Tensors;
+
+namespace Loom.Cli.Commands;
+
+/// <summary><c>loom logs parse|train|detect|watch</c>: template mining, the log model, detection, a live file.</summary>
+internal static class LogsCommand
+{
+    internal static Command Create()
+    {
+        var command = new Command("logs", "Parse logs into templates, train a log model on normal sessions, detect anomalous sessions, watch a live file.");
+        command.Subcommands.Add(CreateParse());
+        command.Subcommands.Add(CreateTrain());
+        command.Subcommands.Add(CreateDetect());
+        command.Subcommands.Add(CreateWatch());
+        return command;
+    }
+
+    static Option<string?> PresetOption() => new("--preset") { Description = $"Log format preset: {string.Join(", ", LogPresets.All.Keys)} (default generic)." };
+    static Option<string?> LayoutOption() => new("--layout") { Description = "Header layout such as '<Date> <Time> <Level>: <Content>' (replaces the preset's)." };
+    static Option<int?> ThreadsOption() => new("--threads") { Description = "Worker threads for the model (default: every core)." };
+
+    static Command CreateParse()
+    {
+        var input = new Argument<string>("file") { Description = "The log file." };
+        var output = new Option<string>("--out") { Description = "Structured output: .jsonl or .csv.", Required = true };
+        var preset = PresetOption();
+        var layout = LayoutOption();
+        var similarity = new Option<double?>("--similarity") { Description = "Similarity threshold (replaces the preset's)." };
+        var templates = new Option<string?>("--templates") { Description = "Also write the templates (id, count, template) as CSV here." };
+        var command = new Command("parse", "Mine templates from a log file and write each line's template id, template and parameters.")
+        {
+            input, output, preset, layout, similarity, templates,
+        };
+        command.SetAction(result => UserErrors.Run(() =>
+        {
+            var presetValue = LogPresets.Get(result.GetValue(preset) ?? LogPresets.GenericName);
+            var parser = new LogParser(new LogParserOptions
+            {
+                Preset = presetValue.Name,
+                Layout = result.GetValue(layout),
+                Miner = result.GetValue(similarity) is { } st ? presetValue.Miner with { Similarity = st } : null,
+            });
+            var stopwatch = Stopwatch.StartNew();
+            long lines = parser.ParseToFile(result.GetValue(input)!, result.GetValue(output)!);
+            if (result.GetValue(templates) is { } templatesPath)
+                AtomicFile.WriteAllText(templatesPath, "template_id,count,template\n" + string.Concat(parser.Miner.Templates.Select(t =>
+                    $"{t.Id},{t.Count},\"{t.Text.Replace("\"", "\"\"", StringComparison.Ordinal)}\"\n")));
+            Console.WriteLine($"parsed {lines} lines into {parser.Miner.Templates.Count} templates in {stopwatch.Elapsed.TotalSeconds:F2} s " +
+                $"({lines / Math.Max(stopwatch.Elapsed.TotalSeconds, 1e-9):F0} lines/s); {parser.UnmatchedHeaders} lines did not match the header layout");
+            return 0;
+        }));
+        return command;
+    }
+
+    static Option<string?> SessionsOption() => new("--session") { Description = "How raw lines form sessions: id:REGEX (default id:blk_-?\\d+), field:NAME, window:FIELD:SECONDS, count:N. Ignored for pre-parsed sessions." };
+
+    /// <summary>Sessions from a raw log (parsed here) or from pre-parsed event sequences (space-separated ids, or Sequence,label CSV).</summary>
+    static (List<LogSession> Sessions, IReadOnlyDictionary<string, string> Templates) ReadSessions(string path, bool preParsed, string? preset, string? layout, string? session)
+    {
+        if (preParsed) return (Sessionizer.ReadEventSequences(path), new Dictionary<string, string>());
+        var parser = new LogParser(new LogParserOptions { Preset = preset, Layout = layout });
+        var lines = parser.ParseFile(path).ToList();
+        var templates = parser.Miner.Templates.ToDictionary(t => Sessionizer.EventKey(t.Id), t => t.Text);
+        string spec = session ?? @"id:blk_-?\d+";
+        var parts = spec.Split(':', 3);
+        var sessions = parts[0] switch
+        {
+            "id" when parts.Length >= 2 => Sessionizer.ByIdentifier(lines, spec[3..]),
+            "field" when parts.Length == 2 => Sessionizer.ByField(lines, parts[1]),
+            "window" when parts.Length == 3 && double.TryParse(parts[2], System.Globalization.CultureInfo.InvariantCulture, out double seconds) =>
+                Sessionizer.ByTimeWindow(lines, parts[1], seconds),
+            "count" when parts.Length == 2 && int.TryParse(parts[1], out int count) => Sessionizer.ByCount(lines, count),
+            _ => throw new ArgumentException($"session rule '{spec}' is not one of id:REGEX, field:NAME, window:FIELD:SECONDS, count:N"),
+        };
+        return (sessions, templates);
+    }
+
+    static Command CreateTrain()
+    {
+        var input = new Argument<string>("file") { Description = "Normal sessions: a raw log, or pre-parsed sequences with --pre-parsed." };
+        var output = new Option<string>("--out") { Description = "Checkpoint folder to write.", Required = true };
+        var preParsed = new Option<bool>("--pre-parsed") { Description = "The input holds one session per line as space-separated event ids." };
+        var preset = PresetOption();
+        var layout = LayoutOption();
+        var session = SessionsOption();
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 300 };
+        var dim = new Option<int>("--dim") { Description = "Model width.", DefaultValueFactory = _ => 64 };
+        var layers = new Option<int>("--layers") { Description = "Transformer blocks.", DefaultValueFactory = _ => 2 };
+        var quantile = new Option<double>("--quantile") { Description = "Quantile of held-out normal scores used as the threshold.", DefaultValueFactory = _ => 0.99 };
+        var threads = ThreadsOption();
+        var command = new Command("train", "Train a log model (a small Llama transformer over event ids) on normal sessions and set its threshold.")
+        {
+            input, output, preParsed, preset, layout, session, steps, dim, layers, quantile, threads,
+        };
+        command.SetAction(result => UserErrors.Run(() =>
+        {
+            var options = new LogModelOptions
+            {
+                Steps = result.GetValue(steps), Dim = result.GetValue(dim), Layers = result.GetValue(layers),
+                ThresholdQuantile = result.GetValue(quantile), Threads = result.GetValue(threads),
+            }.Validate();
+            UseThreads(options.Threads);
+            var (sessions, templates) = ReadSessions(result.GetValue(input)!, result.GetValue(preParsed), result.GetValue(preset), result.GetValue(layout), result.GetValue(session));
+            var stopwatch = Stopwatch.StartNew();
+            var model = LogModel.Train(sessions, options, templates, Console.WriteLine);
+            model.Save(result.GetValue(output)!);
+            Console.WriteLine($"trained on {sessions.Count} sessions in {stopwatch.Elapsed.TotalSeconds:F1} s; wrote {result.GetValue(output)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    static Command CreateDetect()
+    {
+        var input = new Argument<string>("file") { Description = "Sessions to score: a raw log, or pre-parsed sequences (optionally Sequence,label CSV) with --pre-parsed." };
+        var modelPath = new Option<string>("--model") { Description = "Log model checkpoint folder.", Required = true };
+        var output = new Option<string>("--out") { Description = "JSONL verdicts, one per session.", Required = true };
+        var preParsed = new Option<bool>("--pre-parsed") { Description = "The input holds one session per line as space-separated event ids." };
+        var preset = PresetOption();
+        var layout = LayoutOption();
+        var session = SessionsOption();
+        var tune = new Option<string?>("--tune-on") { Description = "A labelled dev set (Sequence,label CSV) to tune the threshold on instead of the trained one." };
+        var threads = ThreadsOption();
+        var command = new Command("detect", "Score every session, flag the anomalous ones and say where they went wrong.")
+        {
+            input, modelPath, output, preParsed, preset, layout, session, tune, threads,
+        };
+        command.SetAction(result => UserErrors.Run(() =>
+        {
+            UseThreads(result.GetValue(threads));
+            var model = LogModel.Load(result.GetValue(modelPath)!);
+            if (result.GetValue(tune) is { } devPath)
+            {
+                var dev = Sessionizer.ReadEventSequences(devPath);
+                if (dev.Any(s => s.Anomalous is null)) throw new InvalidDataException($"{devPath}: the dev set needs labels (Sequence,label)");
+                var (threshold, f1) = AnomalyDetector.TuneThreshold(model.Score(dev).Select(s => s.Score).ToList(), dev.Select(s => s.Anomalous!.Value).ToList());
+                Console.WriteLine($"threshold tuned on {dev.Count} labelled sessions: {threshold:F3} (F1 {f1:F3} there; trained threshold {model.Threshold:F3})");
+                model.Threshold = threshold;
+            }
+            var (sessions, _) = ReadSessions(result.GetValue(input)!, result.GetValue(preParsed), result.GetValue(preset), result.GetValue(layout), result.GetValue(session));
+            var stopwatch = Stopwatch.StartNew();
+            var verdicts = AnomalyDetector.Detect(model, sessions);
+            double seconds = stopwatch.Elapsed.TotalSeconds;
+            AtomicFile.WriteAllText(result.GetValue(output)!, string.Concat(verdicts.Select(v => v.ToJson() + "\n")));
+            Console.WriteLine($"scored {sessions.Count} sessions in {seconds:F2} s ({sessions.Count / Math.Max(seconds, 1e-9):F0} sessions/s); flagged {verdicts.Count(v => v.Anomalous)}");
+            if (verdicts.All(v => v.Label is not null) && verdicts.Count > 0)
+            {
+                var metrics = DetectionMetrics.From(verdicts.Select(v => (v.Anomalous, v.Label!.Value)));
+                Console.WriteLine($"against the labels: precision {metrics.Precision:F4}, recall {metrics.Recall:F4}, F1 {metrics.F1:F4}");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    static Command CreateWatch()
+    {
+        var input = new Argument<string>("file") { Description = "The log file to follow." };
+        var modelPath = new Option<string>("--model") { Description = "Log model checkpoint folder (trained on this system's raw logs).", Required = true };
+        var preset = PresetOption();
+        var layout = LayoutOption();
+        var pattern = new Option<string>("--session-id") { Description = "Regex naming a line's session.", DefaultValueFactory = _ => @"blk_-?\d+" };
+        var timeout = new Option<double>("--timeout") { Description = "Seconds without a new line after which a session is complete.", DefaultValueFactory = _ => 30 };
+        var fromEnd = new Option<bool>("--from-end") { Description = "Only lines written after the watcher starts." };
+        var command = new Command("watch", "Follow a growing log file and flag sessions as they go wrong or complete (Ctrl+C stops).")
+        {
+            input, modelPath, preset, layout, pattern, timeout, fromEnd,
+        };
+        command.SetAction((result, cancellationToken) => Task.FromResult(UserErrors.Run(() =>
+        {
+            var model = LogModel.Load(result.GetValue(modelPath)!);
+            var watcher = new LogWatcher(model, new LogWatchOptions
+            {
+                Parser = new LogParserOptions { Preset = result.GetValue(preset), Layout = result.GetValue(layout) },
+                IdentifierPattern = result.GetValue(pattern)!,
+                SessionTimeout = TimeSpan.FromSeconds(result.GetValue(timeout)),
+                FromEnd = result.GetValue(fromEnd),
+            });
+            var run = Task.Run(async () =>
+            {
+                await foreach (var report in watcher.WatchAsync(result.GetValue(input)!, cancellationToken))
+                {
+                    if (report.Verdict is { } verdict)
+                        Console.WriteLine($"{verdict.ToJson()[..^1]},\"latency_ms\":{report.Latency.TotalMilliseconds:F2},\"completed\":{(report.Completed ? "true" : "false")}}}");
+                    else
+                        Console.Error.WriteLine(report.Note);
+                }
+            }, CancellationToken.None);
+            run.GetAwaiter().GetResult();
+            return 0;
+        })));
+        return command;
+    }
+
+    /// <summary>The one place the logs commands size the worker pool (until thread counts travel in a compute context).</summary>
+    static void UseThreads(int? threads)
+    {
+        if (threads is { } count)
+        {
+            if (count < 1) throw new ArgumentException($"LogModelOptions.Threads must be positive, got {count}");
+            WorkerPool.ThreadCount = count;
+        }
+    }
+}
