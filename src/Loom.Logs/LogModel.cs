@@ -31,8 +31,8 @@ public sealed record LogModelOptions
     public double ThresholdQuantile { get; init; } = 0.99;
     /// <summary>Factor on that quantile: a margin above the most surprising normal session.</summary>
     public double ThresholdMargin { get; init; } = 1.0;
-    /// <summary>Worker threads for the tensor kernels; null = every core. The host applies it to the worker pool.</summary>
-    public int? Threads { get; init; }
+    /// <summary>The threads the model's kernels run on; null: <see cref="ComputeContext.Default"/>.</summary>
+    public ComputeContext? Compute { get; init; }
     /// <summary>Seeds the weights, the hold-out split and batch sampling.</summary>
     public ulong Seed { get; init; } = 1;
 
@@ -51,7 +51,6 @@ public sealed record LogModelOptions
         Check(HoldOutFraction is >= 0 and < 1, $"LogModelOptions.HoldOutFraction must be in [0, 1), got {HoldOutFraction}");
         Check(ThresholdQuantile is > 0 and <= 1, $"LogModelOptions.ThresholdQuantile must be in (0, 1], got {ThresholdQuantile}");
         Check(ThresholdMargin > 0, $"LogModelOptions.ThresholdMargin must be positive, got {ThresholdMargin}");
-        Check(Threads is null or > 0, $"LogModelOptions.Threads must be positive, got {Threads}");
         return this;
     }
 }
@@ -69,8 +68,9 @@ public sealed class LogModel
 {
     public const string DetectorFileName = "detector.json";
 
-    LogModel(Transformer model, EventVocabulary vocabulary, double threshold)
+    LogModel(Transformer model, EventVocabulary vocabulary, double threshold, ComputeContext? compute)
     {
+        Compute = compute ?? ComputeContext.Default;
         Model = model;
         Vocabulary = vocabulary;
         Threshold = threshold;
@@ -78,6 +78,8 @@ public sealed class LogModel
 
     public Transformer Model { get; }
     public EventVocabulary Vocabulary { get; }
+    /// <summary>The threads scoring runs on.</summary>
+    public ComputeContext Compute { get; }
     /// <summary>Scores above this flag a session; set from held-out normal sessions, or tuned on labelled ones.</summary>
     public double Threshold { get; set; }
 
@@ -108,9 +110,9 @@ public sealed class LogModel
             HiddenDim = options.Dim * 2, MaxSeq = options.MaxSeq, BosId = EventVocabulary.StartId, EosId = EventVocabulary.EndId,
         };
         var transformer = new Transformer(config, options.Seed);
-        var optimizer = new AdamW(transformer.Parameters, new AdamWOptions(options.LearningRate, WeightDecay: 0.01f));
+        var optimizer = new AdamW(transformer.Parameters, new AdamWOptions(options.LearningRate, WeightDecay: 0.01f) { Compute = options.Compute });
         var schedule = new LearningRateSchedule(options.LearningRate, options.LearningRate / 10, Math.Min(20, options.Steps / 10), options.Steps).Validate();
-        var tape = new Tape();
+        var tape = new Tape(options.Compute);
         var encoded = train.Select(s => Encode(vocabulary, s)).ToList();
         var stopwatch = Stopwatch.StartNew();
         long tokens = 0;
@@ -148,7 +150,7 @@ public sealed class LogModel
                 progress($"step {step + 1}/{options.Steps}: loss {loss.Scalar():F4}, {tokens / stopwatch.Elapsed.TotalSeconds:F0} events/s");
         }
 
-        var model = new LogModel(transformer, vocabulary, double.PositiveInfinity);
+        var model = new LogModel(transformer, vocabulary, double.PositiveInfinity, options.Compute);
         var normalScores = model.Score(holdOut.Count > 0 ? holdOut : train).Select(s => s.Score).Order().ToArray();
         int index = Math.Clamp((int)Math.Ceiling(options.ThresholdQuantile * normalScores.Length) - 1, 0, normalScores.Length - 1);
         model.Threshold = normalScores[index] * options.ThresholdMargin;
@@ -175,7 +177,7 @@ public sealed class LogModel
     /// </summary>
     public List<SessionScore> Score(IReadOnlyList<LogSession> sessions, bool includeEnd = true)
     {
-        var tape = new Tape { Recording = false };
+        var tape = new Tape(Compute) { Recording = false };
         int maxSeq = Model.Config.MaxSeq;
         int vocab = Vocabulary.Count;
         var results = new List<SessionScore>(sessions.Count);
@@ -260,7 +262,7 @@ public sealed class LogModel
     }
 
     /// <summary>Loads a folder written by <see cref="Save"/>; errors name the file.</summary>
-    public static LogModel Load(string folder)
+    public static LogModel Load(string folder, ComputeContext? compute = null)
     {
         folder = Checkpoint.Resolve(folder);
         var transformer = Checkpoint.Load(folder);
@@ -272,6 +274,6 @@ public sealed class LogModel
         double threshold;
         try { threshold = JsonNode.Parse(File.ReadAllText(detector))?["threshold"]?.GetValue<double>() ?? throw new InvalidDataException($"{detector}: missing field threshold"); }
         catch (JsonException e) { throw new InvalidDataException($"{detector}: invalid JSON ({e.Message.Split('\n')[0]})"); }
-        return new LogModel(transformer, vocabulary, threshold);
+        return new LogModel(transformer, vocabulary, threshold, compute);
     }
 }

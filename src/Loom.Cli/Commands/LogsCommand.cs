@@ -21,7 +21,6 @@ internal static class LogsCommand
 
     static Option<string?> PresetOption() => new("--preset") { Description = $"Log format preset: {string.Join(", ", LogPresets.All.Keys)} (default generic)." };
     static Option<string?> LayoutOption() => new("--layout") { Description = "Header layout such as '<Date> <Time> <Level>: <Content>' (replaces the preset's)." };
-    static Option<int?> ThreadsOption() => new("--threads") { Description = "Worker threads for the model (default: every core)." };
 
     static Command CreateParse()
     {
@@ -91,19 +90,19 @@ internal static class LogsCommand
         var dim = new Option<int>("--dim") { Description = "Model width.", DefaultValueFactory = _ => 64 };
         var layers = new Option<int>("--layers") { Description = "Transformer blocks.", DefaultValueFactory = _ => 2 };
         var quantile = new Option<double>("--quantile") { Description = "Quantile of held-out normal scores used as the threshold.", DefaultValueFactory = _ => 0.99 };
-        var threads = ThreadsOption();
+        var threads = SharedOptions.Threads();
         var command = new Command("train", "Train a log model (a small Llama transformer over event ids) on normal sessions and set its threshold.")
         {
             input, output, preParsed, preset, layout, session, steps, dim, layers, quantile, threads,
         };
         command.SetAction(result => UserErrors.Run(() =>
         {
+            using var compute = new ComputeContext(SharedOptions.ThreadCount(result, threads));
             var options = new LogModelOptions
             {
                 Steps = result.GetValue(steps), Dim = result.GetValue(dim), Layers = result.GetValue(layers),
-                ThresholdQuantile = result.GetValue(quantile), Threads = result.GetValue(threads),
+                ThresholdQuantile = result.GetValue(quantile), Compute = compute,
             }.Validate();
-            UseThreads(options.Threads);
             var (sessions, templates) = ReadSessions(result.GetValue(input)!, result.GetValue(preParsed), result.GetValue(preset), result.GetValue(layout), result.GetValue(session));
             var stopwatch = Stopwatch.StartNew();
             var model = LogModel.Train(sessions, options, templates, Console.WriteLine);
@@ -124,15 +123,15 @@ internal static class LogsCommand
         var layout = LayoutOption();
         var session = SessionsOption();
         var tune = new Option<string?>("--tune-on") { Description = "A labelled dev set (Sequence,label CSV) to tune the threshold on instead of the trained one." };
-        var threads = ThreadsOption();
+        var threads = SharedOptions.Threads();
         var command = new Command("detect", "Score every session, flag the anomalous ones and say where they went wrong.")
         {
             input, modelPath, output, preParsed, preset, layout, session, tune, threads,
         };
         command.SetAction(result => UserErrors.Run(() =>
         {
-            UseThreads(result.GetValue(threads));
-            var model = LogModel.Load(result.GetValue(modelPath)!);
+            using var compute = new ComputeContext(SharedOptions.ThreadCount(result, threads));
+            var model = LogModel.Load(result.GetValue(modelPath)!, compute);
             if (result.GetValue(tune) is { } devPath)
             {
                 var dev = Sessionizer.ReadEventSequences(devPath);
@@ -194,15 +193,5 @@ internal static class LogsCommand
             return 0;
         })));
         return command;
-    }
-
-    /// <summary>The one place the logs commands size the worker pool (until thread counts travel in a compute context).</summary>
-    static void UseThreads(int? threads)
-    {
-        if (threads is { } count)
-        {
-            if (count < 1) throw new ArgumentException($"LogModelOptions.Threads must be positive, got {count}");
-            WorkerPool.ThreadCount = count;
-        }
     }
 }
