@@ -25,12 +25,12 @@ public sealed record LoraOptions
     /// <summary>Throws a one-line error naming the first bad setting.</summary>
     public LoraOptions Validate()
     {
-        if (Rank <= 0) throw new ArgumentException($"--lora-rank must be positive, got {Rank}");
-        if (!float.IsFinite(Alpha) || Alpha <= 0) throw new ArgumentException($"--lora-alpha must be positive, got {Alpha}");
-        if (Targets.Count == 0) throw new ArgumentException("--lora-targets is empty");
+        if (Rank <= 0) throw new ArgumentException($"LoraOptions.Rank must be positive, got {Rank}");
+        if (!float.IsFinite(Alpha) || Alpha <= 0) throw new ArgumentException($"LoraOptions.Alpha must be positive, got {Alpha}");
+        if (Targets.Count == 0) throw new ArgumentException("LoraOptions.Targets is empty");
         foreach (var target in Targets)
             if (!AllTargets.Contains(target))
-                throw new ArgumentException($"--lora-targets: unknown module '{target}' (known: {string.Join(", ", AllTargets)})");
+                throw new ArgumentException($"LoraOptions.Targets: unknown module '{target}' (known: {string.Join(", ", AllTargets)})");
         return this;
     }
 }

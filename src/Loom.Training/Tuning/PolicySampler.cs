@@ -128,7 +128,7 @@ public sealed class BestOfN
     /// <summary>The n responses to <paramref name="prompt"/> with their rewards, highest reward first.</summary>
     public IReadOnlyList<(string Response, float Reward)> Generate(IReadOnlyList<ChatTurn> prompt, int n, int maxNewTokens, float temperature, DeterministicRandom random)
     {
-        if (n < 1) throw new ArgumentException($"--best-of must be positive, got {n}");
+        if (n < 1) throw new ArgumentException($"best-of-n needs n >= 1, got {n}", nameof(n));
         int stopId = tokenizer.TokenToId(ChatTemplate.End) ?? throw new InvalidDataException($"the tokenizer has no {ChatTemplate.End} token");
         var (promptIds, _) = ChatTemplate.Encode(prompt, tokenizer, addGenerationPrompt: true);
         var samples = sampler.Sample([promptIds], n, maxNewTokens, temperature, stopId, random);

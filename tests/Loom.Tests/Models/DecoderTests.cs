@@ -184,6 +184,28 @@ public class DecoderTests
             Assert.True(MaxAbsDiff(rows.Slice(i * width, width), expected.AsSpan(order[i] * width, width)) < 1e-6f);
     }
 
+    [Fact]
+    public void RopeAtPerSequenceOffsetsBackpropagatesLikeEachSequenceAlone()
+    {
+        const int heads = 2, headDim = 6, tokens = 4, width = heads * headDim;
+        int[] offsets = [5, 0, 9];
+        var random = new Random(3);
+        var x = GradCheckRandom(random, offsets.Length, tokens, width);
+        x.RequiresGrad = true;
+        var seed = GradCheckRandom(random, offsets.Length, tokens, width).Span.ToArray(); // [batch, tokens, heads·headDim]
+        var tape = new Tape();
+        tape.Backward(tape.Rope(x, heads, headDim, 1000f, offsets), seed);
+        var together = x.Grad!.Span.ToArray();
+        for (int b = 0; b < offsets.Length; b++)
+        {
+            var row = Tensor.From(x.Span.Slice(b * tokens * width, tokens * width), 1, tokens, width);
+            row.RequiresGrad = true;
+            var alone = new Tape();
+            alone.Backward(alone.Rope(row, heads, headDim, 1000f, positionOffset: offsets[b]), seed.AsSpan(b * tokens * width, tokens * width));
+            Assert.True(MaxAbsDiff(row.Grad!.Span, together.AsSpan(b * tokens * width, tokens * width)) < 1e-6f);
+        }
+    }
+
     static Tensor GradCheckRandom(Random random, params int[] shape)
     {
         var t = new Tensor(shape);
