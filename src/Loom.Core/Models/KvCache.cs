@@ -5,7 +5,8 @@ namespace Loom.Models;
 /// <summary>
 /// Keys and values of every layer for several sequences (slots), kept so that a decode step attends
 /// to the past without recomputing it. Keys are stored after RoPE. Sized once: layers × slots ×
-/// maxTokens × kvDim floats for keys and as many for values.
+/// maxTokens × kvDim floats for keys and as many for values. A forward pass reads and extends it
+/// through a <see cref="KvCacheView"/>.
 /// </summary>
 public sealed class KvCache
 {
@@ -58,10 +59,44 @@ public sealed class KvCache
 
     /// <summary>Values of one layer, [slots, maxTokens, kvDim].</summary>
     public Tensor Values(int layer) => values[layer];
+}
 
-    /// <summary>The key row of (layer, slot, position), [kvDim].</summary>
-    internal unsafe float* KeyRow(int layer, int slot, int position) => keys[layer].Pointer + ((long)slot * MaxTokens + position) * KvDim;
+/// <summary>
+/// The slots of a <see cref="KvCache"/> that one forward pass reads and extends: batch row b of the pass is the
+/// sequence in slot <c>slots[b]</c>, and its tokens go to positions <c>starts[b]</c>, <c>starts[b]</c> + 1, ….
+/// A prompt is one row at start 0 (prefill); a decode step is one token per row, each at its slot's length.
+/// The rows are sized for every slot once, so setting them allocates nothing.
+/// </summary>
+public sealed class KvCacheView
+{
+    readonly int[] slots;  // [slotCount] cache slot of each batch row
+    readonly int[] starts; // [slotCount] position of each batch row's first new token
 
-    /// <summary>The value row of (layer, slot, position), [kvDim].</summary>
-    internal unsafe float* ValueRow(int layer, int slot, int position) => values[layer].Pointer + ((long)slot * MaxTokens + position) * KvDim;
+    public KvCacheView(KvCache cache)
+    {
+        Cache = cache;
+        slots = new int[cache.SlotCount];
+        starts = new int[cache.SlotCount];
+    }
+
+    public KvCache Cache { get; }
+
+    /// <summary>Makes batch row <paramref name="row"/> the sequence in <paramref name="slot"/>, its first new token at <paramref name="start"/>.</summary>
+    public void Set(int row, int slot, int start)
+    {
+        if ((uint)slot >= (uint)Cache.SlotCount) throw new ArgumentException($"slot {slot} is outside [0, {Cache.SlotCount})", nameof(slot));
+        ArgumentOutOfRangeException.ThrowIfNegative(start);
+        slots[row] = slot;
+        starts[row] = start;
+    }
+
+    /// <summary>The position of each batch row's first new token, [slotCount] (the first batch entries are used).</summary>
+    internal int[] Starts => starts;
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s attention over the cache: appends k and v, then each query of q attends
+    /// to its own sequence up to its position. q [batch, tokens, heads·headDim] → [batch, tokens, heads·headDim].
+    /// </summary>
+    internal Tensor Attend(Tape tape, int layer, Tensor q, Tensor k, Tensor v, int heads, int kvHeads) =>
+        tape.CachedAttention(q, k, v, Cache.Keys(layer), Cache.Values(layer), slots, starts, heads, kvHeads); // [batch, tokens, heads·headDim]
 }

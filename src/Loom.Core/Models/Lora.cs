@@ -36,7 +36,7 @@ public sealed record LoraOptions
 }
 
 /// <summary>
-/// One low-rank adapter on a frozen linear weight W [out, in]: y = x·Wᵀ + scale·(x·Aᵀ)·Bᵀ, with
+/// One low-rank adapter on a frozen linear weight W [out, in]: y = x·Wᵀ + scale·(x·Aᵀ)·Bᵀ (applied by <see cref="Linear"/>), with
 /// A [rank, in] initialised like PEFT (Kaiming-uniform, a = √5: uniform ±1/√in) and B [out, rank] zero,
 /// so a fresh adapter leaves the model unchanged. Names follow PEFT:
 /// <c>base_model.model.{weight name without .weight}.lora_A.weight</c>.
@@ -67,23 +67,6 @@ public sealed class LoraAdapter
     public Tensor B { get; } // [out, rank]
     /// <summary>alpha / rank.</summary>
     public float Scale { get; }
-
-    /// <summary>
-    /// x·Wᵀ, plus the adapter's update when one of <paramref name="adapters"/> is on <paramref name="weight"/>.
-    /// x [..., in] → [..., out].
-    /// </summary>
-    public static Tensor Linear(Tape tape, Tensor x, Tensor weight, List<LoraAdapter> adapters)
-    {
-        var y = tape.MatMul(x, weight, transposeW: true); // [..., out]
-        foreach (var adapter in adapters)
-        {
-            if (!ReferenceEquals(adapter.Weight, weight)) continue;
-            var down = tape.MatMul(x, adapter.A, transposeW: true); // [..., rank]
-            var up = tape.MatMul(down, adapter.B, transposeW: true); // [..., out]
-            y = tape.Add(y, tape.Scale(up, adapter.Scale)); // [..., out]
-        }
-        return y;
-    }
 
     /// <summary>W += scale·B·A, in place.</summary>
     public void MergeInto()

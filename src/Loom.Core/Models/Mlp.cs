@@ -39,9 +39,8 @@ public sealed class Mlp
     public Tensor Forward(Tape tape, Tensor x)
     {
         var h = tape.RmsNorm(x, Norm, config.NormEps); // [batch, tokens, dim]
-        var gate = LoraAdapter.Linear(tape, h, Gate, Adapters); // [batch, tokens, hidden]
-        var up = LoraAdapter.Linear(tape, h, Up, Adapters); // [batch, tokens, hidden]
+        var (gate, up) = Linear.Forward(tape, h, Gate, Up, Adapters); // [batch, tokens, hidden] twice
         var activated = tape.SwiGlu(gate, up); // [batch, tokens, hidden]
-        return LoraAdapter.Linear(tape, activated, Down, Adapters); // [batch, tokens, dim]
+        return Linear.Forward(tape, activated, Down, Adapters); // [batch, tokens, dim]
     }
 }

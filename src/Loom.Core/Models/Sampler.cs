@@ -1,3 +1,5 @@
+using Loom.Tensors;
+
 namespace Loom.Models;
 
 /// <summary>How the next token is chosen. Null or default fields mean "off"; <see cref="Temperature"/> 0 is greedy.</summary>
@@ -39,22 +41,28 @@ public sealed record SamplingOptions
 /// <summary>
 /// Turns one row of logits into a token: penalties, temperature, then top-k, top-p and min-p
 /// filters, then a draw. Buffers are sized once for the vocabulary, so sampling allocates nothing.
-/// One sampler per sequence (it owns that sequence's random stream).
+/// With the filters and penalties off it draws from softmax(logits / temperature) by inverting the
+/// cumulative distribution at one uniform number; at temperature 0 it takes the arg-max.
+/// One sampler per sequence (it owns that sequence's random stream), or one for many sequences that
+/// share a caller's stream.
 /// </summary>
 public sealed class Sampler
 {
     readonly SamplingOptions options;
-    readonly Random random;
+    readonly DeterministicRandom random;
     readonly int[] order;       // [vocab] candidate token ids, sorted by logit when filters need it
     readonly float[] probs;     // [vocab] probabilities in the order of `order`
     readonly int[] counts;      // [vocab] occurrences of each token in the penalty window
     readonly float[] sortKeys;  // [vocab] negated logits, the sort keys
 
-    public Sampler(SamplingOptions options, int vocabSize)
+    /// <param name="options">How to choose.</param>
+    /// <param name="vocabSize">Entries of a logits row.</param>
+    /// <param name="random">The stream to draw from; null makes one from <see cref="SamplingOptions.Seed"/> (or a fresh seed).</param>
+    public Sampler(SamplingOptions options, int vocabSize, DeterministicRandom? random = null)
     {
         options.Validate();
         this.options = options;
-        random = options.Seed is int seed ? new Random(seed) : new Random();
+        this.random = random ?? new DeterministicRandom(options.Seed is int seed ? unchecked((ulong)seed) : (ulong)Random.Shared.NextInt64());
         order = new int[vocabSize];
         probs = new float[vocabSize];
         counts = new int[vocabSize];

@@ -109,22 +109,26 @@ public sealed class Transformer
 
     /// <summary>
     /// Logits for every position: ids [batch·tokens] (row-major, kept unchanged until backward) →
-    /// [batch, tokens, vocab]. Position p attends to positions ≤ p of its own sequence.
+    /// [batch, tokens, vocab]. Position p attends to positions ≤ p of its own sequence (and, with a
+    /// <paramref name="cache"/>, to the sequence's cached past: see <see cref="ForwardHidden"/>).
     /// </summary>
-    public Tensor Forward(Tape tape, int[] ids, int batch, int tokens) =>
-        tape.MatMul(ForwardHidden(tape, ids, batch, tokens), LmHead, transposeW: true); // [batch, tokens, vocab]
+    public Tensor Forward(Tape tape, int[] ids, int batch, int tokens, KvCacheView? cache = null) =>
+        tape.Project(ForwardHidden(tape, ids, batch, tokens, cache), LmHead); // [batch, tokens, vocab]
 
     /// <summary>
     /// The final hidden states (after the last RMSNorm, before the LM head) for ids [batch·tokens]:
-    /// [batch, tokens, dim]. Reward models and value heads read these.
+    /// [batch, tokens, dim]. Reward models and value heads read these. The one forward pass of the model:
+    /// training runs it without a cache; inference (the tape not recording) runs it with a
+    /// <paramref name="cache"/>, where each batch row continues the sequence in its slot of the view, whose keys
+    /// and values are appended (prefill: one row of many tokens; decode: many rows of one token).
     /// </summary>
-    public Tensor ForwardHidden(Tape tape, int[] ids, int batch, int tokens)
+    public Tensor ForwardHidden(Tape tape, int[] ids, int batch, int tokens, KvCacheView? cache = null)
     {
         if (tokens > Config.MaxSeq) throw new ArgumentException($"{tokens} tokens exceed the model's context of {Config.MaxSeq}", nameof(tokens));
         var x = tape.Embedding(TokenEmbedding, ids, batch, tokens); // [batch, tokens, dim]
         foreach (var block in blocks) // an array: no enumerator is allocated
         {
-            x = tape.Add(x, block.Attention.Forward(tape, x)); // [batch, tokens, dim]
+            x = tape.Add(x, block.Attention.Forward(tape, x, cache)); // [batch, tokens, dim]
             x = tape.Add(x, block.Mlp.Forward(tape, x)); // [batch, tokens, dim]
         }
         return tape.RmsNorm(x, FinalNorm, Config.NormEps); // [batch, tokens, dim]

@@ -1,40 +1,28 @@
-using System.Numerics.Tensors;
 using Loom.Tensors;
 using Tensor = Loom.Tensors.Tensor;
 
 namespace Loom.Models;
 
 /// <summary>
-/// Inference over a <see cref="Transformer"/> with a <see cref="KvCache"/>: a prompt runs through the
-/// model once (prefill, the tape in inference mode), then each step runs one new token for every
-/// active sequence together: the projections are one matrix product with a row per sequence
-/// (<see cref="Gemv"/>: each weight row is read once per step, however many sequences there are),
-/// RoPE turns each row at its own position, and each row attends to its own slot of the cache.
-/// A step allocates nothing once every buffer exists (they are sized for all slots up front).
+/// Inference over a <see cref="Transformer"/> with a <see cref="KvCache"/>, through the model's one forward
+/// pass (<see cref="Transformer.ForwardHidden"/>, the tape in inference mode, LoRA adapters applied as in
+/// training): a prompt runs once (prefill: one row of many tokens), then each step runs one new token for every
+/// active sequence together (decode: one row per sequence). In a decode step each projection is one matrix
+/// product with a row per sequence that streams each weight row once (<see cref="ProjectionOps"/>), RoPE turns
+/// each row at its own position, and each row attends to its own slot of the cache. Decode steps have a tape of
+/// their own, so once the widest step has been seen a step allocates nothing.
 /// Not thread-safe: one caller (the generation loop) at a time.
 /// </summary>
 public sealed unsafe class TransformerDecoder : IBatchDecoder
 {
     readonly Transformer model;
     readonly LlamaConfig config;
-    readonly ComputeContext compute;
-    readonly Tape tape;
-    readonly int queryDim;
-
-    // Decode buffers, one row per slot.
-    readonly Tensor x;        // [slots, dim] residual stream
-    readonly Tensor normed;   // [slots, dim]
-    readonly Tensor query;    // [slots, heads·headDim]
-    readonly Tensor key;      // [slots, kvHeads·headDim]
-    readonly Tensor value;    // [slots, kvHeads·headDim]
-    readonly Tensor attended; // [slots, heads·headDim]
-    readonly Tensor branch;   // [slots, dim]
-    readonly Tensor gate;     // [slots, hidden]
-    readonly Tensor up;       // [slots, hidden]
-    readonly int[] positions; // [slots] position of each row's new token
+    readonly Tape prefillTape;
+    readonly Tape decodeTape;
+    readonly KvCacheView view;
+    readonly int[][] stepIds; // [slots][rows] token ids of a decode step of rows + 1 sequences (the embedding takes exactly batch·tokens ids)
     readonly int[] stepOf;    // [slots] last step that used the slot (duplicate check without allocating)
     int step;
-    readonly AttentionJob attentionJob = new();
 
     /// <param name="model">The weights (shared, read-only).</param>
     /// <param name="slotCount">Sequences that can be decoded together.</param>
@@ -45,27 +33,21 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
         ArgumentOutOfRangeException.ThrowIfLessThan(slotCount, 1);
         if (contextLength is < 1) throw new ArgumentException($"the context length must be at least 1, got {contextLength}");
         this.model = model;
-        this.compute = compute ?? ComputeContext.Default;
-        tape = new Tape(this.compute) { Recording = false };
         config = model.Config;
+        Compute = compute ?? ComputeContext.Default;
+        prefillTape = new Tape(Compute) { Recording = false };
+        decodeTape = new Tape(Compute) { Recording = false };
         ContextLength = Math.Min(contextLength ?? config.MaxSeq, config.MaxSeq);
-        queryDim = config.Heads * config.HeadDim;
         Cache = new KvCache(config.Layers, slotCount, ContextLength, config.KvDim);
-        x = new Tensor(slotCount, config.Dim);
-        normed = new Tensor(slotCount, config.Dim);
-        query = new Tensor(slotCount, queryDim);
-        key = new Tensor(slotCount, config.KvDim);
-        value = new Tensor(slotCount, config.KvDim);
-        attended = new Tensor(slotCount, queryDim);
-        branch = new Tensor(slotCount, config.Dim);
-        gate = new Tensor(slotCount, config.HiddenDim);
-        up = new Tensor(slotCount, config.HiddenDim);
-        positions = new int[slotCount];
+        view = new KvCacheView(Cache);
+        stepIds = [.. Enumerable.Range(1, slotCount).Select(rows => new int[rows])];
         stepOf = new int[slotCount];
         stepOf.AsSpan().Fill(-1);
     }
 
     public Transformer Model => model;
+    /// <summary>The threads the kernels run on.</summary>
+    public ComputeContext Compute { get; }
     public KvCache Cache { get; }
     public int VocabSize => config.VocabSize;
     public int ContextLength { get; }
@@ -90,31 +72,11 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
         CheckTokens(tokens);
         Cache.SetLength(slot, 0);
 
-        tape.Reset();
-        int dim = config.Dim, kvDim = config.KvDim;
-        var hidden = tape.Allocate(1, count, dim); // [1, tokens, dim]
-        for (int t = 0; t < count; t++) model.TokenEmbedding.Span.Slice(tokens[t] * dim, dim).CopyTo(hidden.Span.Slice(t * dim, dim));
-        for (int layer = 0; layer < config.Layers; layer++)
-        {
-            var block = model.Blocks[layer];
-            var attention = block.Attention;
-            var h = tape.RmsNorm(hidden, attention.Norm, config.NormEps); // [1, tokens, dim]
-            var q = tape.MatMul(h, attention.Query, transposeW: true); // [1, tokens, heads·headDim]
-            var k = tape.MatMul(h, attention.Key, transposeW: true); // [1, tokens, kvHeads·headDim]
-            var v = tape.MatMul(h, attention.Value, transposeW: true); // [1, tokens, kvHeads·headDim]
-            q = tape.Rope(q, config.Heads, config.HeadDim, config.RopeTheta); // [1, tokens, heads·headDim]
-            k = tape.Rope(k, config.KvHeads, config.HeadDim, config.RopeTheta); // [1, tokens, kvHeads·headDim]
-            k.Span.CopyTo(new Span<float>(Cache.KeyRow(layer, slot, 0), count * kvDim));
-            v.Span.CopyTo(new Span<float>(Cache.ValueRow(layer, slot, 0), count * kvDim));
-            var a = tape.CausalAttention(q, k, v, config.Heads, config.KvHeads); // [1, tokens, heads·headDim]
-            hidden = tape.Add(hidden, tape.MatMul(a, attention.Output, transposeW: true)); // [1, tokens, dim]
-            hidden = tape.Add(hidden, block.Mlp.Forward(tape, hidden)); // [1, tokens, dim]
-        }
-        // Only the last position's logits are needed: norm and LM head on one row.
-        float* last = hidden.Pointer + (long)(count - 1) * dim;
-        RmsNormRows(last, model.FinalNorm.Pointer, 1, dim, config.NormEps, normed.Pointer);
-        fixed (float* output = logits)
-            Gemv.Multiply(normed.Pointer, 1, dim, model.LmHead.Pointer, config.VocabSize, output, compute);
+        view.Set(0, slot, 0);
+        prefillTape.Reset();
+        var hidden = model.ForwardHidden(prefillTape, tokens.ToArray(), 1, count, view); // [1, tokens, dim]
+        // Only the last position's logits are needed: the LM head on one row.
+        Head(hidden.Pointer + (long)(count - 1) * config.Dim, 1, logits);
         Cache.SetLength(slot, count);
         ProcessedRows += count;
         AttentionDotProducts += (long)config.Layers * config.Heads * count * (count + 1) / 2;
@@ -130,6 +92,7 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
             throw new ArgumentException($"logits have {logits.Length} entries, {rows} rows need {rows}x{config.VocabSize}", nameof(logits));
         CheckTokens(tokens);
         step++;
+        long attendedPositions = 0;
         for (int i = 0; i < rows; i++)
         {
             int slot = slots[i];
@@ -139,54 +102,17 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
             int length = Cache.Length(slot);
             if (length == 0) throw new ArgumentException($"slot {slot} has no sequence (prefill it first)", nameof(slots));
             if (length >= ContextLength) throw new ArgumentException($"slot {slot} is full: its context of {ContextLength} tokens is used up", nameof(slots));
-            positions[i] = length;
+            view.Set(i, slot, length);
+            attendedPositions += length + 1;
         }
 
-        int dim = config.Dim, kvDim = config.KvDim, hiddenDim = config.HiddenDim;
-        for (int i = 0; i < rows; i++) model.TokenEmbedding.Span.Slice(tokens[i] * dim, dim).CopyTo(x.Span.Slice(i * dim, dim));
-        fixed (int* position = positions)
-        {
-            for (int layer = 0; layer < config.Layers; layer++)
-            {
-                var block = model.Blocks[layer];
-                var attention = block.Attention;
-                RmsNormRows(x.Pointer, attention.Norm.Pointer, rows, dim, config.NormEps, normed.Pointer);
-                Gemv.Multiply(normed.Pointer, rows, dim,
-                    attention.Query.Pointer, queryDim, query.Pointer,
-                    attention.Key.Pointer, kvDim, key.Pointer,
-                    attention.Value.Pointer, kvDim, value.Pointer, compute);
-                RopeOps.RopeInPlace(query.Pointer, position, rows, config.Heads, config.HeadDim, config.RopeTheta);
-                RopeOps.RopeInPlace(key.Pointer, position, rows, config.KvHeads, config.HeadDim, config.RopeTheta);
-                for (int i = 0; i < rows; i++)
-                {
-                    new Span<float>(key.Pointer + (long)i * kvDim, kvDim).CopyTo(new Span<float>(Cache.KeyRow(layer, slots[i], positions[i]), kvDim));
-                    new Span<float>(value.Pointer + (long)i * kvDim, kvDim).CopyTo(new Span<float>(Cache.ValueRow(layer, slots[i], positions[i]), kvDim));
-                }
-                fixed (int* slot = slots) Attend(layer, slot, position, rows);
-                Gemv.Multiply(attended.Pointer, rows, queryDim, attention.Output.Pointer, dim, branch.Pointer, compute);
-                AddInPlace(x.Pointer, branch.Pointer, rows * dim);
+        var ids = stepIds[rows - 1]; // [rows]
+        tokens.CopyTo(ids);
+        decodeTape.Reset();
+        var hidden = model.ForwardHidden(decodeTape, ids, rows, 1, view); // [rows, 1, dim]
+        Head(hidden.Pointer, rows, logits);
 
-                var mlp = block.Mlp;
-                RmsNormRows(x.Pointer, mlp.Norm.Pointer, rows, dim, config.NormEps, normed.Pointer);
-                Gemv.Multiply(normed.Pointer, rows, dim,
-                    mlp.Gate.Pointer, hiddenDim, gate.Pointer,
-                    mlp.Up.Pointer, hiddenDim, up.Pointer,
-                    null, 0, null, compute);
-                SwiGluInPlace(gate.Pointer, up.Pointer, rows * hiddenDim);
-                Gemv.Multiply(gate.Pointer, rows, hiddenDim, mlp.Down.Pointer, dim, branch.Pointer, compute);
-                AddInPlace(x.Pointer, branch.Pointer, rows * dim);
-            }
-        }
-        RmsNormRows(x.Pointer, model.FinalNorm.Pointer, rows, dim, config.NormEps, normed.Pointer);
-        fixed (float* output = logits)
-            Gemv.Multiply(normed.Pointer, rows, dim, model.LmHead.Pointer, config.VocabSize, output, compute);
-
-        long attendedPositions = 0;
-        for (int i = 0; i < rows; i++)
-        {
-            Cache.SetLength(slots[i], positions[i] + 1);
-            attendedPositions += positions[i] + 1;
-        }
+        for (int i = 0; i < rows; i++) Cache.SetLength(slots[i], Cache.Length(slots[i]) + 1);
         ProcessedRows += rows;
         AttentionDotProducts += (long)config.Layers * config.Heads * attendedPositions;
     }
@@ -199,68 +125,11 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
 
     public void Dispose() { }
 
-    /// <summary>
-    /// Each row's query attends to its slot's cache (the new token included). With at least as many rows
-    /// as threads the rows run in parallel; otherwise each row's heads do.
-    /// </summary>
-    void Attend(int layer, int* slots, int* position, int rows)
+    /// <summary>The LM head on <paramref name="rows"/> final hidden states [rows, dim], written straight into logits [rows, vocab].</summary>
+    void Head(float* hidden, int rows, Span<float> logits)
     {
-        var job = attentionJob;
-        job.Set(this, layer, slots, position);
-        if (rows >= compute.ThreadCount) compute.Run(rows, job);
-        else for (int i = 0; i < rows; i++) job.Execute(i);
-    }
-
-    sealed class AttentionJob : IParallelWork
-    {
-        TransformerDecoder? owner;
-        int layer;
-        int* slots, positions;
-
-        public void Set(TransformerDecoder owner, int layer, int* slots, int* positions)
-        {
-            this.owner = owner; this.layer = layer; this.slots = slots; this.positions = positions;
-        }
-
-        public void Execute(int row)
-        {
-            var d = owner!;
-            var c = d.config;
-            int slot = slots[row];
-            AttentionKernels.Decode(d.query.Pointer + (long)row * d.queryDim, d.Cache.KeyRow(layer, slot, 0), d.Cache.ValueRow(layer, slot, 0),
-                positions[row] + 1, c.Heads, c.KvHeads, c.HeadDim, d.attended.Pointer + (long)row * d.queryDim, d.compute);
-        }
-    }
-
-    /// <summary>y[r] = x[r] · rsqrt(mean(x[r]²) + eps) ⊙ weight for each of <paramref name="rows"/> rows of <paramref name="dim"/>.</summary>
-    static void RmsNormRows(float* x, float* weight, int rows, int dim, float eps, float* y)
-    {
-        var w = new ReadOnlySpan<float>(weight, dim);
-        for (int r = 0; r < rows; r++)
-        {
-            var xRow = new ReadOnlySpan<float>(x + (long)r * dim, dim);
-            var yRow = new Span<float>(y + (long)r * dim, dim);
-            float scale = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xRow) / dim + eps);
-            TensorPrimitives.Multiply(xRow, scale, yRow);
-            TensorPrimitives.Multiply(yRow, w, yRow);
-        }
-    }
-
-    static void AddInPlace(float* x, float* y, int length)
-    {
-        var target = new Span<float>(x, length);
-        TensorPrimitives.Add(target, new ReadOnlySpan<float>(y, length), target);
-    }
-
-    /// <summary>gate = silu(gate) ⊙ up = gate · σ(gate) · up.</summary>
-    static void SwiGluInPlace(float* gate, float* up, int length)
-    {
-        var g = new Span<float>(gate, length);
-        var u = new Span<float>(up, length);
-        // up ← up ⊙ gate, then gate ← σ(gate) ⊙ up: two passes, no scratch buffer.
-        TensorPrimitives.Multiply(u, g, u);
-        TensorPrimitives.Sigmoid(g, g);
-        TensorPrimitives.Multiply(g, u, g);
+        fixed (float* output = logits)
+            Gemv.Multiply(hidden, rows, config.Dim, model.LmHead.Pointer, config.VocabSize, output, Compute);
     }
 
     void CheckSlot(int slot)

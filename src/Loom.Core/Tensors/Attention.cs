@@ -27,34 +27,6 @@ public static class AttentionOps
         return output;
     }
 
-    /// <summary>
-    /// One generated token's attention over a KV cache (no autograd): each query head attends to all
-    /// <paramref name="cachedTokens"/> cached keys and values, the new token's own k/v already appended.
-    /// </summary>
-    /// <param name="q">The new token's queries, [heads*headDim].</param>
-    /// <param name="kCache">Cached keys, [cachedTokens (or more), kvHeads*headDim].</param>
-    /// <param name="vCache">Cached values, [cachedTokens (or more), kvHeads*headDim].</param>
-    /// <param name="output">[heads*headDim].</param>
-    /// <param name="compute">The threads the heads run on; null means <see cref="ComputeContext.Default"/>.</param>
-    public static void DecodeAttention(ReadOnlySpan<float> q, ReadOnlySpan<float> kCache, ReadOnlySpan<float> vCache,
-        int cachedTokens, int heads, int kvHeads, Span<float> output, ComputeContext? compute = null)
-    {
-        CheckHeads(heads, kvHeads);
-        if (q.Length % heads != 0) throw new ArgumentException($"decode attention: q has {q.Length} values, not divisible by {heads} heads", nameof(q));
-        int headDim = q.Length / heads;
-        if (headDim == 0) throw new ArgumentException("decode attention: q is empty", nameof(q));
-        if (cachedTokens < 1) throw new ArgumentException($"decode attention: cachedTokens must be at least 1, got {cachedTokens}", nameof(cachedTokens));
-        long cacheLength = (long)cachedTokens * kvHeads * headDim;
-        if (kCache.Length < cacheLength) throw new ArgumentException($"decode attention: kCache has {kCache.Length} values, needs {cachedTokens}x{kvHeads * headDim}", nameof(kCache));
-        if (vCache.Length < cacheLength) throw new ArgumentException($"decode attention: vCache has {vCache.Length} values, needs {cachedTokens}x{kvHeads * headDim}", nameof(vCache));
-        if (output.Length != q.Length) throw new ArgumentException($"decode attention: output has {output.Length} values, q has {q.Length}", nameof(output));
-        unsafe
-        {
-            fixed (float* pq = q, pk = kCache, pv = vCache, po = output)
-                AttentionKernels.Decode(pq, pk, pv, cachedTokens, heads, kvHeads, headDim, po, compute ?? ComputeContext.Default);
-        }
-    }
-
     static void CheckHeads(int heads, int kvHeads)
     {
         if (heads < 1 || kvHeads < 1) throw new ArgumentException($"attention: heads ({heads}) and kvHeads ({kvHeads}) must be positive");

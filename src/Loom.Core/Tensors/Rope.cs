@@ -13,56 +13,46 @@ public static class RopeOps
     /// Angles are computed in double (Hugging Face computes them in float32, so at position p the
     /// two differ by about p·6e-8 radians).
     /// </summary>
-    public static unsafe Tensor Rope(this Tape tape, Tensor x, int heads, int headDim, float theta, int positionOffset = 0)
+    public static Tensor Rope(this Tape tape, Tensor x, int heads, int headDim, float theta, int positionOffset = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(positionOffset);
+        return Rope(tape, x, heads, headDim, theta, positionOffset, null);
+    }
+
+    /// <summary>
+    /// <see cref="Rope(Tape, Tensor, int, int, float, int)"/> with each sequence at its own offset: token t of
+    /// batch row b is at position <paramref name="batchOffsets"/>[b] + t (the sequences of a decode step, each at
+    /// its own length). batchOffsets has at least batch entries, kept unchanged by the caller until backward.
+    /// </summary>
+    public static Tensor Rope(this Tape tape, Tensor x, int heads, int headDim, float theta, int[] batchOffsets)
+    {
+        if (x.Rank != 3 || batchOffsets.Length < x.Dim(0))
+            throw new ArgumentException($"rope got {batchOffsets.Length} offsets for x {x.ShapeText}", nameof(batchOffsets));
+        for (int b = 0; b < x.Dim(0); b++)
+            if (batchOffsets[b] < 0) throw new ArgumentOutOfRangeException(nameof(batchOffsets), batchOffsets[b], "rope offsets must be >= 0");
+        return Rope(tape, x, heads, headDim, theta, 0, batchOffsets);
+    }
+
+    static unsafe Tensor Rope(Tape tape, Tensor x, int heads, int headDim, float theta, int positionOffset, int[]? batchOffsets)
     {
         if (x.Rank != 3 || x.Dim(2) != heads * headDim)
             throw new ArgumentException($"rope needs x [batch, tokens, {heads}·{headDim}], got {x.ShapeText}", nameof(x));
         if (headDim % 2 != 0) throw new ArgumentException($"rope head size must be even, got {headDim}", nameof(headDim));
-        ArgumentOutOfRangeException.ThrowIfNegative(positionOffset);
         int tokens = x.Dim(1);
-        var table = RopeTable.For(headDim, theta, positionOffset + tokens);
+        var table = RopeTable.For(headDim, theta, MaxOffset(positionOffset, batchOffsets, x.Dim(0)) + tokens);
         var y = tape.Allocate(x.Shape); // [batch, tokens, heads·headDim]
-        Rotate.Run(x.Pointer, table, x.Rows, tokens, heads, headDim, positionOffset, y.Pointer, backward: false, tape.Compute);
+        Rotate.Run(x.Pointer, table, x.Rows, tokens, heads, headDim, positionOffset, batchOffsets, y.Pointer, backward: false, tape.Compute);
         if (tape.NeedsGrad(x))
-            tape.Record(new TapeEntry { Op = RopeBackward.Instance, Output = y, A = x, I0 = heads, I1 = headDim, I2 = positionOffset, F0 = theta });
+            tape.Record(new TapeEntry { Op = RopeBackward.Instance, Output = y, A = x, Indices = batchOffsets, I0 = heads, I1 = headDim, I2 = positionOffset, F0 = theta });
         return y;
     }
 
-    /// <summary>
-    /// Rotates x [rows, heads·headDim] in place, row r at its own position <paramref name="positions"/>[r]
-    /// (decoding several sequences together, each at its own length). The same rotation as <see cref="Rope"/>;
-    /// no autograd.
-    /// </summary>
-    public static unsafe void RopeInPlace(Span<float> x, ReadOnlySpan<int> positions, int heads, int headDim, float theta)
+    /// <summary>The largest position offset of any batch row.</summary>
+    static int MaxOffset(int positionOffset, int[]? batchOffsets, int batch)
     {
-        if (headDim % 2 != 0) throw new ArgumentException($"rope head size must be even, got {headDim}", nameof(headDim));
-        if (x.Length != (long)positions.Length * heads * headDim)
-            throw new ArgumentException($"rope: x has {x.Length} values, {positions.Length} positions need {positions.Length}x{heads}·{headDim}", nameof(x));
-        fixed (float* px = x)
-        fixed (int* pp = positions)
-            RopeInPlace(px, pp, positions.Length, heads, headDim, theta);
-    }
-
-    /// <inheritdoc cref="RopeInPlace(Span{float}, ReadOnlySpan{int}, int, int, float)"/>
-    internal static unsafe void RopeInPlace(float* x, int* positions, int rows, int heads, int headDim, float theta)
-    {
-        int maxPosition = 0;
-        for (int r = 0; r < rows; r++)
-        {
-            if (positions[r] < 0) throw new ArgumentOutOfRangeException(nameof(positions), positions[r], "rope positions must be >= 0");
-            maxPosition = Math.Max(maxPosition, positions[r]);
-        }
-        var table = RopeTable.For(headDim, theta, maxPosition + 1);
-        int half = headDim / 2;
-        fixed (float* cos = table.Cos, sin = table.Sin)
-        {
-            for (int r = 0; r < rows; r++)
-            {
-                float* c = cos + (long)positions[r] * half, s = sin + (long)positions[r] * half;
-                float* row = x + (long)r * heads * headDim;
-                for (int h = 0; h < heads; h++) RotateHalves(row + h * headDim, c, s, half, 1f, false, row + h * headDim);
-            }
-        }
+        int max = 0;
+        for (int b = 0; batchOffsets is not null && b < batch; b++) max = Math.Max(max, batchOffsets[b]);
+        return positionOffset + max;
     }
 
     sealed class RopeBackward : IBackward
@@ -73,9 +63,9 @@ public static class RopeOps
         {
             var x = e.A!;
             int tokens = x.Dim(1), headDim = e.I1, offset = e.I2;
-            var table = RopeTable.For(headDim, e.F0, offset + tokens);
+            var table = RopeTable.For(headDim, e.F0, MaxOffset(offset, e.Indices, x.Dim(0)) + tokens);
             // The rotation is orthogonal: dX = Rᵀ·dY, a rotation by the opposite angle.
-            Rotate.Run(e.Output.Grad!.Pointer, table, x.Rows, tokens, e.I0, headDim, offset, tape.GradOf(x).Pointer, backward: true, tape.Compute);
+            Rotate.Run(e.Output.Grad!.Pointer, table, x.Rows, tokens, e.I0, headDim, offset, e.Indices, tape.GradOf(x).Pointer, backward: true, tape.Compute);
         }
     }
 
@@ -137,11 +127,12 @@ public static class RopeOps
     {
         [ThreadStatic] static Rotate? cached;
         float* source, target, cos, sin;
+        int* batchOffsets;
         RopeTable? table;
         int tokens, heads, headDim, offset, rows, perBlock;
         bool backward;
 
-        public static void Run(float* source, RopeTable table, int rows, int tokens, int heads, int headDim, int offset, float* target, bool backward, ComputeContext compute)
+        public static void Run(float* source, RopeTable table, int rows, int tokens, int heads, int headDim, int offset, int[]? batchOffsets, float* target, bool backward, ComputeContext compute)
         {
             var job = cached ??= new Rotate();
             job.source = source; job.target = target; job.table = table;
@@ -150,8 +141,13 @@ public static class RopeOps
             {
                 job.cos = c; job.sin = s; // pinned arrays: the addresses stay valid
             }
-            compute.Run(ComputeContext.Blocks(rows, heads * headDim, out job.perBlock), job);
+            fixed (int* offsets = batchOffsets)
+            {
+                job.batchOffsets = offsets; // null when there are none; fixed until the run returns
+                compute.Run(ComputeContext.Blocks(rows, heads * headDim, out job.perBlock), job);
+            }
             job.table = null;
+            job.batchOffsets = null;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -161,7 +157,7 @@ public static class RopeOps
             int end = Math.Min(rows, (index + 1) * perBlock);
             for (int r = index * perBlock; r < end; r++)
             {
-                int position = r % tokens + offset;
+                int position = r % tokens + offset + (batchOffsets is null ? 0 : batchOffsets[r / tokens]);
                 float* c = cos + (long)position * half, s = sin + (long)position * half;
                 for (int h = 0; h < heads; h++)
                 {

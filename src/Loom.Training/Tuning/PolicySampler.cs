@@ -5,143 +5,112 @@ using Loom.Text;
 namespace Loom.Training.Tuning;
 
 /// <summary>
-/// Samples responses from a causal LM for tuning (RL rollouts, preference data, evaluation): rows whose prompts
-/// have the same length are decoded together, one position per step with a key/value cache, in inference mode
-/// (nothing recorded). Seeded and reproducible.
+/// Samples responses from a causal LM for tuning (RL rollouts, preference data, evaluation) through the
+/// <see cref="TransformerDecoder"/> that serving uses, so the rollouts come from the same forward pass, LoRA
+/// adapters included: each row's prompt is prefilled into a cache slot, then the active rows decode together,
+/// one token each per step; a finished row's slot takes the next waiting row. Prompts may differ in length.
+/// Tokens are drawn by a <see cref="Sampler"/> from the caller's random stream: seeded and reproducible.
 /// </summary>
 public sealed class PolicySampler
 {
-    readonly Transformer model;
-    readonly Tape tape;
+    /// <summary>Rows decoded together at most; more wait for a free slot (the cache holds this many sequences).</summary>
+    public const int MaxSlots = 16;
 
-    /// <param name="model">The policy (read-only).</param>
+    readonly Transformer model;
+    readonly ComputeContext? compute;
+    TransformerDecoder? decoder;
+
     /// <param name="compute">The threads the kernels run on; null means <see cref="ComputeContext.Default"/>.</param>
     public PolicySampler(Transformer model, ComputeContext? compute = null)
     {
         this.model = model;
-        tape = new Tape(compute) { Recording = false };
+        this.compute = compute;
     }
 
     /// <summary>
-    /// For each prompt, <paramref name="samplesPerPrompt"/> responses of at most <paramref name="maxNewTokens"/> ids,
-    /// each ending with <paramref name="stopId"/> when the model produced it. Results are ordered prompt by prompt.
-    /// Temperature 0 is greedy.
+    /// For each prompt, <paramref name="samplesPerPrompt"/> responses of at most <paramref name="maxNewTokens"/> ids
+    /// (fewer where the model's context ends first), each ending with <paramref name="stopId"/> when the model
+    /// produced it. Results are ordered prompt by prompt. Temperature 0 is greedy.
     /// </summary>
     public int[][] Sample(IReadOnlyList<int[]> prompts, int samplesPerPrompt, int maxNewTokens, float temperature, int stopId, DeterministicRandom random)
     {
-        var results = new int[prompts.Count * samplesPerPrompt][];
-        foreach (var group in Enumerable.Range(0, prompts.Count).GroupBy(i => prompts[i].Length))
+        if (samplesPerPrompt < 1) throw new ArgumentException($"samplesPerPrompt must be positive, got {samplesPerPrompt}", nameof(samplesPerPrompt));
+        if (maxNewTokens < 1) throw new ArgumentException($"maxNewTokens must be positive, got {maxNewTokens}", nameof(maxNewTokens));
+        int maxSeq = model.Config.MaxSeq, vocab = model.Config.VocabSize;
+        int rows = prompts.Count * samplesPerPrompt;
+        var results = new int[rows][];
+        if (rows == 0) return results;
+        int context = 0;
+        foreach (var prompt in prompts)
         {
-            var members = group.ToList();
-            int promptLength = group.Key;
-            int steps = Math.Min(maxNewTokens, model.Config.MaxSeq - promptLength);
-            if (steps <= 0) throw new ArgumentException($"a prompt of {promptLength} tokens leaves no room in the model's context of {model.Config.MaxSeq}");
-            int rows = members.Count * samplesPerPrompt;
-            var sequences = new List<int>[rows];
-            var done = new bool[rows];
-            for (int m = 0; m < members.Count; m++)
-                for (int s = 0; s < samplesPerPrompt; s++)
-                    sequences[m * samplesPerPrompt + s] = [.. prompts[members[m]]];
-            var cache = new KvCache(model.Config, rows, promptLength + steps);
-            var probabilities = new float[model.Config.VocabSize];
-            var next = new int[rows];
-            int vocab = model.Config.VocabSize;
-            // Prefill one position at a time (rows share the prompt length, so they share positions), then decode.
-            for (int position = 0; position < promptLength + steps - 1 && done.Contains(false); position++)
-            {
-                for (int r = 0; r < rows; r++) next[r] = sequences[r][position];
-                var logits = Step(next, rows, position, cache); // [rows, 1, vocab]
-                if (position < promptLength - 1) continue;
-                for (int r = 0; r < rows; r++)
-                {
-                    int token = done[r] ? stopId : Choose(logits.Span.Slice(r * vocab, vocab), temperature, probabilities, random);
-                    sequences[r].Add(token);
-                    if (token == stopId) done[r] = true;
-                }
-            }
-            for (int m = 0; m < members.Count; m++)
-                for (int s = 0; s < samplesPerPrompt; s++)
-                {
-                    var sequence = sequences[m * samplesPerPrompt + s];
-                    var response = sequence.Skip(promptLength).ToList();
-                    int stop = response.IndexOf(stopId);
-                    if (stop >= 0) response.RemoveRange(stop + 1, response.Count - stop - 1);
-                    results[members[m] * samplesPerPrompt + s] = [.. response];
-                }
+            if (prompt.Length >= maxSeq) throw new ArgumentException($"a prompt of {prompt.Length} tokens leaves no room in the model's context of {maxSeq}", nameof(prompts));
+            context = Math.Max(context, Math.Min(maxSeq, prompt.Length + maxNewTokens));
         }
+        var decoder = Decoder(Math.Min(rows, MaxSlots), context);
+        var sampler = new Sampler(new SamplingOptions { Temperature = temperature }, vocab, random);
+
+        // Row r is sample r % samplesPerPrompt of prompt r / samplesPerPrompt; a slot holds one row at a time.
+        var responses = new List<int>[rows];
+        var rowOf = new int[decoder.SlotCount]; // [slots] row in each slot
+        var activeSlots = new int[decoder.SlotCount]; // [active] slots still generating, in the order they started
+        var nextTokens = new int[decoder.SlotCount]; // [active] each active slot's last token
+        var logits = new float[decoder.SlotCount * vocab]; // [active, vocab]
+        int active = 0, nextRow = 0;
+        while (active > 0 || nextRow < rows)
+        {
+            // Fill free slots: prefill the prompt, draw the first token.
+            for (int slot = 0; slot < decoder.SlotCount && nextRow < rows;)
+            {
+                if (activeSlots.AsSpan(0, active).Contains(slot)) { slot++; continue; }
+                int row = nextRow++;
+                var first = logits.AsSpan(0, vocab);
+                decoder.Prefill(slot, prompts[row / samplesPerPrompt], first);
+                responses[row] = [];
+                rowOf[slot] = row;
+                int token = sampler.Sample(first, []);
+                if (Append(row, token)) { decoder.Release(slot); continue; } // done at once: the slot takes the next row
+                activeSlots[active] = slot;
+                nextTokens[active] = token;
+                active++;
+                slot++;
+            }
+            if (active == 0) continue;
+            // One decode step for every active row; finished rows free their slots.
+            decoder.Decode(activeSlots.AsSpan(0, active), nextTokens.AsSpan(0, active), logits.AsSpan(0, active * vocab));
+            int kept = 0;
+            for (int i = 0; i < active; i++)
+            {
+                int slot = activeSlots[i], row = rowOf[slot];
+                int token = sampler.Sample(logits.AsSpan(i * vocab, vocab), []);
+                if (Append(row, token)) { decoder.Release(slot); continue; }
+                activeSlots[kept] = slot;
+                nextTokens[kept] = token;
+                kept++;
+            }
+            active = kept;
+        }
+        for (int r = 0; r < rows; r++) results[r] = [.. responses[r]];
         return results;
+
+        // Adds a token to a row's response; true when the row is done (stop token, token budget or context used up).
+        bool Append(int row, int token)
+        {
+            var response = responses[row];
+            response.Add(token);
+            int length = prompts[row / samplesPerPrompt].Length + response.Count;
+            return token == stopId || response.Count >= maxNewTokens || length >= maxSeq;
+        }
     }
 
-    /// <summary>
-    /// Runs one position of every row through the model, appending its keys and values to <paramref name="cache"/>:
-    /// ids [rows] at <paramref name="position"/> → next-token logits [rows, 1, vocab]. LoRA adapters apply.
-    /// </summary>
-    Tensor Step(int[] ids, int rows, int position, KvCache cache)
+    /// <summary>The decoder, remade when a call needs more slots or a longer context than the last one had.</summary>
+    TransformerDecoder Decoder(int slots, int context)
     {
-        var config = model.Config;
-        int kvDim = config.KvDim, queryDim = config.Heads * config.HeadDim;
-        tape.Reset();
-        var x = tape.Embedding(model.TokenEmbedding, ids, rows, 1); // [rows, 1, dim]
-        for (int layer = 0; layer < model.Blocks.Count; layer++)
+        if (decoder is null || decoder.SlotCount < slots || decoder.ContextLength < context)
         {
-            var attention = model.Blocks[layer].Attention;
-            var h = tape.RmsNorm(x, attention.Norm, config.NormEps); // [rows, 1, dim]
-            var q = LoraAdapter.Linear(tape, h, attention.Query, attention.Adapters); // [rows, 1, heads·headDim]
-            var k = LoraAdapter.Linear(tape, h, attention.Key, attention.Adapters); // [rows, 1, kvDim]
-            var v = LoraAdapter.Linear(tape, h, attention.Value, attention.Adapters); // [rows, 1, kvDim]
-            q = tape.Rope(q, config.Heads, config.HeadDim, config.RopeTheta, position);
-            k = tape.Rope(k, config.KvHeads, config.HeadDim, config.RopeTheta, position);
-            var attended = tape.Allocate(rows, 1, queryDim); // [rows, 1, heads·headDim]
-            for (int r = 0; r < rows; r++)
-            {
-                var keys = cache.Keys[layer].AsSpan(r * cache.Length * kvDim, cache.Length * kvDim); // [length, kvDim]
-                var values = cache.Values[layer].AsSpan(r * cache.Length * kvDim, cache.Length * kvDim); // [length, kvDim]
-                k.Span.Slice(r * kvDim, kvDim).CopyTo(keys[(position * kvDim)..]);
-                v.Span.Slice(r * kvDim, kvDim).CopyTo(values[(position * kvDim)..]);
-                AttentionOps.DecodeAttention(q.Span.Slice(r * queryDim, queryDim), keys, values, position + 1, config.Heads, config.KvHeads,
-                    attended.Span.Slice(r * queryDim, queryDim), tape.Compute);
-            }
-            x = tape.Add(x, LoraAdapter.Linear(tape, attended, attention.Output, attention.Adapters)); // [rows, 1, dim]
-            x = tape.Add(x, model.Blocks[layer].Mlp.Forward(tape, x)); // [rows, 1, dim]
+            decoder?.Dispose();
+            decoder = new TransformerDecoder(model, Math.Max(slots, decoder?.SlotCount ?? 0), Math.Max(context, decoder?.ContextLength ?? 0), compute);
         }
-        x = tape.RmsNorm(x, model.FinalNorm, config.NormEps); // [rows, 1, dim]
-        return tape.MatMul(x, model.LmHead, transposeW: true); // [rows, 1, vocab]
-    }
-
-    /// <summary>Keys and values of every layer for every row: [layers][rows, length, kvDim].</summary>
-    sealed class KvCache
-    {
-        public KvCache(LlamaConfig config, int rows, int length)
-        {
-            Length = length;
-            Keys = [.. Enumerable.Range(0, config.Layers).Select(_ => new float[rows * length * config.KvDim])];
-            Values = [.. Enumerable.Range(0, config.Layers).Select(_ => new float[rows * length * config.KvDim])];
-        }
-
-        public int Length { get; }
-        public float[][] Keys { get; } // [layers][rows, length, kvDim]
-        public float[][] Values { get; } // [layers][rows, length, kvDim]
-    }
-
-    /// <summary>A token from softmax(logits / temperature), or the arg-max when temperature is 0.</summary>
-    static int Choose(ReadOnlySpan<float> logits, float temperature, float[] probabilities, DeterministicRandom random)
-    {
-        if (temperature <= 0f) return Sampler.ArgMax(logits);
-        float max = float.NegativeInfinity;
-        foreach (float v in logits) max = MathF.Max(max, v);
-        double total = 0;
-        for (int i = 0; i < logits.Length; i++)
-        {
-            probabilities[i] = MathF.Exp((logits[i] - max) / temperature);
-            total += probabilities[i];
-        }
-        double u = random.NextDouble() * total;
-        for (int i = 0; i < logits.Length; i++)
-        {
-            u -= probabilities[i];
-            if (u <= 0) return i;
-        }
-        return logits.Length - 1;
+        return decoder;
     }
 }
 
@@ -168,7 +137,7 @@ public sealed class BestOfN
     /// <summary>The n responses to <paramref name="prompt"/> with their rewards, highest reward first.</summary>
     public IReadOnlyList<(string Response, float Reward)> Generate(IReadOnlyList<ChatTurn> prompt, int n, int maxNewTokens, float temperature, DeterministicRandom random)
     {
-        if (n < 1) throw new ArgumentException($"BestOfN.Generate: n must be positive, got {n}");
+        if (n < 1) throw new ArgumentException($"best-of-n needs n >= 1, got {n}", nameof(n));
         int stopId = tokenizer.TokenToId(ChatTemplate.End) ?? throw new InvalidDataException($"the tokenizer has no {ChatTemplate.End} token");
         var (promptIds, _) = ChatTemplate.Encode(prompt, tokenizer, addGenerationPrompt: true);
         var samples = sampler.Sample([promptIds], n, maxNewTokens, temperature, stopId, random);

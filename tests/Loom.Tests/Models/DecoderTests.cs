@@ -174,14 +174,36 @@ public class DecoderTests
         var x = GradCheckRandom(random, 1, tokens, heads * headDim);
         var tape = new Tape { Recording = false };
         var expected = tape.Rope(x, heads, headDim, 1000f, positionOffset: 5).Span.ToArray(); // [1, tokens, heads·headDim]
-        // The same rows, shuffled, each rotated at its own position.
+        // The same rows, shuffled, as a batch of one-token sequences, each rotated at its own position.
         int[] order = [4, 0, 8, 2, 7, 1, 3, 6, 5];
-        var rows = new float[tokens * heads * headDim];
         int width = heads * headDim;
-        for (int i = 0; i < tokens; i++) x.Span.Slice(order[i] * width, width).CopyTo(rows.AsSpan(i * width));
-        RopeOps.RopeInPlace(rows, [.. order.Select(o => o + 5)], heads, headDim, 1000f);
+        var shuffled = new Tensor(tokens, 1, width); // [tokens, 1, heads·headDim]
+        for (int i = 0; i < tokens; i++) x.Span.Slice(order[i] * width, width).CopyTo(shuffled.Span.Slice(i * width));
+        var rows = tape.Rope(shuffled, heads, headDim, 1000f, [.. order.Select(o => o + 5)]).Span; // [tokens, 1, heads·headDim]
         for (int i = 0; i < tokens; i++)
-            Assert.True(MaxAbsDiff(rows.AsSpan(i * width, width), expected.AsSpan(order[i] * width, width)) < 1e-6f);
+            Assert.True(MaxAbsDiff(rows.Slice(i * width, width), expected.AsSpan(order[i] * width, width)) < 1e-6f);
+    }
+
+    [Fact]
+    public void RopeAtPerSequenceOffsetsBackpropagatesLikeEachSequenceAlone()
+    {
+        const int heads = 2, headDim = 6, tokens = 4, width = heads * headDim;
+        int[] offsets = [5, 0, 9];
+        var random = new Random(3);
+        var x = GradCheckRandom(random, offsets.Length, tokens, width);
+        x.RequiresGrad = true;
+        var seed = GradCheckRandom(random, offsets.Length, tokens, width).Span.ToArray(); // [batch, tokens, heads·headDim]
+        var tape = new Tape();
+        tape.Backward(tape.Rope(x, heads, headDim, 1000f, offsets), seed);
+        var together = x.Grad!.Span.ToArray();
+        for (int b = 0; b < offsets.Length; b++)
+        {
+            var row = Tensor.From(x.Span.Slice(b * tokens * width, tokens * width), 1, tokens, width);
+            row.RequiresGrad = true;
+            var alone = new Tape();
+            alone.Backward(alone.Rope(row, heads, headDim, 1000f, positionOffset: offsets[b]), seed.AsSpan(b * tokens * width, tokens * width));
+            Assert.True(MaxAbsDiff(row.Grad!.Span, together.AsSpan(b * tokens * width, tokens * width)) < 1e-6f);
+        }
     }
 
     static Tensor GradCheckRandom(Random random, params int[] shape)

@@ -1,4 +1,5 @@
 using Loom.Models;
+using Loom.Tensors;
 
 namespace Loom.Tests.Models;
 
@@ -28,6 +29,37 @@ public class SamplerTests
             double sd = Math.Sqrt(expected[t] * (1 - expected[t]) / draws);
             Assert.True(Math.Abs(observed - expected[t]) < 5 * sd + 1e-4, $"token {t}: {observed:F4} vs {expected[t]:F4}");
         }
+    }
+
+    [Fact]
+    public void DrawsInvertTheSoftmaxCdfAtEachUniformOfTheCallersStream()
+    {
+        // With the filters off, each draw is the first token whose cumulative softmax(logits / T) probability
+        // exceeds one uniform number from the caller's DeterministicRandom (computed here in float64).
+        const float temperature = 0.7f;
+        var sampler = new Sampler(new SamplingOptions { Temperature = temperature }, 6, new DeterministicRandom(9));
+        var stream = new DeterministicRandom(9);
+        var probabilities = Softmax(Logits(), temperature);
+        for (int i = 0; i < 2000; i++)
+        {
+            double u = stream.NextDouble(), cumulative = 0;
+            int expected = probabilities.Length - 1;
+            for (int t = 0; t < probabilities.Length; t++)
+            {
+                cumulative += probabilities[t];
+                if (u < cumulative) { expected = t; break; }
+            }
+            Assert.Equal(expected, sampler.Sample(Logits(), []));
+        }
+    }
+
+    [Fact]
+    public void TemperatureZeroIsGreedyAndDrawsNothing()
+    {
+        var stream = new DeterministicRandom(3);
+        var sampler = new Sampler(new SamplingOptions { Temperature = 0f }, 6, stream);
+        for (int i = 0; i < 5; i++) Assert.Equal(1, sampler.Sample(Logits(), []));
+        Assert.Equal(new DeterministicRandom(3).NextUInt64(), stream.NextUInt64());
     }
 
     [Fact]

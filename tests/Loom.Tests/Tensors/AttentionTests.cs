@@ -106,15 +106,14 @@ public class AttentionTests
         var v = GradCheck.Random(random, 1f, 1, tokens, kvHeads * headDim);
         var tape = new Tape { Recording = false };
         var full = tape.CausalAttention(q, k, v, heads, kvHeads); // [1, tokens, heads*headDim]
-        int width = heads * headDim;
-        var lastQuery = q.Span.Slice((tokens - 1) * width, width);
-        // A cache with spare capacity beyond the cached tokens, as a generation loop keeps it.
-        var kCache = new float[(tokens + 5) * kvHeads * headDim];
-        var vCache = new float[(tokens + 5) * kvHeads * headDim];
-        k.Span.CopyTo(kCache);
-        v.Span.CopyTo(vCache);
-        var decoded = new float[width];
-        AttentionOps.DecodeAttention(lastQuery, kCache, vCache, tokens, heads, kvHeads, decoded);
+        int width = heads * headDim, kvWidth = kvHeads * headDim;
+        // A cache with spare capacity beyond the cached tokens, as a generation loop keeps it; the last token is appended by the op.
+        var kCache = new Tensor(1, tokens + 5, kvWidth); // [slots, maxTokens, kvHeads*headDim]
+        var vCache = new Tensor(1, tokens + 5, kvWidth); // [slots, maxTokens, kvHeads*headDim]
+        k.Span[..((tokens - 1) * kvWidth)].CopyTo(kCache.Span);
+        v.Span[..((tokens - 1) * kvWidth)].CopyTo(vCache.Span);
+        var decoded = tape.CachedAttention(Tensor.From(q.Span[^width..], 1, 1, width), Tensor.From(k.Span[^kvWidth..], 1, 1, kvWidth),
+            Tensor.From(v.Span[^kvWidth..], 1, 1, kvWidth), kCache, vCache, [0], [tokens - 1], heads, kvHeads).Span.ToArray(); // [1, 1, heads*headDim]
         var lastRow = full.Span.Slice((tokens - 1) * width, width);
         var expected = Reference(ToDouble(q.Span), ToDouble(k.Span), ToDouble(v.Span), 1, tokens, heads, kvHeads, headDim);
         AssertClose(ToDouble(lastRow), decoded, 1e-5, "decode vs causal attention");
@@ -201,8 +200,9 @@ public class AttentionTests
         Assert.Throws<ArgumentException>(() => tape.CausalAttention(q, k, new Tensor(1, 4, 2), 2, 1));
         Assert.Throws<ArgumentException>(() => tape.CausalAttention(q, new Tensor(1, 5, 4), new Tensor(1, 5, 4), 2, 1));
         Assert.Throws<ArgumentException>(() => tape.CausalAttention(new Tensor(4, 8), k, k, 2, 1));
-        Assert.Throws<ArgumentException>(() => AttentionOps.DecodeAttention(new float[8], new float[4], new float[4], 2, 2, 1, new float[8]));
-        Assert.Throws<ArgumentException>(() => AttentionOps.DecodeAttention(new float[8], new float[8], new float[8], 2, 2, 1, new float[4]));
+        var cache = new Tensor(1, 4, 4);
+        Assert.Throws<ArgumentException>(() => new Tape { Recording = false }.CachedAttention(q, k, k, cache, cache, [1], [0], 2, 1)); // no slot 1
+        Assert.Throws<ArgumentException>(() => new Tape { Recording = false }.CachedAttention(q, k, k, cache, cache, [0], [1], 2, 1)); // 1 + 4 tokens > 4
     }
 
     /// <summary>Causal attention in float64, written plainly: scores, softmax, weighted sum.</summary>
