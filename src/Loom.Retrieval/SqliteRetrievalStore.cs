@@ -84,7 +84,7 @@ public sealed class SqliteRetrievalStore : IRetrievalStore, IVectorIndexSource
         }
         var vectors = VectorIndex.Open(databasePath + ".usearch", dimensions);
         var store = new SqliteRetrievalStore(databasePath, connection, dimensions, vectors);
-        // Microsoft.Data.Sqlite runs its async methods synchronously, so this does not block on I/O threads.
+        // Microsoft.Data.Sqlite completes its async methods synchronously, so waiting here cannot deadlock.
         store.vectors.SyncAsync(default).GetAwaiter().GetResult();
         return store;
     }
@@ -122,10 +122,9 @@ public sealed class SqliteRetrievalStore : IRetrievalStore, IVectorIndexSource
         return command;
     }
 
-    long ScalarLong(string sql, SqliteTransaction? transaction = null)
+    long ScalarLong(string sql)
     {
         using var command = connection.CreateCommand();
-        command.Transaction = transaction;
         command.CommandText = sql;
         return Convert.ToInt64(command.ExecuteScalar());
     }

@@ -51,9 +51,6 @@ internal sealed class VectorIndexSync : IDisposable
     /// <summary>Vectors in the index (equals the chunk count once in step).</summary>
     public long Count => vectors.Count;
 
-    /// <summary>The store generation the index reflects.</summary>
-    public long Generation => vectors.Generation;
-
     /// <summary>Throws when a chunk's embedding is not as wide as the store's.</summary>
     public void RequireWidth(SourceDocument document, IReadOnlyList<EmbeddedChunk> chunks)
     {
