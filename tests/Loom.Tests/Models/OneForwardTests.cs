@@ -1,8 +1,13 @@
+using System.Text.Json.Nodes;
 using Loom.Models;
+using Loom.Server;
 using Loom.Serving;
 using Loom.Tensors;
 using Loom.Text;
 using Loom.Training.Tuning;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Loom.Tests.Models;
 
@@ -145,5 +150,16 @@ public class OneForwardTests
         await foreach (var update in loom.Engine.GenerateAsync(new GenerationRequest { Prompt = Tokenizer.Decode(prompt), MaxTokens = Continuation, Sampling = SamplingOptions.Greedy }))
             text.Append(update.Text);
         Assert.Equal(expected, text.ToString());
+
+        // (e') the same engine behind the HTTP server: /v1/completions at temperature 0.
+        await using var app = LoomServer.Build(new ServedModel(loom.Engine), new ServerOptions { Port = 0 });
+        await app.StartAsync();
+        var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        using var http = new HttpClient { BaseAddress = address };
+        var body = new JsonObject { ["model"] = "one-forward", ["prompt"] = Tokenizer.Decode(prompt), ["max_tokens"] = Continuation, ["temperature"] = 0 };
+        using var reply = await http.PostAsync("/v1/completions", new StringContent(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
+        Assert.True(reply.IsSuccessStatusCode, await reply.Content.ReadAsStringAsync());
+        var json = JsonNode.Parse(await reply.Content.ReadAsStringAsync())!;
+        Assert.Equal(expected, json["choices"]![0]!["text"]!.GetValue<string>());
     }
 }
