@@ -52,7 +52,7 @@ public class ArchitectureTests
     [Fact]
     public void LibraryNeverUsesTheCommandLineOrTheWebHost()
     {
-        string[] library = ["Loom.Core", "Loom.Training", "Loom.Retrieval", "Loom.Evaluation", "Loom.Serving"];
+        string[] library = ["Loom.Core", "Loom.Training", "Loom.Retrieval", "Loom.Logs", "Loom.Evaluation", "Loom.Serving"];
         foreach (string name in library)
         {
             var referenced = Assembly.Load(name).GetReferencedAssemblies().Select(a => a.Name!).ToList();

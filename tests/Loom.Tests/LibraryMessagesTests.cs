@@ -11,7 +11,7 @@ namespace Loom.Tests;
 /// </summary>
 public sealed partial class LibraryMessagesTests
 {
-    static readonly string[] LibraryAssemblies = ["Loom.Core", "Loom.Training", "Loom.Retrieval", "Loom.Evaluation", "Loom.Serving"];
+    static readonly string[] LibraryAssemblies = ["Loom.Core", "Loom.Training", "Loom.Retrieval", "Loom.Logs", "Loom.Evaluation", "Loom.Serving"];
 
     [GeneratedRegex("""(^|[\s'"`(])--[a-z]""")]
     private static partial Regex CliFlag();
