@@ -78,7 +78,7 @@ public static class LoomServer
             }
             finally
             {
-                metrics.RequestFinished(context.Request.Path, context.Response.StatusCode, clock.Elapsed);
+                metrics.RequestFinished(RouteLabel(context), context.Response.StatusCode, clock.Elapsed);
             }
         });
 
@@ -316,6 +316,16 @@ public static class LoomServer
         "ChatOptions.PresencePenalty" => "presence_penalty",
         _ => field,
     };
+
+    /// <summary>
+    /// The metrics label of a request: its route template (<c>/v1/chat/completions</c>), or <c>unmatched</c> for a path no
+    /// route serves (the catch-all fallback included). Never the raw path: a client could otherwise grow the counters
+    /// without bound, one per distinct URL.
+    /// </summary>
+    static string RouteLabel(HttpContext context) =>
+        (context.GetEndpoint() as Microsoft.AspNetCore.Routing.RouteEndpoint)?.RoutePattern.RawText is { } route && !route.StartsWith("{*", StringComparison.Ordinal)
+            ? route
+            : "unmatched";
 
     static bool Authorized(HttpRequest request, IReadOnlyList<string> keys)
     {

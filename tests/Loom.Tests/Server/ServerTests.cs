@@ -178,6 +178,23 @@ public class ServerTests(ServerFixture server) : IClassFixture<ServerFixture>
         Assert.True(Counter(metrics, "loom_generations_total") >= 1);
     }
 
+    [Fact]
+    public async Task MetricsLabelRequestsByRouteNotByRawPath()
+    {
+        using var anonymous = new HttpClient { BaseAddress = server.BaseAddress };
+        string marker = Guid.NewGuid().ToString("N");
+        for (int i = 0; i < 50; i++)
+            Assert.Equal(HttpStatusCode.NotFound, (await anonymous.GetAsync($"/{marker}/{i}?q=\"quote")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/health")).StatusCode);
+        string metrics = await anonymous.GetStringAsync("/metrics");
+        Assert.DoesNotContain(marker, metrics);
+        var rows = metrics.Split('\n').Where(line => line.StartsWith("loom_requests_total{", StringComparison.Ordinal)).ToList();
+        Assert.Contains(rows, row => row.StartsWith("loom_requests_total{path=\"unmatched\",status=\"404\"}", StringComparison.Ordinal));
+        Assert.Contains(rows, row => row.StartsWith("loom_requests_total{path=\"/health\",status=\"200\"}", StringComparison.Ordinal));
+        // One row per route and status, however many distinct URLs were asked for.
+        Assert.True(rows.Count < 20, string.Join('\n', rows));
+    }
+
     static double Counter(string metrics, string name) =>
         double.Parse(metrics.Split('\n').Single(line => line.StartsWith(name + " ", StringComparison.Ordinal))[(name.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
 
