@@ -52,13 +52,41 @@ public static class OpenAiProtocol
 
     public static JsonObject ParseObject(ReadOnlySpan<byte> body)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(body))
+            throw new ApiException(400, $"the request body is not valid UTF-8 (at byte {InvalidUtf8Offset(body)})");
         try
         {
+            CheckStrings(body);
             return JsonNode.Parse(body) as JsonObject ?? throw new ApiException(400, "the request body must be a JSON object");
         }
         catch (JsonException e)
         {
             throw new ApiException(400, $"malformed JSON in the request body: {e.Message}");
+        }
+    }
+
+    /// <summary>The offset of the first byte that is not part of a valid UTF-8 sequence.</summary>
+    static int InvalidUtf8Offset(ReadOnlySpan<byte> body)
+    {
+        System.Text.Unicode.Utf8.ToUtf16(body, new char[body.Length], out int read, out _, replaceInvalidSequences: false);
+        return read;
+    }
+
+    /// <summary>
+    /// Reads every string of the body once, so that an escaped lone surrogate (<c>"\ud800"</c>), which is valid JSON
+    /// but no text, is a 400 naming its place instead of a failure deep inside a handler.
+    /// </summary>
+    static void CheckStrings(ReadOnlySpan<byte> body)
+    {
+        var reader = new Utf8JsonReader(body);
+        while (reader.Read())
+        {
+            if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName)) continue;
+            try { reader.GetString(); }
+            catch (InvalidOperationException)
+            {
+                throw new ApiException(400, $"a string at byte {reader.TokenStartIndex} of the request body is not valid text (a lone UTF-16 surrogate)");
+            }
         }
     }
 

@@ -19,8 +19,8 @@ public sealed record ChatLimits
             throw new ChatRequestException("ChatOptions.MaxOutputTokens",
                 $"ChatOptions.MaxOutputTokens must be between 1 and {MaxOutputTokens ?? int.MaxValue}, got {max}");
         checkedOptions.MaxOutputTokens ??= MaxOutputTokens;
-        if (checkedOptions.Temperature is float temperature && !(temperature >= 0 && float.IsFinite(temperature)))
-            throw new ChatRequestException("ChatOptions.Temperature", $"ChatOptions.Temperature must be >= 0, got {temperature}");
+        if (checkedOptions.Temperature is float temperature && !(temperature >= 0 && temperature <= 2))
+            throw new ChatRequestException("ChatOptions.Temperature", $"ChatOptions.Temperature must be in [0, 2], got {temperature}");
         if (checkedOptions.TopP is float topP && !(topP > 0 && topP <= 1))
             throw new ChatRequestException("ChatOptions.TopP", $"ChatOptions.TopP must be in (0, 1], got {topP}");
         if (checkedOptions.TopK is < 0)

@@ -76,10 +76,11 @@ public sealed class Sampler
     {
         if (logits.Length != order.Length) throw new ArgumentException($"logits have {logits.Length} entries, the sampler was made for {order.Length}");
         ApplyPenalties(logits, history);
-        if (options.Temperature == 0f || options.TopK == 1) return ArgMax(logits);
+        float invTemperature = 1f / options.Temperature;
+        // A temperature so small that 1/T overflows (a subnormal such as 1e-45) is the greedy limit, not NaN.
+        if (options.Temperature == 0f || options.TopK == 1 || !float.IsFinite(invTemperature)) return ArgMax(logits);
 
         int vocab = logits.Length;
-        float invTemperature = 1f / options.Temperature;
         bool needsSort = options.TopK > 0 || options.TopP < 1f;
         for (int i = 0; i < vocab; i++) order[i] = i;
         var candidates = order.AsSpan(0, vocab);

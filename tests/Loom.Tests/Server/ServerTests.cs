@@ -179,6 +179,40 @@ public class ServerTests(ServerFixture server) : IClassFixture<ServerFixture>
     }
 
     [Fact]
+    public async Task BrokenTextAndOutOfRangeSamplingGetOpenAiErrors()
+    {
+        using var http = Http();
+        byte[] invalidUtf8 = [.. Encoding.UTF8.GetBytes("{\"model\":\"" + ServerFixture.ModelName + "\",\"messages\":[{\"role\":\"user\",\"content\":\"a"), 0xFF, 0xFE,
+            .. Encoding.UTF8.GetBytes("\"}]}")];
+        using (var content = new ByteArrayContent(invalidUtf8))
+        {
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            using var response = await http.PostAsync("/v1/chat/completions", content);
+            await AssertError(response, HttpStatusCode.BadRequest, "invalid_request_error");
+        }
+        string loneSurrogate = "{\"model\":\"" + ServerFixture.ModelName + "\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\ud800b\"}]}";
+        using (var response = await http.PostAsync("/v1/chat/completions", new StringContent(loneSurrogate, Encoding.UTF8, "application/json")))
+            await AssertError(response, HttpStatusCode.BadRequest, "invalid_request_error");
+        foreach (var (field, value) in new[] { ("temperature", 2.5), ("temperature", -1.0), ("top_p", 1e39), ("frequency_penalty", 1e39), ("presence_penalty", -1e39) })
+        {
+            using var response = await http.PostAsync("/v1/chat/completions", Json(new JsonObject
+            {
+                ["model"] = ServerFixture.ModelName, [field] = value, ["max_tokens"] = 2,
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "hi" }),
+            }));
+            var json = await AssertError(response, HttpStatusCode.BadRequest, "invalid_request_error");
+            Assert.Equal(field, (string?)json["error"]!["param"]);
+        }
+        // A tiny positive temperature is as good as greedy: the same answer as temperature 0, never an empty one.
+        var client = Client().GetChatClient(ServerFixture.ModelName);
+        var greedy = (await client.CompleteChatAsync([new UserChatMessage("count me")], new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 4 })).Value;
+        var tiny = (await client.CompleteChatAsync([new UserChatMessage("count me")], new ChatCompletionOptions { Temperature = 1e-45f, MaxOutputTokenCount = 4 })).Value;
+        Assert.NotEmpty(tiny.Content[0].Text);
+        Assert.Equal(greedy.Content[0].Text, tiny.Content[0].Text);
+        await AssertStillServing();
+    }
+
+    [Fact]
     public async Task MetricsLabelRequestsByRouteNotByRawPath()
     {
         using var anonymous = new HttpClient { BaseAddress = server.BaseAddress };
