@@ -22,6 +22,12 @@ public sealed class KvCache
         ArgumentOutOfRangeException.ThrowIfLessThan(kvDim, 1);
         if ((long)slotCount * maxTokens * kvDim > Array.MaxLength)
             throw new ArgumentException($"a KV cache of {slotCount} slots × {maxTokens} tokens × {kvDim} channels is too large for one layer; use fewer slots");
+        // Checked before allocating: a corrupt max_position_embeddings (2e7) would otherwise grow memory until the process dies.
+        long bytes = 2L * layers * slotCount * maxTokens * kvDim * sizeof(float);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > available / 2)
+            throw new ArgumentException($"a KV cache of {layers} layers × {slotCount} slots × {maxTokens} tokens × {kvDim} channels needs {bytes / 1e9:F1} GB, " +
+                $"more than half of the {available / 1e9:F1} GB available; use a shorter context or fewer slots");
         Layers = layers; SlotCount = slotCount; MaxTokens = maxTokens; KvDim = kvDim;
         keys = new Tensor[layers];
         values = new Tensor[layers];

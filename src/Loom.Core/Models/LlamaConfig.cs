@@ -205,11 +205,13 @@ public sealed record LlamaConfig
             BosId = TokenId("bos_token_id"),
             EosId = TokenId("eos_token_id"),
         };
+        // Validated before head_dim is compared: HeadDim divides by num_attention_heads, which may be 0 in a corrupt file.
+        try { config.Validate(); }
+        catch (ArgumentException e) { throw new FormatException($"{source}: {e.Message}"); }
         int headDim = Int("head_dim", config.HeadDim);
         if (headDim != config.HeadDim)
             throw new FormatException($"{source}: head_dim {headDim} differs from hidden_size / num_attention_heads = {config.HeadDim}");
-        try { return config.Validate(); }
-        catch (ArgumentException e) { throw new FormatException($"{source}: {e.Message}"); }
+        return config;
     }
 
     /// <summary>Reads a config.json file.</summary>

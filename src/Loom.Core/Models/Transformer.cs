@@ -87,6 +87,11 @@ public sealed class Transformer
     /// </summary>
     public static Transformer FromTensors(LlamaConfig config, IReadOnlyDictionary<string, Tensor> tensors, string source)
     {
+        // A config that needs over twice the values the file holds, or more than half the free memory (a corrupt
+        // num_hidden_layers of 1e6), is refused before the model is allocated; smaller mismatches are named tensor by tensor below.
+        long held = tensors.Values.Sum(t => (long)t.Length);
+        if (config.ParameterCount > held && (config.ParameterCount > 2 * held || config.ParameterCount * sizeof(float) > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2))
+            throw new InvalidDataException($"{source}: the config needs {config.ParameterCount:N0} parameters ({config.ParameterCount * sizeof(float) / 1e9:F1} GB), the file holds {held:N0} values");
         var model = new Transformer(config);
         var expected = new HashSet<string>();
         foreach (var p in model.parameters)

@@ -49,6 +49,40 @@ public sealed class CheckpointTests : IDisposable
         Assert.Equal(["ckpt"], Directory.GetDirectories(root).Select(Path.GetFileName));
     }
 
+    [Theory]
+    [InlineData("num_attention_heads", 0, "Heads must be positive")]
+    [InlineData("num_key_value_heads", 0, "KvHeads must be positive")]
+    [InlineData("num_hidden_layers", 1000000, "parameters")]
+    [InlineData("hidden_size", 1000000, "parameters")]
+    [InlineData("vocab_size", -5, "VocabSize must be positive")]
+    public void CorruptConfigFieldsAreOneLineErrorsBeforeAnyAllocation(string field, int value, string expected)
+    {
+        var tokenizer = Tokenizer("abcdefg");
+        string folder = Path.Combine(root, "ckpt");
+        Checkpoint.Save(folder, Model(tokenizer.VocabSize), tokenizer.Save);
+        File.Delete(Path.Combine(folder, "tokenizer.json")); // the config alone is under test
+        string configPath = Path.Combine(folder, "config.json");
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        config[field] = value;
+        config.Remove("head_dim");
+        File.WriteAllText(configPath, config.ToJsonString());
+        var e = Assert.ThrowsAny<Exception>(() => Checkpoint.Load(folder));
+        Assert.True(e is FormatException or InvalidDataException, e.ToString());
+        Assert.Contains(expected, e.Message);
+        Assert.Contains(folder, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void AContextTooLongForMemoryIsRefusedBeforeTheCacheIsAllocated()
+    {
+        // 40 layers × 20M tokens × 8 channels of keys and values: 51 GB, refused before any of it is allocated.
+        var model = new Transformer(new LlamaConfig { VocabSize = 7, Dim = 16, Layers = 40, Heads = 2, KvHeads = 1, HiddenDim = 24, MaxSeq = 20_000_000 });
+        var e = Assert.Throws<ArgumentException>(() => new TransformerDecoder(model));
+        Assert.Contains("KV cache", e.Message);
+        Assert.Contains("GB", e.Message);
+    }
+
     [Fact]
     public void TokenizerThatDisagreesWithVocabSizeIsNamed()
     {
