@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Data.Common;
 using System.Globalization;
 using System.Security.Cryptography;
@@ -46,6 +47,8 @@ public static class FileReader
         var info = new FileInfo(fullPath);
         if (!info.Exists)
             return ReadResult.Skip("file not found");
+        if (!FileWalker.IsRegularFile(fullPath))
+            return ReadResult.Skip("not a regular file (a FIFO, device or socket)");
         if (!KindByExtension.TryGetValue(info.Extension, out string? kind))
             return ReadResult.Skip($"unsupported file type '{info.Extension}'");
         if (info.Length > maxBytes)

@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Data.Common;
 using Microsoft.Extensions.AI;
 
@@ -160,10 +161,11 @@ public sealed class Ingestor(IRetrievalStore store, IEmbeddingGenerator<string, 
 
     static IEnumerable<string> EnumerateFiles(string root, IngestReport report)
     {
-        var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, AttributesToSkip = FileAttributes.Hidden | FileAttributes.System };
-        foreach (string file in Directory.EnumerateFiles(root, "*", options).Order(StringComparer.Ordinal))
+        foreach (var (file, skipReason) in FileWalker.Walk(root))
         {
-            if (FileReader.IsSupported(file))
+            if (skipReason is not null)
+                report.Add(new IngestEntry(file, IngestOutcome.Skipped, skipReason));
+            else if (FileReader.IsSupported(file))
                 yield return file;
             else
                 report.Add(new IngestEntry(file, IngestOutcome.Skipped, $"unsupported file type '{Path.GetExtension(file)}'"));

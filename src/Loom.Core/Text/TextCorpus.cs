@@ -1,3 +1,4 @@
+using Loom.IO;
 using System.Text;
 
 namespace Loom.Text;
@@ -57,13 +58,18 @@ public sealed class TextCorpus
             return new TextCorpus(specification, DotnetDocs.FindFiles(), [], isDotnetDocs: true);
         }
         var candidates = new List<string>();
+        var walkSkipped = new List<SkippedFile>();
         if (File.Exists(specification))
         {
             candidates.Add(Path.GetFullPath(specification));
         }
         else if (Directory.Exists(specification))
         {
-            candidates.AddRange(EnumerateFolder(Path.GetFullPath(specification)));
+            foreach (var (file, skipReason) in FileWalker.Walk(specification))
+            {
+                if (skipReason is null) candidates.Add(file);
+                else walkSkipped.Add(new SkippedFile(file, skipReason));
+            }
         }
         else if (specification.IndexOfAny(['*', '?']) >= 0)
         {
@@ -79,10 +85,10 @@ public sealed class TextCorpus
         }
 
         var files = new List<string>();
-        var skipped = new List<SkippedFile>();
+        var skipped = walkSkipped;
         foreach (var file in candidates)
         {
-            var reason = BinaryReason(file);
+            var reason = FileWalker.IsRegularFile(file) ? BinaryReason(file) : "not a regular file (a FIFO, device or socket)";
             if (reason is null)
             {
                 files.Add(file);
@@ -283,26 +289,6 @@ public sealed class TextCorpus
         return null;
     }
 
-    private static IEnumerable<string> EnumerateFolder(string folder)
-    {
-        var files = new List<string>();
-        var pending = new Stack<string>();
-        pending.Push(folder);
-        while (pending.Count > 0)
-        {
-            var current = pending.Pop();
-            foreach (var directory in Directory.GetDirectories(current).Order(StringComparer.Ordinal).Reverse())
-            {
-                if (!Path.GetFileName(directory).StartsWith('.'))
-                {
-                    pending.Push(directory);
-                }
-            }
-            files.AddRange(Directory.GetFiles(current).Order(StringComparer.Ordinal));
-        }
-        return files;
-    }
-
     // "dir/*.txt", "dir/**/*.cs", "logs/app-*.log": the part before the first wildcard segment is the root.
     private static IEnumerable<string> ExpandGlob(string pattern)
     {
@@ -322,7 +308,7 @@ public sealed class TextCorpus
         var matcher = GlobToRegex(string.Join('/', segments[firstWild..]));
         var recursive = segments[firstWild..].Length > 1 || segments[firstWild].Contains("**", StringComparison.Ordinal);
         var candidates = recursive
-            ? EnumerateFolder(fullRoot)
+            ? FileWalker.Walk(fullRoot).Where(f => f.SkipReason is null).Select(f => f.Path)
             : Directory.GetFiles(fullRoot).Order(StringComparer.Ordinal);
         return candidates.Where(file => matcher.IsMatch(Path.GetRelativePath(fullRoot, file).Replace('\\', '/')));
     }

@@ -122,6 +122,39 @@ public sealed class IngestionTests : IDisposable
     }
 
     [Fact]
+    public async Task FifosDevicesOutsideLinksAndLinkLoopsAreSkippedNotFollowed()
+    {
+        string corpus = MakeCorpus(2);
+        string fifo = Path.Combine(corpus, "pipe.txt");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo])) mkfifo.WaitForExit();
+        File.CreateSymbolicLink(Path.Combine(corpus, "zero.txt"), "/dev/zero");
+        File.CreateSymbolicLink(Path.Combine(corpus, "os.txt"), "/etc/os-release");
+        string sub = Directory.CreateDirectory(Path.Combine(corpus, "sub")).FullName;
+        for (int i = 0; i < 3; i++) Directory.CreateSymbolicLink(Path.Combine(sub, $"loop{i}"), corpus);
+        File.CreateSymbolicLink(Path.Combine(corpus, "gone.md"), Path.Combine(folder, "nowhere.md"));
+        File.CreateSymbolicLink(Path.Combine(sub, "again.md"), Path.Combine(corpus, "d0", "note0000.md"));
+        using var store = SqliteRetrievalStore.Open(Path.Combine(folder, "index.db"), 256);
+        var ingestor = new Ingestor(store, new HashingEmbeddingGenerator());
+        // A reader blocked on the FIFO or /dev/zero would never return: the guard turns a hang into a failure.
+        var report = await ingestor.IngestPathsAsync([corpus], NoTags, default).WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.Equal(2, report.Count(IngestOutcome.Added));
+        var skipped = report.Entries.Where(e => e.Outcome == IngestOutcome.Skipped).ToDictionary(e => Path.GetFileName(e.Source), e => e.Reason);
+        Assert.Equal("not a regular file (a FIFO, device or socket)", skipped["pipe.txt"]);
+        Assert.Equal("link to '/dev/zero', outside the folder", skipped["zero.txt"]);
+        Assert.EndsWith("os-release', outside the folder", skipped["os.txt"]); // /etc/os-release links on to /usr/lib/os-release
+        Assert.StartsWith("the same file as one already read", skipped["again.md"]);
+        foreach (int i in new[] { 0, 1, 2 }) Assert.StartsWith("link to a folder already walked", skipped[$"loop{i}"]);
+        Assert.Equal("broken link", skipped["gone.md"]);
+        Assert.Empty(await store.SearchTextAsync("PRETTY_NAME", 5, null, default));
+
+        // The corpus reader walks the same way: the two regular files only.
+        var text = Loom.Text.TextCorpus.Open(corpus);
+        Assert.Equal(2, text.Files.Count);
+        Assert.Contains(text.Skipped, s => s.Path == fifo);
+        Assert.Contains(text.Skipped, s => s.Path.EndsWith("gone.md", StringComparison.Ordinal) && s.Reason == "broken link");
+    }
+
+    [Fact]
     public async Task SqlRowsAreDocumentsAndVanishedRowsAreRemoved()
     {
         string database = Path.Combine(folder, "rows.db");

@@ -65,7 +65,6 @@ public sealed class TextCommandTests : IDisposable
     [InlineData("missing")]
     [InlineData("empty")]
     [InlineData("binary")]
-    [InlineData("brokenlink")]
     [InlineData("badfraction")]
     [InlineData("badtokenizer")]
     [InlineData("outisfolder")]
@@ -89,12 +88,6 @@ public sealed class TextCommandTests : IDisposable
                 Directory.CreateDirectory(corpus);
                 File.WriteAllBytes(Path.Combine(corpus, "blob.bin"), [1, 2, 0, 3]);
                 expected = "blob.bin: binary";
-                break;
-            case "brokenlink":
-                Directory.CreateDirectory(corpus);
-                File.WriteAllText(Path.Combine(corpus, "good.txt"), "hello\n");
-                File.CreateSymbolicLink(Path.Combine(corpus, "gone.txt"), Path.Combine(directory, "nowhere.txt"));
-                expected = "gone.txt";
                 break;
             case "badfraction":
                 corpus = WriteCorpus("ok.txt", "hello\n");
