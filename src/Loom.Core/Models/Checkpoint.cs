@@ -113,7 +113,8 @@ public static class Checkpoint
         string parent = Path.GetDirectoryName(full)!;
         string name = Path.GetFileName(full);
         Directory.CreateDirectory(parent);
-        string temp = Path.Combine(parent, $".{name}.partial-{Guid.NewGuid():N}");
+        RemoveLeftovers(parent, name);
+        string temp = Path.Combine(parent, $".{name}.partial-{Environment.ProcessId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(temp);
         try
         {
@@ -126,7 +127,7 @@ public static class Checkpoint
         }
         if (Directory.Exists(full))
         {
-            string old = Path.Combine(parent, $".{name}.old-{Guid.NewGuid():N}");
+            string old = Path.Combine(parent, $".{name}.old-{Environment.ProcessId}-{Guid.NewGuid():N}");
             Directory.Move(full, old);
             Directory.Move(temp, full);
             TryDeleteFolder(old);
@@ -147,6 +148,34 @@ public static class Checkpoint
             ["max_length"] = config.MaxSeq,
         };
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>
+    /// Deletes the temporary folders of saves of <paramref name="name"/> that were killed before they finished
+    /// (<c>.NAME.partial-PID-…</c>, <c>.NAME.old-PID-…</c> whose process is gone): a killed save leaves one, and nothing
+    /// else would ever remove it. A save still running in another process keeps its folder.
+    /// </summary>
+    static void RemoveLeftovers(string parent, string name)
+    {
+        foreach (string leftover in Directory.EnumerateDirectories(parent, $".{name}.*"))
+        {
+            string suffix = Path.GetFileName(leftover)[(name.Length + 2)..]; // "partial-PID-GUID" or "old-PID-GUID"
+            string[] parts = suffix.Split('-');
+            if (parts.Length != 3 || parts[0] is not ("partial" or "old") || !int.TryParse(parts[1], out int pid)) continue;
+            if (IsRunning(pid)) continue;
+            TryDeleteFolder(leftover);
+        }
+    }
+
+    static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 
     static void TryDeleteFolder(string path)

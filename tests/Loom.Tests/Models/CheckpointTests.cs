@@ -84,6 +84,25 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
+    public void ASaveRemovesTheFoldersOfKilledSavesButNotOfRunningOnes()
+    {
+        var tokenizer = Tokenizer("abcdefg");
+        using var finished = System.Diagnostics.Process.Start("true")!;
+        finished.WaitForExit();
+        string killed = Path.Combine(root, $".ckpt.partial-{finished.Id}-0123");
+        string killedOld = Path.Combine(root, $".ckpt.old-{finished.Id}-4567");
+        string running = Path.Combine(root, $".ckpt.partial-{Environment.ProcessId}-89ab");
+        string other = Path.Combine(root, ".other.partial-1-cdef");
+        foreach (var folder in new[] { killed, killedOld, running, other })
+            File.WriteAllText(Path.Combine(Directory.CreateDirectory(folder).FullName, "model.safetensors"), "half");
+        Checkpoint.Save(Path.Combine(root, "ckpt"), Model(tokenizer.VocabSize), tokenizer.Save);
+        Assert.False(Directory.Exists(killed));
+        Assert.False(Directory.Exists(killedOld));
+        Assert.True(Directory.Exists(running));
+        Assert.True(Directory.Exists(other)); // another checkpoint's leftovers are its own save's to remove
+    }
+
+    [Fact]
     public void TokenizerThatDisagreesWithVocabSizeIsNamed()
     {
         var model = Model(7);
