@@ -28,8 +28,18 @@ public static class LogsBench
 
     public static int Run(string[] args)
     {
-        int steps = args.Length > 0 ? int.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 300;
         string data = Data();
+        string output = Path.Combine(BenchPaths.ResultsFolder(), "logs.json");
+        if (args is ["bgl"])
+        {
+            // Only the BGL table, merged into the results of the last full run.
+            var merged = File.Exists(output) ? JsonNode.Parse(File.ReadAllText(output))!.AsObject() : new JsonObject();
+            merged["bgl"] = Bgl(data);
+            AtomicFile.WriteAllText(output, merged.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            Console.WriteLine($"wrote {output}");
+            return 0;
+        }
+        int steps = args.Length > 0 ? int.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 300;
         var results = new JsonObject();
 
         Console.WriteLine($"{"system",-10} {"Loom",7} {"Drain",7} {"templates",9} {"lines/s",9}");
@@ -84,28 +94,79 @@ public static class LogsBench
             ["label_free"] = Metrics(labelFree, model.Threshold), ["dev_tuned"] = Metrics(devTuned, tuned), ["ngram_floor"] = Metrics(floor, null),
         };
 
-        // BGL: 60-second windows over the 2,000-line sample, first half of the windows to train (normal ones only), second half to test.
-        string bgl = Path.Combine(data, "loghub", "BGL", "BGL_2k.log");
-        var bglParser = new LogParser(new LogParserOptions { Preset = "BGL" });
-        var windows = Sessionizer.ByTimeWindow(bglParser.ParseFile(bgl).ToList(), "Timestamp", 60, l => l.Header["Label"] != "-");
-        int half = windows.Count / 2;
-        var bglTrain = windows.Take(half).Where(w => w.Anomalous == false).ToList();
-        var bglTest = windows.Skip(half).ToList();
-        var bglModel = LogModel.Train(bglTrain, new LogModelOptions { Steps = 150, ThresholdQuantile = 1.0 },
-            bglParser.Miner.Templates.ToDictionary(t => Sessionizer.EventKey(t.Id), t => t.Text));
-        var bglMetrics = DetectionMetrics.From(AnomalyDetector.Detect(bglModel, bglTest).Select(v => (v.Anomalous, v.Label!.Value)));
-        Console.WriteLine($"BGL 2k, 60 s windows: {windows.Count} windows, {bglTrain.Count} normal to train, {bglTest.Count} to test ({bglTest.Count(w => w.Anomalous == true)} anomalous): " +
-            $"P {bglMetrics.Precision:F4} R {bglMetrics.Recall:F4} F1 {bglMetrics.F1:F4} — a tiny sample, read it as a smoke test");
-        results["bgl"] = new JsonObject
-        {
-            ["window_seconds"] = 60, ["windows"] = windows.Count, ["train_windows"] = bglTrain.Count, ["test_windows"] = bglTest.Count,
-            ["test_anomalous"] = bglTest.Count(w => w.Anomalous == true), ["metrics"] = Metrics(bglMetrics, bglModel.Threshold),
-        };
+        results["bgl"] = Bgl(data);
 
-        string output = Path.Combine(BenchPaths.ResultsFolder(), "logs.json");
         AtomicFile.WriteAllText(output, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"wrote {output}");
         return 0;
+    }
+
+    /// <summary>
+    /// BGL 2k, chronologically: sessions over the first 1,000 lines train (normal sessions only; labels from the alert
+    /// field), sessions over the last 1,000 test. Several session definitions (time windows of 1 min, 1 h, 6 h; windows
+    /// of 20 lines) and two event keys (the template; the template with the line's severity Level) are all reported:
+    /// none is chosen on the test half. The threshold is the 0.9 quantile of held-out normal training sessions' scores,
+    /// fixed before any test run: BGL's normal traffic keeps bringing templates never seen before (657 of the 953
+    /// normal test lines), so the maximum (quantile 1) is an unseen event's surprise and flags nothing. Beside each row,
+    /// the floor: a session is anomalous when it holds an event no normal training session had.
+    /// </summary>
+    static JsonObject Bgl(string data)
+    {
+        string log = Path.Combine(data, "loghub", "BGL", "BGL_2k.log");
+        var parser = new LogParser(new LogParserOptions { Preset = "BGL" });
+        var lines = parser.ParseFile(log).ToList();
+        var templates = parser.Miner.Templates.ToDictionary(t => t.Id, t => t.Text);
+        static bool Alert(ParsedLine line) => line.Header["Label"] != "-";
+        // Template with Level: each (template, level) pair gets its own id.
+        var pairIds = new Dictionary<(int, string), int>();
+        var pairTexts = new Dictionary<string, string>();
+        var withLevel = lines.Select(l =>
+        {
+            string level = l.Header.GetValueOrDefault("Level", "");
+            if (!pairIds.TryGetValue((l.TemplateId, level), out int id))
+            {
+                pairIds[(l.TemplateId, level)] = id = pairIds.Count + 1;
+                pairTexts[Sessionizer.EventKey(id)] = $"{level} {templates[l.TemplateId]}";
+            }
+            return l with { TemplateId = id };
+        }).ToList();
+        var keys = new (string Name, List<ParsedLine> Lines, Dictionary<string, string> Texts)[]
+        {
+            ("template", lines, templates.ToDictionary(t => Sessionizer.EventKey(t.Key), t => t.Value)),
+            ("template+level", withLevel, pairTexts),
+        };
+        var definitions = new (string Name, Func<List<ParsedLine>, List<LogSession>> Make)[]
+        {
+            ("time 60 s", l => Sessionizer.ByTimeWindow(l, "Timestamp", 60, Alert)),
+            ("time 1 h", l => Sessionizer.ByTimeWindow(l, "Timestamp", 3600, Alert)),
+            ("time 6 h", l => Sessionizer.ByTimeWindow(l, "Timestamp", 6 * 3600, Alert)),
+            ("count 20", l => Sessionizer.ByCount(l, 20, Alert)),
+        };
+        long split = lines[lines.Count / 2].LineNumber;
+        var rows = new JsonArray();
+        Console.WriteLine($"BGL 2k, chronological: sessions starting before line {split} train (normal only), the rest test; threshold: 0.9 quantile of held-out normal scores");
+        Console.WriteLine($"{"sessions",-10} {"events",-15} {"train",5} {"test",5} {"anom",5} {"P",6} {"R",6} {"F1",6}   floor P/R/F1");
+        foreach (var (keyName, keyed, texts) in keys)
+            foreach (var (name, make) in definitions)
+            {
+                var sessions = make(keyed);
+                var train = sessions.Where(s => s.Lines[0] < split && s.Anomalous == false).ToList();
+                var test = sessions.Where(s => s.Lines[0] >= split).ToList();
+                var model = LogModel.Train(train, new LogModelOptions { Steps = 150, ThresholdQuantile = 0.9 }, texts);
+                var metrics = DetectionMetrics.From(AnomalyDetector.Detect(model, test).Select(v => (v.Anomalous, v.Label!.Value)));
+                var seen = train.SelectMany(s => s.Events).ToHashSet(StringComparer.Ordinal);
+                var floor = DetectionMetrics.From(test.Select(s => (s.Events.Any(e => !seen.Contains(e)), s.Anomalous!.Value)));
+                int anomalous = test.Count(s => s.Anomalous == true);
+                Console.WriteLine($"{name,-10} {keyName,-15} {train.Count,5} {test.Count,5} {anomalous,5} {metrics.Precision,6:F3} {metrics.Recall,6:F3} {metrics.F1,6:F3}   " +
+                    $"{floor.Precision:F3}/{floor.Recall:F3}/{floor.F1:F3}");
+                rows.Add(new JsonObject
+                {
+                    ["sessions"] = name, ["events"] = keyName, ["train_sessions"] = train.Count, ["test_sessions"] = test.Count, ["test_anomalous"] = anomalous,
+                    ["metrics"] = Metrics(metrics, model.Threshold), ["unseen_event_floor"] = Metrics(floor, null),
+                });
+            }
+        Console.WriteLine("a 2,000-line sample over 7 months (about one line per 2.5 h; 143 alert lines, 47 in the test half): tens of test sessions, read as a smoke test");
+        return new JsonObject { ["split_line"] = split, ["threshold_quantile"] = 0.9, ["rows"] = rows };
     }
 
     static JsonObject Metrics(DetectionMetrics m, double? threshold) => new()
