@@ -47,18 +47,14 @@ public sealed class LiveDetector
     readonly LogParser parser;
     readonly Regex identifier;
     readonly Dictionary<string, Open> open = new(StringComparer.Ordinal);
-    readonly Dictionary<int, string> eventKeys = [];
+    readonly ModelEventKeys eventKeys;
 
     public LiveDetector(LogModel model, LiveDetectorOptions? options = null)
     {
         this.model = model;
         Options = (options ?? new LiveDetectorOptions()).Validate();
         parser = new LogParser(Options.Parser);
-        for (int id = EventVocabulary.UnknownId + 1; id < model.Vocabulary.Count; id++)
-        {
-            string key = model.Vocabulary.Key(id);
-            if (model.Vocabulary.Template(key) is { } text) eventKeys.TryAdd(parser.Miner.Add(text).Id, key);
-        }
+        eventKeys = new ModelEventKeys(model, parser);
         try { identifier = new Regex(Options.IdentifierPattern, RegexOptions.Compiled | RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)); }
         catch (ArgumentException e) { throw new ArgumentException($"LiveDetectorOptions.IdentifierPattern is not a valid regex ({e.Message.Split('\n')[0]})"); }
     }
@@ -85,7 +81,7 @@ public sealed class LiveDetector
         {
             if (!open.TryGetValue(match.Value, out var session)) open[match.Value] = session = new Open();
             if (session.Lines.Count > 0 && session.Lines[^1] == line.Number) continue;
-            session.Events.Add(eventKeys.TryGetValue(parsed.TemplateId, out var key) ? key : "new:" + Sessionizer.EventKey(parsed.TemplateId));
+            session.Events.Add(eventKeys.Key(parsed.TemplateId));
             session.Lines.Add(line.Number);
             session.LastSeen = started;
             if (session.Flagged) continue;

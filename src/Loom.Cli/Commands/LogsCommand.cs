@@ -60,11 +60,16 @@ internal static class LogsCommand
 
     static Option<string?> SessionsOption() => new("--session") { Description = "How raw lines form sessions: id:REGEX (default id:blk_-?\\d+), field:NAME, window:FIELD:SECONDS, count:N. Ignored for pre-parsed sessions." };
 
-    /// <summary>Sessions from a raw log (parsed here) or from pre-parsed event sequences (space-separated ids, or Sequence,label CSV).</summary>
-    static (List<LogSession> Sessions, IReadOnlyDictionary<string, string> Templates) ReadSessions(string path, bool preParsed, string? preset, string? layout, string? session)
+    /// <summary>
+    /// Sessions from a raw log (parsed here) or from pre-parsed event sequences (space-separated ids, or Sequence,label CSV).
+    /// With <paramref name="model"/>, a raw log's events get the keys the model was trained on.
+    /// </summary>
+    static (List<LogSession> Sessions, IReadOnlyDictionary<string, string> Templates) ReadSessions(string path, bool preParsed, string? preset, string? layout, string? session,
+        LogModel? model = null)
     {
         if (preParsed) return (Sessionizer.ReadEventSequences(path), new Dictionary<string, string>());
         var parser = new LogParser(new LogParserOptions { Preset = preset, Layout = layout });
+        var keys = model is null ? null : new ModelEventKeys(model, parser);
         var lines = parser.ParseFile(path).ToList();
         var templates = parser.Miner.Templates.ToDictionary(t => Sessionizer.EventKey(t.Id), t => t.Text);
         string spec = session ?? @"id:blk_-?\d+";
@@ -78,7 +83,7 @@ internal static class LogsCommand
             "count" when parts.Length == 2 && int.TryParse(parts[1], out int count) => Sessionizer.ByCount(lines, count),
             _ => throw new ArgumentException($"session rule '{spec}' is not one of id:REGEX, field:NAME, window:FIELD:SECONDS, count:N"),
         };
-        return (sessions, templates);
+        return (keys is null ? sessions : [.. sessions.Select(keys.Rename)], templates);
     }
 
     static Command CreateTrain()
@@ -143,7 +148,7 @@ internal static class LogsCommand
                 Console.WriteLine($"threshold tuned on {dev.Count} labelled sessions: {threshold:F3} (F1 {f1:F3} there; trained threshold {model.Threshold:F3})");
                 model.Threshold = threshold;
             }
-            var (sessions, _) = ReadSessions(result.GetValue(input)!, result.GetValue(preParsed), result.GetValue(preset), result.GetValue(layout), result.GetValue(session));
+            var (sessions, _) = ReadSessions(result.GetValue(input)!, result.GetValue(preParsed), result.GetValue(preset), result.GetValue(layout), result.GetValue(session), model);
             var stopwatch = Stopwatch.StartNew();
             var verdicts = AnomalyDetector.Detect(model, sessions);
             double seconds = stopwatch.Elapsed.TotalSeconds;
@@ -228,7 +233,7 @@ internal static class LogsCommand
             using var compute = new ComputeContext(threadCount);
             var detector = LogModel.Load(result.GetValue(logModel)!, compute);
             var chosen = ChooseSessions(result.GetValue(input), result.GetValue(events), result.GetValue(verdicts), result.GetValue(ids) ?? [], detector,
-                () => ReadSessions(result.GetValue(input)!, result.GetValue(preParsed), result.GetValue(preset), result.GetValue(layout), result.GetValue(session)).Sessions);
+                () => ReadSessions(result.GetValue(input)!, result.GetValue(preParsed), result.GetValue(preset), result.GetValue(layout), result.GetValue(session), detector).Sessions);
             int most = result.GetValue(limit);
             if (most < 1) throw new ArgumentException($"--limit must be positive, got {most}");
             string? modelFolder = result.GetValue(model), ggufFile = result.GetValue(gguf), indexFolder = result.GetValue(index);
