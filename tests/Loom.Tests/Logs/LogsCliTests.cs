@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using Loom.Models;
+using Loom.Retrieval;
 
 namespace Loom.Tests.Logs;
 
@@ -50,8 +52,34 @@ public class LogsCliTests
         Assert.Equal(2, accounts[1]["similar"]![0]!["distance"]!.GetValue<int>());
         Assert.Contains("Unexpected: event ", accounts[1]["account"]!.GetValue<string>());
 
-        var given = CliRun.Run("logs", "explain", "--log-model", model, "--events", "1 2 3", "--index", folder);
-        Assert.Equal(1, given.ExitCode);
-        Assert.Contains("--index needs a model to write the account", given.Error);
+        var noWriter = CliRun.Run("logs", "explain", "--log-model", model, "--events", "1 2 3", "--index", folder);
+        Assert.Equal(1, noWriter.ExitCode);
+        Assert.Contains("--index needs a model to write the account", noWriter.Error);
+    }
+
+    [Fact]
+    public async Task ExplainWritesTheAccountWithAModelCheckpointGroundedInAnIndex()
+    {
+        string folder = Text.TestData.NewTemporaryDirectory();
+        string train = Path.Combine(folder, "train.log"), logModel = Path.Combine(folder, "log-model"), writer = Path.Combine(folder, "writer"), index = Path.Combine(folder, "kb");
+        File.WriteAllLines(train, Enumerable.Range(1, 60).SelectMany(i => WatchTests.SessionLines(i, "A", "B", "C", "D", "E")));
+        var trained = CliRun.Run("logs", "train", train, "--out", logModel, "--steps", "60", "--dim", "32", "--layers", "1", "--threads", "1");
+        Assert.True(trained.ExitCode == 0, trained.Error);
+        var (transformer, tokenizer) = Server.ServerFixture.BpeModel(9, maxSeq: 2048);
+        Checkpoint.Save(writer, transformer, tokenizer.Save);
+        using (var built = await RetrievalIndex.OpenAsync(index, Embedders.Hashing, null, create: true, default))
+            await new Ingestor(built.Store, built.Embedder).IngestDocumentsAsync(
+                [new SourceDocument("runbook", "Block runbook", "text", "When a block is received before it is allocated, check the datanode.", new Dictionary<string, string>(), new Dictionary<string, string>())],
+                default);
+        // Events 1 3 2 4 5: the second and third steps swapped.
+        var explain = CliRun.Run("logs", "explain", "--log-model", logModel, "--events", "1 3 2 4 5", "--model", writer, "--index", index, "--top", "1",
+            "--max-tokens", "5", "--threads", "1");
+        Assert.True(explain.ExitCode == 0, explain.Error);
+        var account = JsonNode.Parse(explain.Output.Trim())!;
+        Assert.Equal("given", account["session"]!.GetValue<string>());
+        Assert.True(account["generated"]!.GetValue<bool>());
+        Assert.Equal("runbook", account["sources"]![0]!["source"]!.GetValue<string>());
+        Assert.Equal(["1", "2", "3", "4", "5"], account["similar"]![0]!["events"]!.AsArray().Select(e => e!.GetValue<string>()));
+        Assert.Equal(60, account["similar"]![0]!["count"]!.GetValue<int>());
     }
 }
