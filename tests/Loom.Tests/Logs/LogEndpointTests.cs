@@ -83,4 +83,21 @@ public class LogEndpointTests
         Assert.Equal(HttpStatusCode.Unauthorized, keyStatus);
         Assert.Equal(16, served.LogDetector!.LinesRead); // refused requests judged nothing
     }
+
+    [Fact]
+    public async Task LoomServeWithALogModelAnswersTheEndpoint()
+    {
+        string folder = Text.TestData.NewTemporaryDirectory();
+        string logModel = Path.Combine(folder, "log-model"), writer = Path.Combine(folder, "writer");
+        WatchTests.TrainOnRawLines(folder).Save(logModel);
+        var (transformer, tokenizer) = ServerFixture.BpeModel(5);
+        Loom.Models.Checkpoint.Save(writer, transformer, tokenizer.Save);
+        using var serve = await ServeProcess.StartAsync("--model", writer, "--port", "0", "--slots", "1", "--threads", "1", "--log-model", logModel);
+        using var http = new HttpClient { BaseAddress = serve.Address };
+        using var response = await http.PostAsync(LogEndpoint.Path, Json(Lines([.. WatchTests.SessionLines(4, "A", "B", "C", "D", "E"), .. WatchTests.SessionLines(5, "A", "X")], complete: true)));
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.True(response.IsSuccessStatusCode, body.ToJsonString());
+        var verdicts = body["verdicts"]!.AsArray().ToDictionary(v => v!["session"]!.GetValue<string>(), v => v!["anomalous"]!.GetValue<bool>());
+        Assert.Equal(new Dictionary<string, bool> { ["blk_4"] = false, ["blk_5"] = true }, verdicts);
+    }
 }
