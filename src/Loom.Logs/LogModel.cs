@@ -33,6 +33,8 @@ public sealed record LogModelOptions
     public double ThresholdMargin { get; init; } = 1.0;
     /// <summary>The threads the model's kernels run on; null: <see cref="ComputeContext.Default"/>.</summary>
     public ComputeContext? Compute { get; init; }
+    /// <summary>Distinct normal sessions kept in the checkpoint (the most frequent first) for explanations: the nearest normal sessions to a flagged one.</summary>
+    public int KeptNormalSessions { get; init; } = 2000;
     /// <summary>Seeds the weights, the hold-out split and batch sampling.</summary>
     public ulong Seed { get; init; } = 1;
 
@@ -51,6 +53,7 @@ public sealed record LogModelOptions
         Check(HoldOutFraction is >= 0 and < 1, $"LogModelOptions.HoldOutFraction must be in [0, 1), got {HoldOutFraction}");
         Check(ThresholdQuantile is > 0 and <= 1, $"LogModelOptions.ThresholdQuantile must be in (0, 1], got {ThresholdQuantile}");
         Check(ThresholdMargin > 0, $"LogModelOptions.ThresholdMargin must be positive, got {ThresholdMargin}");
+        Check(KeptNormalSessions >= 0, $"LogModelOptions.KeptNormalSessions must be >= 0, got {KeptNormalSessions}");
         return this;
     }
 }
@@ -68,8 +71,9 @@ public sealed class LogModel
 {
     public const string DetectorFileName = "detector.json";
 
-    LogModel(Transformer model, EventVocabulary vocabulary, double threshold, ComputeContext? compute)
+    LogModel(Transformer model, EventVocabulary vocabulary, double threshold, IReadOnlyList<NormalPattern> normal, ComputeContext? compute)
     {
+        Normal = normal;
         Compute = compute ?? ComputeContext.Default;
         Model = model;
         Vocabulary = vocabulary;
@@ -78,6 +82,8 @@ public sealed class LogModel
 
     public Transformer Model { get; }
     public EventVocabulary Vocabulary { get; }
+    /// <summary>Distinct normal training sessions with their counts, the most frequent first (empty for checkpoints that kept none).</summary>
+    public IReadOnlyList<NormalPattern> Normal { get; }
     /// <summary>The threads scoring runs on.</summary>
     public ComputeContext Compute { get; }
     /// <summary>Scores above this flag a session; set from held-out normal sessions, or tuned on labelled ones.</summary>
@@ -150,7 +156,7 @@ public sealed class LogModel
                 progress($"step {step + 1}/{options.Steps}: loss {loss.Scalar():F4}, {tokens / stopwatch.Elapsed.TotalSeconds:F0} events/s");
         }
 
-        var model = new LogModel(transformer, vocabulary, double.PositiveInfinity, options.Compute);
+        var model = new LogModel(transformer, vocabulary, double.PositiveInfinity, NormalPatterns.From(normal, options.KeptNormalSessions), options.Compute);
         var normalScores = model.Score(holdOut.Count > 0 ? holdOut : train).Select(s => s.Score).Order().ToArray();
         int index = Math.Clamp((int)Math.Ceiling(options.ThresholdQuantile * normalScores.Length) - 1, 0, normalScores.Length - 1);
         model.Threshold = normalScores[index] * options.ThresholdMargin;
@@ -250,14 +256,17 @@ public sealed class LogModel
             .Select(v => new EventPrediction(Vocabulary.Key(v), Vocabulary.Template(Vocabulary.Key(v)), Math.Exp(logProbs[step * vocab + v])))];
     }
 
-    /// <summary>Writes the checkpoint (config.json, model.safetensors, tokenizer.json), events.json and detector.json.</summary>
+    /// <summary>Writes the checkpoint (config.json, model.safetensors, tokenizer.json), events.json and detector.json (threshold and the kept normal sessions).</summary>
     public void Save(string folder)
     {
+        var normal = new JsonArray();
+        foreach (var pattern in Normal)
+            normal.Add(new JsonObject { ["events"] = new JsonArray([.. pattern.Events.Select(e => JsonValue.Create(e))]), ["count"] = pattern.Count });
         Checkpoint.Save(folder, Model, temp =>
         {
             Vocabulary.Save(temp);
             AtomicFile.WriteAllText(Path.Combine(temp, DetectorFileName),
-                new JsonObject { ["threshold"] = Threshold, ["score"] = "max over steps of -ln p(event | previous events)" }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                new JsonObject { ["threshold"] = Threshold, ["score"] = "max over steps of -ln p(event | previous events)", ["normal"] = normal }.ToJsonString());
         });
     }
 
@@ -272,8 +281,23 @@ public sealed class LogModel
         string detector = Path.Combine(folder, DetectorFileName);
         if (!File.Exists(detector)) throw new FileNotFoundException($"{detector}: file not found (not a log model checkpoint)", detector);
         double threshold;
-        try { threshold = JsonNode.Parse(File.ReadAllText(detector))?["threshold"]?.GetValue<double>() ?? throw new InvalidDataException($"{detector}: missing field threshold"); }
-        catch (JsonException e) { throw new InvalidDataException($"{detector}: invalid JSON ({e.Message.Split('\n')[0]})"); }
-        return new LogModel(transformer, vocabulary, threshold, compute);
+        var normal = new List<NormalPattern>();
+        try
+        {
+            var root = JsonNode.Parse(File.ReadAllText(detector));
+            threshold = root?["threshold"]?.GetValue<double>() ?? throw new InvalidDataException($"{detector}: missing field threshold");
+            if (root?["normal"] is JsonArray patterns)
+                foreach (var pattern in patterns)
+                {
+                    if (pattern?["events"] is not JsonArray events || pattern["count"]?.GetValue<int>() is not int count)
+                        throw new InvalidDataException($"{detector}: normal[{normal.Count}] needs events and count");
+                    normal.Add(new NormalPattern([.. events.Select(e => e?.GetValue<string>() ?? throw new InvalidDataException($"{detector}: normal[{normal.Count}].events holds a null"))], count));
+                }
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{detector}: invalid JSON ({e.Message.Split('\n')[0]})");
+        }
+        return new LogModel(transformer, vocabulary, threshold, normal, compute);
     }
 }

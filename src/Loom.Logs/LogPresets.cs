@@ -25,7 +25,7 @@ public static class LogPresets
         ["Zookeeper"] = new("Zookeeper", @"<Date> <Time> - <Level>  \[<Node>:<Component>@<Id>\] - <Content>", Miner(0.2, 6)),
         ["BGL"] = new("BGL", "<Label> <Timestamp> <Date> <Node> <Time> <NodeRepeat> <Type> <Component> <Level> <Content>", Miner(0.8, 3, extraMasks: [@"core\.\d+"])),
         ["HPC"] = new("HPC", "<LogId> <Node> <Component> <State> <Time> <Flag> <Content>", Miner(0.2, 5, collapse: true)),
-        ["Windows"] = new("Windows", @"<Date> <Time>, <Level>                  <Component>    <Content>", Miner(0.9, 3, merge: true)),
+        ["Windows"] = new("Windows", @"<Date> <Time>, <Level>                  <Component>    <Content>", Miner(0.9, 3, merge: true, extraMasks: [@"'[^'\s]*[/\\][^'\s]*'"])),
         ["Linux"] = new("Linux", @"<Month> <Date> <Time> <Level> <Component>(\[<PID>\])?: <Content>", Miner(0.2, 4)),
         ["Android"] = new("Android", "<Date> <Time>  <Pid>  <Tid> <Level> <Component>: <Content>", Miner(0.9, 3)),
         ["HealthApp"] = new("HealthApp", @"<Time>\|<Component>\|<Pid>\|<Content>", Miner(0.2, 5)),

@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using System.Text.RegularExpressions;
-
 namespace Loom.Logs;
 
 /// <summary>How <see cref="LogWatcher"/> follows a file. Null means the default.</summary>
@@ -27,13 +24,6 @@ public sealed record LogWatchOptions
 }
 
 /// <summary>
-/// A report from the watcher: a flagged session (at its first unexpected event, or when it completed), or a note about
-/// the file (truncated, rotated, a bad line). <see cref="Latency"/> is the time from reading the line that decided the
-/// verdict to the verdict.
-/// </summary>
-public sealed record WatchEvent(SessionVerdict? Verdict, string? Note, TimeSpan Latency, bool Completed);
-
-/// <summary>
 /// Follows a growing log file: mines each new line, adds it to its session, scores the open session at once, and
 /// flags it as soon as an event is more surprising than the threshold; a session idle for
 /// <see cref="LogWatchOptions.SessionTimeout"/> is complete and judged with its end. Survives truncation (reads on from
@@ -41,45 +31,27 @@ public sealed record WatchEvent(SessionVerdict? Verdict, string? Note, TimeSpan 
 /// </summary>
 public sealed class LogWatcher
 {
-    sealed class Open
-    {
-        public readonly List<string> Events = [];
-        public readonly List<long> Lines = [];
-        public long LastSeen;
-        public bool Flagged;
-    }
-
-    readonly LogModel model;
-    readonly LogParser parser;
-    readonly Regex identifier;
-    readonly Dictionary<string, Open> open = new(StringComparer.Ordinal);
-    readonly Dictionary<int, string> eventKeys = [];
+    readonly LiveDetector detector;
 
     public LogWatcher(LogModel model, LogWatchOptions? options = null)
     {
-        this.model = model;
         Options = (options ?? new LogWatchOptions()).Validate();
-        parser = new LogParser(Options.Parser);
-        // The live miner starts from the model's templates, so a line gets the event key the model was trained on.
-        for (int id = EventVocabulary.UnknownId + 1; id < model.Vocabulary.Count; id++)
+        detector = new LiveDetector(model, new LiveDetectorOptions
         {
-            string key = model.Vocabulary.Key(id);
-            if (model.Vocabulary.Template(key) is { } text) eventKeys.TryAdd(parser.Miner.Add(text).Id, key);
-        }
-        try { identifier = new Regex(Options.IdentifierPattern, RegexOptions.Compiled | RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)); }
-        catch (ArgumentException e) { throw new ArgumentException($"LogWatchOptions.IdentifierPattern is not a valid regex ({e.Message.Split('\n')[0]})"); }
+            Parser = Options.Parser, IdentifierPattern = Options.IdentifierPattern, SessionTimeout = Options.SessionTimeout,
+        });
     }
 
     public LogWatchOptions Options { get; }
 
     /// <summary>Lines read so far.</summary>
-    public long LinesRead { get; private set; }
+    public long LinesRead => detector.LinesRead;
 
     /// <summary>Follows <paramref name="path"/> until cancelled, reporting each flag and note as it happens.</summary>
     public async IAsyncEnumerable<WatchEvent> WatchAsync(string path, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var splitter = new LogLineSplitter(parser.Options.MaxLineBytes);
-        var pending = new Queue<WatchEvent>();
+        var splitter = new LogLineSplitter(detector.ParserOptions.MaxLineBytes);
+        var pending = new List<WatchEvent>();
         var buffer = new byte[1 << 16];
         FileStream? stream = null;
         long position = 0;
@@ -103,7 +75,7 @@ public sealed class LogWatcher
                     long length = stream.Length;
                     if (length < position)
                     {
-                        pending.Enqueue(new WatchEvent(null, $"{path}: truncated from {position} to {length} bytes; reading on from its start", TimeSpan.Zero, false));
+                        pending.Add(new WatchEvent(null, $"{path}: truncated from {position} to {length} bytes; reading on from its start", TimeSpan.Zero, false));
                         splitter.Reset();
                         position = 0;
                     }
@@ -118,14 +90,15 @@ public sealed class LogWatcher
                     if (IsRotated(stream, path))
                     {
                         splitter.Flush(line => OnLine(line, pending));
-                        pending.Enqueue(new WatchEvent(null, $"{path}: rotated; reading the new file from its start", TimeSpan.Zero, false));
+                        pending.Add(new WatchEvent(null, $"{path}: rotated; reading the new file from its start", TimeSpan.Zero, false));
                         stream.Dispose();
                         stream = null;
                         continue;
                     }
                 }
                 ExpireSessions(pending);
-                while (pending.Count > 0) yield return pending.Dequeue();
+                foreach (var report in pending) yield return report;
+                pending.Clear();
                 try { await Task.Delay(Options.PollInterval, cancellationToken).ConfigureAwait(false); }
                 catch (OperationCanceledException) { yield break; }
             }
@@ -162,47 +135,13 @@ public sealed class LogWatcher
         catch (IOException) { return false; }
     }
 
-    void OnLine(LogLine line, Queue<WatchEvent> pending)
-    {
-        long started = Stopwatch.GetTimestamp();
-        LinesRead++;
-        var parsed = parser.Parse(line);
-        if (line.Issue is not null) pending.Enqueue(new WatchEvent(null, $"line {line.Number}: {line.Issue}", TimeSpan.Zero, false));
-        foreach (Match match in identifier.Matches(parsed.Content))
-        {
-            if (!open.TryGetValue(match.Value, out var session)) open[match.Value] = session = new Open();
-            if (session.Lines.Count > 0 && session.Lines[^1] == line.Number) continue;
-            session.Events.Add(eventKeys.TryGetValue(parsed.TemplateId, out var key) ? key : "new:" + Sessionizer.EventKey(parsed.TemplateId));
-            session.Lines.Add(line.Number);
-            session.LastSeen = started;
-            if (session.Flagged) continue;
-            var verdict = Judge(match.Value, session, includeEnd: false);
-            if (verdict.Anomalous)
-            {
-                session.Flagged = true;
-                pending.Enqueue(new WatchEvent(verdict, null, Stopwatch.GetElapsedTime(started), false));
-            }
-        }
-    }
+    void OnLine(LogLine line, List<WatchEvent> pending) => detector.Add(line, pending);
 
-    void ExpireSessions(Queue<WatchEvent> pending)
+    /// <summary>Completes idle sessions; only the anomalous ones are reported.</summary>
+    void ExpireSessions(List<WatchEvent> pending)
     {
-        long now = Stopwatch.GetTimestamp();
-        foreach (var (id, session) in open.ToList())
-        {
-            if (Stopwatch.GetElapsedTime(session.LastSeen, now) < Options.SessionTimeout) continue;
-            open.Remove(id);
-            if (session.Flagged) continue;
-            long started = Stopwatch.GetTimestamp();
-            var verdict = Judge(id, session, includeEnd: true);
-            if (verdict.Anomalous) pending.Enqueue(new WatchEvent(verdict, null, Stopwatch.GetElapsedTime(started), true));
-        }
-    }
-
-    SessionVerdict Judge(string id, Open session, bool includeEnd)
-    {
-        var logSession = new LogSession(id, session.Events, session.Lines);
-        var score = model.Score([logSession], includeEnd)[0];
-        return AnomalyDetector.Verdict(model, logSession, score, model.Threshold, 3);
+        var completed = new List<WatchEvent>();
+        detector.Complete(completed);
+        pending.AddRange(completed.Where(r => r.Verdict?.Anomalous == true));
     }
 }

@@ -23,6 +23,8 @@ public sealed record ServedModel(ITextGenerator Generator)
     public Retriever? Retriever { get; init; }
     /// <summary>How NAME+rag searches and budgets its prompt.</summary>
     public RetrievalChatOptions? Retrieval { get; init; }
+    /// <summary>Judges posted log lines; enables <see cref="LogEndpoint.Path"/>.</summary>
+    public Loom.Logs.LiveDetector? LogDetector { get; init; }
 }
 
 /// <summary>
@@ -138,6 +140,8 @@ public static class LoomServer
                 ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
             }, context.RequestAborted);
         });
+
+        if (served.LogDetector is not null) LogEndpoint.Map(app, served.LogDetector, options);
 
         app.MapFallback(context => throw new ApiException(404, $"no route for {context.Request.Method} {context.Request.Path}", code: "not_found"));
         return app;
@@ -336,8 +340,11 @@ public static class LoomServer
         return keys.Any(k => System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(presented, Encoding.UTF8.GetBytes(k)));
     }
 
+    static async Task<JsonObject> ReadBody(HttpContext context, ServerOptions options) =>
+        OpenAiProtocol.ParseObject(await ReadBytes(context, options));
+
     /// <summary>Reads the body, refusing (413) past the limit without reading the rest.</summary>
-    static async Task<JsonObject> ReadBody(HttpContext context, ServerOptions options)
+    internal static async Task<byte[]> ReadBytes(HttpContext context, ServerOptions options)
     {
         if (context.Request.ContentLength > options.MaxRequestBytes)
             throw new ApiException(413, $"request body of {context.Request.ContentLength} bytes exceeds the limit of {options.MaxRequestBytes}", code: "request_too_large");
@@ -350,7 +357,7 @@ public static class LoomServer
                 throw new ApiException(413, $"request body exceeds the limit of {options.MaxRequestBytes} bytes", code: "request_too_large");
             buffer.Write(chunk, 0, read);
         }
-        return OpenAiProtocol.ParseObject(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+        return buffer.ToArray();
     }
 
     static async Task WriteError(HttpContext context, ApiException error)

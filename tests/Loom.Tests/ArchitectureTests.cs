@@ -8,7 +8,7 @@ using static ArchUnitNET.Fluent.ArchRuleDefinition;
 namespace Loom.Tests;
 
 /// <summary>
-/// The arrows of DESIGN.md: Core ← Training, Retrieval ← Evaluation ← Serving ← Server, Cli. A type may depend only on
+/// The arrows of DESIGN.md: Core ← Training, Retrieval, Logs ← Evaluation ← Serving ← Server, Cli (Serving uses Logs for explanations; Logs never uses Serving). A type may depend only on
 /// types of its own layer or of a layer its arrows point to; the compiler already refuses a missing project reference,
 /// this test also refuses a reference added the wrong way.
 /// </summary>

@@ -24,9 +24,12 @@ internal static class ServeCommand
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "Largest request body, in bytes", DefaultValueFactory = _ => 1 << 20 };
         var threads = SharedOptions.Threads();
         var embeddings = new Option<bool>("--embeddings") { Description = "Serve /v1/embeddings with all-MiniLM-L6-v2 even without --index (otherwise a Loom model embeds with its own hidden states)" };
-        var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics).")
+        var logModel = new Option<string?>("--log-model") { Description = "Log model checkpoint folder: enables POST /v1/logs/detect" };
+        var logPreset = new Option<string?>("--log-preset") { Description = "Log format preset of the posted lines (default generic)" };
+        var logSessionId = new Option<string>("--log-session-id") { Description = "Regex naming a posted line's session", DefaultValueFactory = _ => @"blk_-?\d+" };
+        var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics; log detection with --log-model).")
         {
-            model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings,
+            model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings, logModel, logPreset, logSessionId,
         };
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("serve", async () =>
         {
@@ -53,6 +56,12 @@ internal static class ServeCommand
                 Embeddings = ownOrIndexEmbedder ?? generator.Embeddings,
                 EmbeddingModelName = ownOrIndexEmbedder?.GetService<EmbeddingGeneratorMetadata>()?.DefaultModelId ?? generator.Generator.ModelName,
                 Retriever = retrievalIndex?.Retriever,
+                LogDetector = parseResult.GetValue(logModel) is { } logFolder
+                    ? new Loom.Logs.LiveDetector(Loom.Logs.LogModel.Load(logFolder), new Loom.Logs.LiveDetectorOptions
+                    {
+                        Parser = new Loom.Logs.LogParserOptions { Preset = parseResult.GetValue(logPreset) }, IdentifierPattern = parseResult.GetValue(logSessionId)!,
+                    })
+                    : null,
             };
             await using var app = LoomServer.Build(served, options);
             await app.StartAsync(cancellationToken);

@@ -6,7 +6,7 @@ namespace Loom.Tests.Logs;
 public class WatchTests
 {
     /// <summary>Raw lines of one normal session: A B C D E around block blk_{id}.</summary>
-    static IEnumerable<string> SessionLines(long id, params string[] events) =>
+    internal static IEnumerable<string> SessionLines(long id, params string[] events) =>
         events.Select(e => e switch
         {
             "A" => $"INFO allocate block blk_{id} size 512",
@@ -17,7 +17,7 @@ public class WatchTests
             _ => $"ERROR exception while serving block blk_{id} to peer",
         });
 
-    static LogModel TrainOnRawLines(string folder)
+    internal static LogModel TrainOnRawLines(string folder)
     {
         string train = Path.Combine(folder, "train.log");
         var random = new Random(5);
