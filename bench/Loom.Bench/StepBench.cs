@@ -138,7 +138,7 @@ internal static class StepBench
             tape.Reset();
             var loss = model.Loss(tape, ids, targets, batch, tokens); // [1]
             tape.Backward(loss);
-            GradientClipping.ClipGradientNorm(model.Parameters, 1f);
+            GradientClipping.ClipGradientNorm(model.Parameters, 1f, compute);
             optimizer.Step(3e-4f);
             return Stopwatch.GetElapsedTime(start).TotalSeconds;
         }
@@ -199,7 +199,7 @@ internal static class StepBench
             tape.Reset();
             var loss = model.Loss(tape, ids, targets, Batch, Tokens); // [1]
             tape.Backward(loss);
-            GradientClipping.ClipGradientNorm(model.Parameters, 1f);
+            GradientClipping.ClipGradientNorm(model.Parameters, 1f, compute);
             optimizer.Step(3e-4f);
             return Stopwatch.GetElapsedTime(start).TotalSeconds;
         }
