@@ -6,11 +6,13 @@ using Loom.Training;
 namespace Loom.Bench;
 
 /// <summary>
-/// `step`: one training step (forward + backward + clipping + AdamW) of the transformer stack at
-/// batch 8 × 256 tokens, 256 channels, 4 layers, vocabulary 4096, on 2 threads. Prints ms/step,
-/// tokens/s and model-FLOPs utilisation against Loom's GEMM rate at (4096, 256, 1024) measured in
-/// the same run; then the same step with subnormal values planted in the weights and the embedded
-/// inputs before every step, which must run at the same speed.
+/// `step`: one training step (forward + backward + clipping + AdamW) of the transformer stack.
+/// Without options: batch 8 × 256 tokens, 256 channels, 4 layers, vocabulary 4096, on 2 threads; prints
+/// ms/step, tokens/s and model-FLOPs utilisation against Loom's GEMM rate at (4096, 256, 1024) measured in
+/// the same run; then the same step with subnormal values planted in the weights and the embedded inputs
+/// before every step, which must run at the same speed.
+/// With --model/--tokens, or --rows (the rows of issue 20's table): 1-thread against 2-thread ms/step,
+/// samples alternating between the two, medians, the speed-up and the cores busy at 2 threads.
 /// </summary>
 internal static class StepBench
 {
@@ -23,19 +25,158 @@ internal static class StepBench
 
     static readonly LlamaConfig Config = new() { VocabSize = 4096, Dim = 256, Layers = 4, Heads = 4, KvHeads = 4, HiddenDim = 768, MaxSeq = Tokens };
 
-    /// <summary>Options: --samples N (timed steps per variant, median reported).</summary>
+    /// <summary>
+    /// Models by name. gpt2-124m keeps the Llama architecture at GPT-2 small's sizes: 12 layers × 768, 12 heads,
+    /// SwiGLU width 2048 (three matrices of 768 × 2048 ≈ GPT-2's two of 768 × 3072), vocabulary 50257, tied.
+    /// </summary>
+    static readonly Dictionary<string, LlamaConfig> Models = new()
+    {
+        ["default"] = Config,
+        ["gpt2-124m"] = new() { VocabSize = 50257, Dim = 768, Layers = 12, Heads = 12, KvHeads = 12, HiddenDim = 2048, MaxSeq = 1024 },
+        ["4x256"] = Config,
+        ["shakespeare-char"] = LlamaConfig.Preset("shakespeare-char"),
+    };
+
+    /// <summary>The rows of issue 20's table: model and batch × tokens.</summary>
+    static readonly (string Model, int Batch, int Tokens)[] Rows =
+    [
+        ("gpt2-124m", 4, 64),
+        ("4x256", 4, 64),
+        ("shakespeare-char", 12, 64),
+        ("default", Batch, Tokens),
+    ];
+
+    /// <summary>Options: --samples N (timed steps per variant, median reported); --model NAME, --tokens BxT, --rows.</summary>
     public static int Run(string[] args)
     {
         int samples = DefaultSamples;
+        string? model = null;
+        (int Batch, int Tokens)? shape = null;
+        bool rows = false;
         for (int i = 0; i < args.Length; i++)
         {
             if (args[i] == "--samples" && i + 1 < args.Length && int.TryParse(args[i + 1], out int n) && n >= 1) { samples = n; i++; }
+            else if (args[i] == "--model" && i + 1 < args.Length && Models.ContainsKey(args[i + 1])) { model = args[++i]; }
+            else if (args[i] == "--tokens" && i + 1 < args.Length && ParseShape(args[i + 1]) is { } parsed) { shape = parsed; i++; }
+            else if (args[i] == "--rows") rows = true;
             else
             {
-                Console.Error.WriteLine($"step: unknown or invalid option '{args[i]}' (options: --samples N)");
+                Console.Error.WriteLine($"step: unknown or invalid option '{args[i]}' (options: --samples N, --model {string.Join('|', Models.Keys)}, --tokens BxT, --rows)");
                 return 2;
             }
         }
+        if (rows)
+        {
+            Console.WriteLine($"CPU: {CpuModel()}, {Environment.ProcessorCount} logical processors; {samples} samples per thread count, alternating 1 and 2 threads");
+            foreach (var row in Rows) CompareThreads(row.Model, row.Batch, row.Tokens, samples);
+            return 0;
+        }
+        if (model is not null || shape is not null)
+        {
+            Console.WriteLine($"CPU: {CpuModel()}, {Environment.ProcessorCount} logical processors; {samples} samples per thread count, alternating 1 and 2 threads");
+            CompareThreads(model ?? "default", shape?.Batch ?? Batch, shape?.Tokens ?? Tokens, samples);
+            return 0;
+        }
+        return RunDefault(samples);
+    }
+
+    static (int, int)? ParseShape(string text)
+    {
+        var parts = text.Split('x', 'X', '×');
+        return parts.Length == 2 && int.TryParse(parts[0], out int b) && int.TryParse(parts[1], out int t) && b >= 1 && t >= 1 ? (b, t) : null;
+    }
+
+    static string CpuModel()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/cpuinfo"))
+                if (line.StartsWith("model name", StringComparison.Ordinal)) return line[(line.IndexOf(':') + 1)..].Trim();
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return "unknown";
+    }
+
+    /// <summary>One model, optimizer and tape on one context: the step that a sample times.</summary>
+    sealed class Trainer : IDisposable
+    {
+        readonly ComputeContext compute;
+        readonly Transformer model;
+        readonly AdamW optimizer;
+        readonly Tape tape;
+        readonly int[] ids, targets; // [batch, tokens]
+        readonly int batch, tokens;
+
+        public Trainer(LlamaConfig config, int batch, int tokens, int threads)
+        {
+            compute = new ComputeContext(threads);
+            model = new Transformer(config, seed: 1);
+            optimizer = new AdamW(model.Parameters, new AdamWOptions(3e-4f) { Compute = compute });
+            tape = new Tape(compute);
+            this.batch = batch;
+            this.tokens = tokens;
+            var random = new DeterministicRandom(2);
+            ids = new int[batch * tokens];
+            targets = new int[batch * tokens];
+            for (int i = 0; i < ids.Length; i++)
+            {
+                ids[i] = (int)random.NextInt64(config.VocabSize);
+                targets[i] = (int)random.NextInt64(config.VocabSize);
+            }
+        }
+
+        public ComputeContext Compute => compute;
+
+        public IReadOnlyList<Tensor> Parameters => model.Parameters;
+
+        /// <summary>One step; returns its wall seconds.</summary>
+        public double Step()
+        {
+            long start = Stopwatch.GetTimestamp();
+            optimizer.ZeroGrad();
+            tape.Reset();
+            var loss = model.Loss(tape, ids, targets, batch, tokens); // [1]
+            tape.Backward(loss);
+            GradientClipping.ClipGradientNorm(model.Parameters, 1f, compute);
+            optimizer.Step(3e-4f);
+            return Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+
+        public void Dispose() => compute.Dispose();
+    }
+
+    static void CompareThreads(string name, int batch, int tokens, int samples)
+    {
+        var config = Models[name] with { MaxSeq = Math.Max(Models[name].MaxSeq, tokens) };
+        using var one = new Trainer(config, batch, tokens, 1);
+        using var two = new Trainer(config, batch, tokens, 2);
+        for (int i = 0; i < WarmupSteps; i++) { one.Step(); two.Step(); }
+        var wall1 = new List<double>();
+        var wall2 = new List<double>();
+        var busy2 = new List<double>();
+        var process = Process.GetCurrentProcess();
+        two.Compute.ResetWaitStatistics();
+        for (int i = 0; i < samples; i++)
+        {
+            wall1.Add(one.Step());
+            process.Refresh();
+            var cpuBefore = process.TotalProcessorTime;
+            double seconds = two.Step();
+            process.Refresh();
+            wall2.Add(seconds);
+            busy2.Add((process.TotalProcessorTime - cpuBefore).TotalSeconds / seconds);
+        }
+        var waits = two.Compute.WaitStatistics;
+        double t1 = Median(wall1), t2 = Median(wall2);
+        double flopsPerStep = (double)config.FlopsPerTokenAt(tokens) * batch * tokens;
+        Console.WriteLine($"{name} ({config.Layers} layers x {config.Dim}, {config.Heads} heads, hidden {config.HiddenDim}, vocab {config.VocabSize}), {batch}x{tokens} tokens: " +
+            $"1 thread {t1 * 1e3:F1} ms ({flopsPerStep / t1 / 1e9:F1} GFLOP/s), 2 threads {t2 * 1e3:F1} ms, speed-up {t1 / t2:F2}x, cores busy at 2: {Median(busy2):F2}; " +
+            $"per 2-thread step {waits.Runs / (double)samples:F0} parallel runs taking {waits.Parallel.TotalMilliseconds / samples:F1} ms (the rest on one thread), caller waited {waits.CallerWait.TotalMilliseconds / samples:F1} ms at their ends");
+    }
+
+    static int RunDefault(int samples)
+    {
         using var compute = new ComputeContext(Threads);
         double peak = PeakFlops.Measure(4096, 256, 1024, TimeSpan.FromSeconds(1), compute);
 
@@ -58,7 +199,7 @@ internal static class StepBench
             tape.Reset();
             var loss = model.Loss(tape, ids, targets, Batch, Tokens); // [1]
             tape.Backward(loss);
-            GradientClipping.ClipGradientNorm(model.Parameters, 1f);
+            GradientClipping.ClipGradientNorm(model.Parameters, 1f, compute);
             optimizer.Step(3e-4f);
             return Stopwatch.GetElapsedTime(start).TotalSeconds;
         }

@@ -90,10 +90,14 @@ public sealed class AdamW
         }
     }
 
-    /// <summary>Zeroes every parameter's gradient (before the next accumulation).</summary>
-    public void ZeroGrad()
+    /// <summary>Zeroes every parameter's gradient (before the next accumulation), one parameter per work item.</summary>
+    public void ZeroGrad() => compute.Run(parameters.Length, zeroJob ??= new ZeroGradJob(parameters));
+
+    ZeroGradJob? zeroJob;
+
+    sealed class ZeroGradJob(Tensor[] parameters) : IParallelWork
     {
-        foreach (var p in parameters) p.ZeroGrad();
+        public void Execute(int index) => parameters[index].ZeroGrad();
     }
 
     /// <summary>Writes the step count and both moments (little-endian float32) to <paramref name="stream"/>.</summary>

@@ -12,19 +12,52 @@ public static class GradientClipping
     /// <paramref name="maxNorm"/>, scales every gradient by maxNorm / (norm + 1e-6), as PyTorch does.
     /// Parameters without a gradient are skipped. Returns the norm before clipping; a NaN or
     /// infinite norm leaves the gradients unchanged, for the caller to skip the step.
+    /// Runs one parameter per work item on <paramref name="compute"/> (null: one thread); each parameter's
+    /// sum is added in parameter order, so the norm is the same bit for bit with any thread count.
     /// </summary>
-    public static float ClipGradientNorm(IReadOnlyList<Tensor> parameters, float maxNorm)
+    public static float ClipGradientNorm(IReadOnlyList<Tensor> parameters, float maxNorm, ComputeContext? compute = null)
     {
+        var job = Job ??= new ClipJob();
+        if (job.Sums.Length < parameters.Count) job.Sums = new double[parameters.Count];
+        job.Parameters = parameters;
+        job.Scale = false;
+        compute ??= SingleThread;
+        compute.Run(parameters.Count, job);
         double sumOfSquares = 0;
-        for (int i = 0; i < parameters.Count; i++)
-            if (parameters[i].Grad is { } g) sumOfSquares += SumOfSquares(g.Span);
+        for (int i = 0; i < parameters.Count; i++) sumOfSquares += job.Sums[i];
         double norm = Math.Sqrt(sumOfSquares);
         double coefficient = maxNorm / (norm + 1e-6);
         if (coefficient < 1)
-            for (int i = 0; i < parameters.Count; i++)
-                if (parameters[i].Grad is { } g)
-                    System.Numerics.Tensors.TensorPrimitives.Multiply(g.Span, (float)coefficient, g.Span);
+        {
+            job.Scale = true;
+            job.Coefficient = (float)coefficient;
+            compute.Run(parameters.Count, job);
+        }
+        job.Parameters = null;
         return (float)norm;
+    }
+
+    static readonly ComputeContext SingleThread = new(1);
+    [ThreadStatic] static ClipJob? Job;
+
+    /// <summary>Per parameter: its sum of squares, or (Scale) its gradient scaled by Coefficient.</summary>
+    sealed class ClipJob : IParallelWork
+    {
+        public IReadOnlyList<Tensor>? Parameters;
+        public double[] Sums = [];
+        public float Coefficient;
+        public bool Scale;
+
+        public void Execute(int index)
+        {
+            if (Parameters![index].Grad is not { } g)
+            {
+                Sums[index] = 0;
+                return;
+            }
+            if (!Scale) Sums[index] = SumOfSquares(g.Span);
+            else System.Numerics.Tensors.TensorPrimitives.Multiply(g.Span, Coefficient, g.Span);
+        }
     }
 
     /// <summary>Σ x² with every product and sum in double (floats widened in vector registers).</summary>

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace Loom.Tensors;
 
 /// <summary>A unit of parallel work: <see cref="Execute"/> runs once for each index in [0, count).</summary>
@@ -7,6 +9,12 @@ public interface IParallelWork
     void Execute(int index);
 }
 
+/// <summary>How long a context's calls waited for its workers: <see cref="ComputeContext.WaitStatistics"/>.</summary>
+/// <param name="Runs">Parallel runs (those handed to workers; inline runs are not counted).</param>
+/// <param name="Parallel">Wall time inside those runs, from hand-off to the last worker's finish; the rest of a step ran on one thread.</param>
+/// <param name="CallerWait">Time the calling thread spent, after running out of work to claim, waiting for the workers to finish theirs.</param>
+public readonly record struct ComputeWaitStatistics(long Runs, TimeSpan Parallel, TimeSpan CallerWait);
+
 /// <summary>
 /// The threads that kernels run on: its own pool of <see cref="ThreadCount"/> − 1 worker threads plus
 /// the calling thread, so a 1-thread context runs everything inline (the deterministic mode).
@@ -15,24 +23,41 @@ public interface IParallelWork
 /// independent: two models on two contexts run side by side without sharing threads or state.
 /// One <see cref="Run"/> at a time per context; concurrent callers wait their turn.
 /// </summary>
+/// <remarks>
+/// A training step at a small batch makes hundreds of runs of tens of microseconds each, so the hand-off
+/// must cost far less than waking a sleeping thread: workers spin on a generation counter for
+/// <see cref="SpinTime"/> after each run before they block, and the caller spins the same way for the
+/// workers to finish. Blocking uses one event per worker (kernel events: a blocking wait allocates no managed memory), with the sleeping flag and the generation
+/// both written before the other is read (a Dekker pair), so no wake-up is lost.
+/// </remarks>
 public sealed class ComputeContext : IDisposable
 {
     static readonly Lazy<ComputeContext> DefaultContext = new(() => new ComputeContext(Environment.ProcessorCount, isDefault: true));
+    static readonly long SpinTime = Stopwatch.Frequency / 5000; // 200 µs: longer than the gaps between a step's runs, far shorter than a step
 
     readonly object gate = new();
     readonly int threadCount;
     readonly bool isDefault;
-    readonly SemaphoreSlim start = new(0);
-    readonly ManualResetEventSlim done = new(false);
-    Thread[] workers = [];
+    Worker[] workers = [];
+    readonly AutoResetEvent done = new(false);
     bool disposed;
 
     IParallelWork? running;
     int workCount;
     int nextIndex;
+    long generation;      // bumped once per parallel run; workers wait for it to change
     int pending;          // workers that have not finished the current run
+    int callerSleeping;   // 1 while the caller is blocked on done
     Exception? failure;
+    long runs, parallelTicks, callerWaitTicks;
     [ThreadStatic] static bool insideWork;
+
+    sealed class Worker
+    {
+        public readonly AutoResetEvent Wake = new(false);
+        public int Sleeping;  // 1 while blocked on Wake
+        public Thread? Thread;
+    }
 
     /// <param name="threadCount">Threads used by kernels, the calling thread included; at least 1.</param>
     public ComputeContext(int threadCount) : this(threadCount, isDefault: false) { }
@@ -50,12 +75,26 @@ public sealed class ComputeContext : IDisposable
     /// <summary>Threads used by kernels, the caller included.</summary>
     public int ThreadCount { get => threadCount; }
 
+    /// <summary>Parallel runs and the caller's time waiting for workers since creation or <see cref="ResetWaitStatistics"/>.</summary>
+    public ComputeWaitStatistics WaitStatistics
+    {
+        get
+        {
+            lock (gate) return new(runs, Stopwatch.GetElapsedTime(0, parallelTicks), Stopwatch.GetElapsedTime(0, callerWaitTicks));
+        }
+    }
+
+    /// <summary>Sets <see cref="WaitStatistics"/> back to zero.</summary>
+    public void ResetWaitStatistics()
+    {
+        lock (gate) { runs = 0; parallelTicks = 0; callerWaitTicks = 0; }
+    }
+
     /// <summary>Runs <paramref name="work"/>.Execute(i) for i in [0, count) on this context's threads; returns when all are done.</summary>
     public void Run(int count, IParallelWork work)
     {
         if (count <= 0) return;
-        int threads = Math.Min(ThreadCount, count);
-        if (threads == 1 || insideWork)
+        if (count == 1 || threadCount == 1 || insideWork)
         {
             for (int i = 0; i < count; i++) work.Execute(i);
             return;
@@ -63,18 +102,25 @@ public sealed class ComputeContext : IDisposable
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            EnsureWorkers(threads - 1);
+            EnsureWorkers();
+            long runStart = Stopwatch.GetTimestamp();
             running = work;
             workCount = count;
             nextIndex = 0;
             failure = null;
-            done.Reset();
-            pending = threads - 1;
-            start.Release(threads - 1);
+            Volatile.Write(ref pending, workers.Length);
+            Interlocked.Increment(ref generation); // full fence: the job is visible before the generation changes
+            foreach (var worker in workers)
+                if (Volatile.Read(ref worker.Sleeping) == 1) worker.Wake.Set();
             insideWork = true;
             try { Drain(); }
             finally { insideWork = false; }
-            done.Wait();
+            long waitStart = Stopwatch.GetTimestamp();
+            WaitForWorkers();
+            long runEnd = Stopwatch.GetTimestamp();
+            callerWaitTicks += runEnd - waitStart;
+            parallelTicks += runEnd - runStart;
+            runs++;
             running = null;
             if (failure is not null) throw new AggregateException(failure);
         }
@@ -84,17 +130,48 @@ public sealed class ComputeContext : IDisposable
     public void Dispose()
     {
         if (isDefault) return;
-        Thread[] stopping;
+        Worker[] stopping;
         lock (gate)
         {
             if (disposed) return;
-            disposed = true;
+            Volatile.Write(ref disposed, true);
             stopping = workers;
-            if (stopping.Length > 0) start.Release(stopping.Length);
+            Interlocked.Increment(ref generation);
+            foreach (var worker in stopping) worker.Wake.Set();
         }
-        foreach (var thread in stopping) thread.Join();
-        start.Dispose();
+        foreach (var worker in stopping)
+        {
+            worker.Thread!.Join();
+            worker.Wake.Dispose();
+        }
         done.Dispose();
+    }
+
+    void WaitForWorkers()
+    {
+        long spinEnd = Stopwatch.GetTimestamp() + SpinTime;
+        int polls = 0;
+        while (Volatile.Read(ref pending) != 0)
+        {
+            if (Stopwatch.GetTimestamp() < spinEnd)
+            {
+                Pause(ref polls);
+                continue;
+            }
+            Interlocked.Exchange(ref callerSleeping, 1);
+            if (Volatile.Read(ref pending) != 0) done.WaitOne();
+            Volatile.Write(ref callerSleeping, 0);
+        }
+    }
+
+    /// <summary>
+    /// One poll of a spin: a short pause, and after the first few polls a yield as well, so that on an
+    /// oversubscribed machine the thread being waited for can take this core.
+    /// </summary>
+    static void Pause(ref int polls)
+    {
+        if (++polls < 64) Thread.SpinWait(8);
+        else Thread.Yield();
     }
 
     void Drain()
@@ -110,29 +187,42 @@ public sealed class ComputeContext : IDisposable
         }
     }
 
-    void EnsureWorkers(int needed)
+    void EnsureWorkers()
     {
-        if (workers.Length >= needed) return;
-        var grown = new Thread[needed];
-        Array.Copy(workers, grown, workers.Length);
-        for (int i = workers.Length; i < needed; i++)
-        {
-            grown[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"loom-worker-{i + 1}" };
-            grown[i].Start();
-        }
-        workers = grown;
+        if (workers.Length == threadCount - 1) return;
+        var created = new Worker[threadCount - 1];
+        for (int i = 0; i < created.Length; i++)
+            created[i] = new Worker { Thread = new Thread(WorkerLoop) { IsBackground = true, Name = $"loom-worker-{i + 1}" } };
+        workers = created;
+        foreach (var worker in created) worker.Thread!.Start((worker, generation)); // the generation before this run bumps it, so no worker misses the run
     }
 
-    void WorkerLoop()
+    void WorkerLoop(object? state)
     {
+        var (self, seen) = ((Worker, long))state!;
         while (true)
         {
-            start.Wait();
+            long spinEnd = Stopwatch.GetTimestamp() + SpinTime;
+            int polls = 0;
+            long current;
+            while ((current = Volatile.Read(ref generation)) == seen)
+            {
+                if (Stopwatch.GetTimestamp() < spinEnd)
+                {
+                    Pause(ref polls);
+                    continue;
+                }
+                Interlocked.Exchange(ref self.Sleeping, 1); // full fence: written before the generation is read again
+                if (Volatile.Read(ref generation) == seen) self.Wake.WaitOne();
+                Volatile.Write(ref self.Sleeping, 0);
+                spinEnd = Stopwatch.GetTimestamp() + SpinTime;
+            }
+            seen = current;
             if (Volatile.Read(ref disposed)) return;
             insideWork = true;
             try { Drain(); }
             finally { insideWork = false; }
-            if (Interlocked.Decrement(ref pending) == 0) done.Set();
+            if (Interlocked.Decrement(ref pending) == 0 && Volatile.Read(ref callerSleeping) == 1) done.Set();
         }
     }
 

@@ -44,7 +44,7 @@ public class AllocationTests
             var logProbs = tape.TokenLogProbs(tape.GatherRows(mixed, lastRows), lastTargets); // [2]
             var total = tape.Add(loss, tape.Mean(tape.Sum(logProbs))); // [1]
             tape.Backward(total);
-            GradientClipping.ClipGradientNorm(parameters, 1f);
+            GradientClipping.ClipGradientNorm(parameters, 1f, ComputeContext.Default);
             optimizer.Step(1e-3f);
             return total.Scalar();
         }

@@ -62,6 +62,41 @@ public class ComputeContextTests
     }
 
     [Fact]
+    public void WorkersAsleepAfterAPauseWakeForTheNextRun()
+    {
+        using var compute = new ComputeContext(2);
+        // Pauses of 0 ms (the worker still spinning), 1 ms and 20 ms (the worker blocked) before each run; with
+        // the rendezvous, a worker that missed its wake-up would leave item 0 or 1 waiting and the run hanging.
+        foreach (int pause in new[] { 0, 1, 20, 0, 20, 1 })
+        {
+            Thread.Sleep(pause);
+            var job = new RecordThreads { Rendezvous = new Barrier(2) };
+            compute.Run(50, job);
+            Assert.True(job.RendezvousMet, $"after a {pause} ms pause items 0 and 1 did not run on two threads at once");
+            Assert.Equal(50, job.Executed);
+        }
+    }
+
+    [Fact]
+    public void WaitStatisticsCountParallelRunsOnly()
+    {
+        using var compute = new ComputeContext(2);
+        var job = new RecordThreads();
+        compute.Run(1, job);   // one item: inline, not counted
+        compute.Run(40, job);
+        compute.Run(40, job);
+        var statistics = compute.WaitStatistics;
+        Assert.Equal(2, statistics.Runs);
+        Assert.True(statistics.Parallel > TimeSpan.Zero, "two parallel runs took no time");
+        Assert.InRange(statistics.CallerWait, TimeSpan.Zero, statistics.Parallel);
+        compute.ResetWaitStatistics();
+        Assert.Equal(default, compute.WaitStatistics);
+        using var one = new ComputeContext(1);
+        one.Run(40, job);
+        Assert.Equal(0, one.WaitStatistics.Runs);
+    }
+
+    [Fact]
     public void RunInsideAWorkItemRunsInlineOnThatThread()
     {
         using var outer = new ComputeContext(2);

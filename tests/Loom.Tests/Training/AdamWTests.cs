@@ -99,10 +99,13 @@ public class AdamWTests
     }
 
     [Theory]
-    [InlineData(0.5f)]
-    [InlineData(100f)]
-    public void ClippingMatchesReference(float maxNorm)
+    [InlineData(0.5f, 1)]
+    [InlineData(100f, 1)]
+    [InlineData(0.5f, 2)]
+    [InlineData(100f, 2)]
+    public void ClippingMatchesReference(float maxNorm, int threads)
     {
+        using var compute = new ComputeContext(threads);
         var random = new Random(5);
         Tensor[] parameters = [GradCheck.Random(random, 1f, 3, 17), GradCheck.Random(random, 1f, 65), GradCheck.Random(random, 1f, 2)];
         parameters[2].RequiresGrad = false; // no gradient: skipped
@@ -115,13 +118,37 @@ public class AdamWTests
         double norm = Math.Sqrt(grads.SelectMany(g => g).Sum(v => (double)v * v));
         double coefficient = Math.Min(1, maxNorm / (norm + 1e-6));
 
-        float returned = GradientClipping.ClipGradientNorm(parameters, maxNorm);
+        float returned = GradientClipping.ClipGradientNorm(parameters, maxNorm, compute);
 
         Assert.Equal(norm, returned, 1e-5 * norm);
         for (int i = 0; i < 2; i++)
             for (int j = 0; j < grads[i].Length; j++)
                 Assert.Equal(grads[i][j] * coefficient, parameters[i].Grad![j], 1e-6);
         Assert.Null(parameters[2].Grad);
+    }
+
+    [Fact]
+    public void ClippingOnTwoThreadsGivesTheBitsOfOneThread()
+    {
+        float[] Clip(int threads, out float norm)
+        {
+            var random = new Random(6);
+            var parameters = Enumerable.Range(0, 9).Select(i => GradCheck.Random(random, 1f, 1 + 37 * i, 5)).ToArray();
+            foreach (var p in parameters)
+            {
+                var g = p.EnsureGrad().Span;
+                for (int j = 0; j < g.Length; j++) g[j] = (float)(random.NextDouble() * 2 - 1);
+            }
+            using var compute = new ComputeContext(threads);
+            norm = GradientClipping.ClipGradientNorm(parameters, 1f, compute);
+            return [.. parameters.SelectMany(p => p.Grad!.Span.ToArray())];
+        }
+
+        var one = Clip(1, out float normOne);
+        var two = Clip(2, out float normTwo);
+        Assert.True(normOne > 1f, "the gradients were not clipped");
+        Assert.Equal(BitConverter.SingleToInt32Bits(normOne), BitConverter.SingleToInt32Bits(normTwo));
+        Assert.Equal(one.Select(BitConverter.SingleToInt32Bits), two.Select(BitConverter.SingleToInt32Bits));
     }
 
     /// <summary>torch.optim.AdamW's update for one parameter, in double.</summary>
