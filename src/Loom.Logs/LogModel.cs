@@ -149,7 +149,7 @@ public sealed class LogModel
             optimizer.ZeroGrad();
             var loss = transformer.Loss(tape, ids, targets, rows.Length, width); // [1]
             tape.Backward(loss);
-            GradientClipping.ClipGradientNorm(transformer.Parameters, 1f);
+            GradientClipping.ClipGradientNorm(transformer.Parameters, 1f, options.Compute);
             optimizer.Step(schedule.At(step));
             tokens += rows.Sum(r => r.Length - 1);
             if (progress is not null && (step % 50 == 0 || step == options.Steps - 1))

@@ -229,8 +229,8 @@ public static class Pretrainer
                 tape.Backward(loss, 1f / accumulation);
             }
             float gradientNorm = options.Clip > 0
-                ? GradientClipping.ClipGradientNorm(parameters, options.Clip)
-                : GradientClipping.ClipGradientNorm(parameters, float.PositiveInfinity);
+                ? GradientClipping.ClipGradientNorm(parameters, options.Clip, compute)
+                : GradientClipping.ClipGradientNorm(parameters, float.PositiveInfinity, compute);
             optimizer.Step(learningRate);
             stepsDone = step + 1;
 

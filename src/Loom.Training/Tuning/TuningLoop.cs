@@ -124,7 +124,7 @@ public sealed class TuningLoop : IDisposable
     {
         optimizer.ZeroGrad();
         Tape.Backward(loss);
-        float norm = GradientClipping.ClipGradientNorm(trainable, options.Clip > 0 ? options.Clip : float.PositiveInfinity);
+        float norm = GradientClipping.ClipGradientNorm(trainable, options.Clip > 0 ? options.Clip : float.PositiveInfinity, Compute);
         float learningRate = schedule.At(step);
         optimizer.Step(learningRate);
         return (learningRate, norm);
