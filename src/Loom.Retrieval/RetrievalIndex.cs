@@ -42,7 +42,8 @@ public sealed class RetrievalIndex : IDisposable
     {
         string manifestPath = Path.Combine(folder, ManifestFile);
         IndexManifest manifest;
-        if (File.Exists(manifestPath))
+        bool existed = File.Exists(manifestPath), folderExisted = Directory.Exists(folder);
+        if (existed)
         {
             try
             {
@@ -65,6 +66,27 @@ public sealed class RetrievalIndex : IDisposable
             manifest = new IndexManifest(name, Embedders.DimensionsOf(name), postgresConnection is null ? "sqlite" : "postgres");
             AtomicFile.WriteAllText(manifestPath, JsonSerializer.Serialize(manifest, new JsonSerializerOptions { WriteIndented = true }));
         }
+        string database = Path.Combine(folder, "index.db");
+        // An existing index whose database is gone or empty would silently become a new empty index beside stale vectors.
+        if (existed && manifest.Store == "sqlite" && (!File.Exists(database) || new FileInfo(database).Length == 0))
+            throw new InvalidDataException($"{database}: the index database is {(File.Exists(database) ? "empty (0 bytes)" : "missing")}, though {manifestPath} describes an index; restore it or ingest into a new folder");
+        IRetrievalStore store;
+        try
+        {
+            store = await OpenStoreAsync(manifest, folder, postgresConnection, cancellationToken);
+        }
+        catch when (!existed)
+        {
+            // A new index whose store cannot be opened (PostgreSQL unreachable) leaves nothing behind.
+            File.Delete(manifestPath);
+            if (!folderExisted && !Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
+            throw;
+        }
+        return new RetrievalIndex(manifest, store, customEmbedder ?? Embedders.Create(manifest.Embedder));
+    }
+
+    static async Task<IRetrievalStore> OpenStoreAsync(IndexManifest manifest, string folder, string? postgresConnection, CancellationToken cancellationToken)
+    {
         IRetrievalStore store;
         if (manifest.Store == "postgres")
         {
@@ -76,7 +98,7 @@ public sealed class RetrievalIndex : IDisposable
         {
             store = SqliteRetrievalStore.Open(Path.Combine(folder, "index.db"), manifest.Dimensions);
         }
-        return new RetrievalIndex(manifest, store, customEmbedder ?? Embedders.Create(manifest.Embedder));
+        return store;
     }
 
     public void Dispose()

@@ -123,6 +123,11 @@ public sealed class TokenShards : IDisposable
         {
             throw new InvalidDataException($"{infoPath}: train_tokens {info.TrainTokens} is outside [0, token_count {info.TokenCount}]");
         }
+        // token_file names a file beside tokens.json: a path ('../x', '/etc/passwd') would read outside the folder.
+        if (info.TokenFile.Length == 0 || info.TokenFile != Path.GetFileName(info.TokenFile) || info.TokenFile is "." or "..")
+        {
+            throw new InvalidDataException($"{infoPath}: token_file \"{info.TokenFile}\" must be a file name in the same folder");
+        }
         var tokenPath = Path.Combine(directory, info.TokenFile);
         if (!File.Exists(tokenPath))
         {

@@ -185,4 +185,21 @@ public sealed class TokenShardsTests : IDisposable
         var missing = Assert.Throws<FileNotFoundException>(() => TokenShards.Open(directory));
         Assert.Contains(TokenShards.InfoFileName, missing.Message);
     }
+
+    [Theory]
+    [InlineData("../tokens.bin")]
+    [InlineData("/etc/passwd")]
+    [InlineData("..")]
+    public void TokenFileMustBeAFileNameBesideTheInfo(string tokenFile)
+    {
+        var output = Path.Combine(directory, "char");
+        CorpusPreparer.Prepare(new PrepareOptions(TestData.TinyShakespeare, "char", output));
+        string infoPath = Path.Combine(output, TokenShards.InfoFileName);
+        var info = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(infoPath))!.AsObject();
+        info["token_file"] = tokenFile;
+        File.WriteAllText(infoPath, info.ToJsonString());
+        var error = Assert.Throws<InvalidDataException>(() => TokenShards.Open(output));
+        Assert.Contains("token_file", error.Message);
+        Assert.Contains(infoPath, error.Message);
+    }
 }
