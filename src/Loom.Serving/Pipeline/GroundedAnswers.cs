@@ -27,8 +27,8 @@ internal static class GroundedAnswers
         IReadOnlyList<(string Question, string ExpectedSource)> questions, int answerTokens, Loom.Tensors.ComputeContext compute, IProgress<string>? progress, CancellationToken cancellationToken)
     {
         await using var loomModel = LoomModel.Create("quickstart-tuned", model, tokenizer, new LoomModelOptions { Compute = compute });
-        using var chat = new LoomChatClient(loomModel.Engine);
-        using var limited = new MaxTokensChatClient(chat, answerTokens);
+        // The grounded answerer leaves the answer length open: the limits layer gives every request the cap.
+        using var limited = loomModel.AsIChatClient().AsBuilder().UseLimits(new ChatLimits { MaxOutputTokens = answerTokens }).Build();
         var answerer = new GroundedAnswerer(index.Retriever, limited);
         var results = new List<GroundedResult>();
         foreach (var (question, expected) in questions)
@@ -77,16 +77,5 @@ internal static class GroundedAnswers
     {
         string flat = text.ReplaceLineEndings(" ").Trim();
         return flat.Length <= chars ? flat : flat[..chars].TrimEnd() + "…";
-    }
-
-    /// <summary>Caps the answer length of every request (the grounded answerer leaves it open).</summary>
-    sealed class MaxTokensChatClient(IChatClient inner, int maxTokens) : DelegatingChatClient(inner)
-    {
-        public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
-        {
-            var capped = options?.Clone() ?? new ChatOptions();
-            capped.MaxOutputTokens = maxTokens;
-            return base.GetResponseAsync(messages, capped, cancellationToken);
-        }
     }
 }
