@@ -177,38 +177,13 @@ internal static class StepBench
 
     static int RunDefault(int samples)
     {
-        using var compute = new ComputeContext(Threads);
-        double peak = PeakFlops.Measure(4096, 256, 1024, TimeSpan.FromSeconds(1), compute);
-
-        var model = new Transformer(Config, seed: 1);
-        var optimizer = new AdamW(model.Parameters, new AdamWOptions(3e-4f) { Compute = compute });
-        var tape = new Tape(compute);
-        var random = new DeterministicRandom(2);
-        var ids = new int[Batch * Tokens];     // [batch, tokens]
-        var targets = new int[Batch * Tokens]; // [batch, tokens]
-        for (int i = 0; i < ids.Length; i++)
-        {
-            ids[i] = (int)random.NextInt64(Config.VocabSize);
-            targets[i] = (int)random.NextInt64(Config.VocabSize);
-        }
-
-        double Step()
-        {
-            long start = Stopwatch.GetTimestamp();
-            optimizer.ZeroGrad();
-            tape.Reset();
-            var loss = model.Loss(tape, ids, targets, Batch, Tokens); // [1]
-            tape.Backward(loss);
-            GradientClipping.ClipGradientNorm(model.Parameters, 1f, compute);
-            optimizer.Step(3e-4f);
-            return Stopwatch.GetElapsedTime(start).TotalSeconds;
-        }
-
+        using var trainer = new Trainer(Config, Batch, Tokens, Threads);
+        double peak = PeakFlops.Measure(4096, 256, 1024, TimeSpan.FromSeconds(1), trainer.Compute);
         // A quarter of every weight (and so of the embedded inputs) becomes subnormal; AdamW flushes
         // them after each step, so they are planted again before every timed step.
         void PlantSubnormals()
         {
-            foreach (var p in model.Parameters)
+            foreach (var p in trainer.Parameters)
             {
                 if (p.Rank < 2) continue;
                 var span = p.Span;
@@ -216,16 +191,16 @@ internal static class StepBench
             }
         }
 
-        for (int i = 0; i < WarmupSteps; i++) Step();
+        for (int i = 0; i < WarmupSteps; i++) trainer.Step();
         var normal = new List<double>();
         var subnormal = new List<double>();
         int plantedCount = 0;
         for (int i = 0; i < samples; i++) // alternate, so drift in the shared CPUs hits both alike
         {
-            normal.Add(Step());
+            normal.Add(trainer.Step());
             PlantSubnormals();
-            plantedCount = model.Parameters.Sum(p => Subnormals.Count(p.Span));
-            subnormal.Add(Step());
+            plantedCount = trainer.Parameters.Sum(p => Subnormals.Count(p.Span));
+            subnormal.Add(trainer.Step());
         }
 
         double flopsPerStep = (double)Config.FlopsPerTokenAt(Tokens) * Batch * Tokens;
