@@ -63,6 +63,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     Job CreateJob(GenerationRequest request, CancellationToken cancellationToken)
     {
         request.Sampling.Validate();
+        if (request.Format is not null) throw new ArgumentException("structured output (GenerationRequest.Format) is not supported yet");
         var prompt = request.PromptTokens ?? tokenizer.Encode(request.Prompt);
         if (request.AddBos && tokenizer.BosId is int bos) prompt = [bos, .. prompt];
         if (prompt.Length == 0) throw new ArgumentException("the prompt is empty");

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Loom.Models;
 
 namespace Loom.Serving;
@@ -25,6 +26,20 @@ public sealed record GenerationRequest
     public IReadOnlyList<string>? Stop { get; init; }
     /// <summary>Whether to prepend the tokenizer's beginning-of-sequence token (when it has one).</summary>
     public bool AddBos { get; init; } = true;
+    /// <summary>What the completion must match (structured output); null leaves it free.</summary>
+    public OutputFormat? Format { get; init; }
+}
+
+/// <summary>
+/// A shape the generated text must have. Exactly one of the fields is set; the generator masks every
+/// token that would leave the shape, so the output always parses.
+/// </summary>
+public sealed record OutputFormat
+{
+    /// <summary>A JSON Schema the output validates against (<c>{"type":"object"}</c> is OpenAI's json_object mode).</summary>
+    public JsonElement? JsonSchema { get; init; }
+    /// <summary>A regular expression the whole output matches (anchored at both ends).</summary>
+    public string? Pattern { get; init; }
 }
 
 /// <summary>A piece of streamed output; the last update carries <see cref="FinishReason"/>.</summary>
