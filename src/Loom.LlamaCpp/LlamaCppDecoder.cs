@@ -49,13 +49,15 @@ public sealed class LlamaCppDecoder : IBatchDecoder
 
     /// <summary>
     /// Loads a GGUF file with <paramref name="slots"/> sequences of <see cref="LlamaCppOptions.ContextSize"/>
-    /// tokens each (default: the model's context length).
+    /// tokens each (default: the model's context length, at most <see cref="LlamaCppOptions.DefaultContextSize"/>). The
+    /// header is checked by <see cref="GgufPreflight"/> first: a <see cref="GgufException"/> names the file and the key.
     /// </summary>
     public static LlamaCppDecoder Load(string path, int slots = 1, LlamaCppOptions? options = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         options ??= new LlamaCppOptions();
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
+        GgufPreflight.Check(path);
         LlamaCppRuntime.EnsureLoaded();
         var parameters = options.ToModelParams(path);
         parameters.SeqMax = (uint)slots;
@@ -64,7 +66,7 @@ public sealed class LlamaCppDecoder : IBatchDecoder
         {
             LlamaCppRuntime.ClearErrors();
             weights = LLamaWeights.LoadFromFile(parameters);
-            int perSlot = Math.Min(options.ContextSize ?? weights.ContextSize, weights.ContextSize);
+            int perSlot = Math.Min(options.ContextSize ?? LlamaCppOptions.DefaultContextSize, weights.ContextSize);
             parameters.ContextSize = (uint)(perSlot * slots);
             var context = weights.CreateContext(parameters);
             return new LlamaCppDecoder(path, weights, context, slots, perSlot, options.BatchSize);

@@ -3,11 +3,12 @@ using LLama;
 using LLama.Common;
 using LLama.Exceptions;
 using LLama.Native;
+using Loom.Models.Gguf;
 
 namespace Loom.LlamaCpp;
 
 /// <summary>Options for loading a GGUF into llama.cpp; null means llama.cpp's default.</summary>
-/// <param name="ContextSize">Tokens of KV cache (null: the model's context length).</param>
+/// <param name="ContextSize">Tokens of KV cache (null: the model's context length, at most <see cref="DefaultContextSize"/>).</param>
 /// <param name="Threads">CPU threads (null: llama.cpp's choice).</param>
 /// <param name="BatchSize">Tokens evaluated per decode call.</param>
 /// <param name="Float32Cache">Keep the KV cache in float32 (llama.cpp's default is f16, which rounds
@@ -15,6 +16,10 @@ namespace Loom.LlamaCpp;
 /// enough to compare logits with another implementation.</param>
 public sealed record LlamaCppOptions(int? ContextSize = null, int? Threads = null, int BatchSize = 512, bool Float32Cache = false)
 {
+    /// <summary>Context of a model loaded with no <see cref="ContextSize"/> when it was trained on more: a KV cache for the
+    /// whole trained context of a large model costs gigabytes no caller asked for.</summary>
+    public const int DefaultContextSize = 4096;
+
     /// <summary>llama.cpp's parameters for the GGUF at path: CPU only, these batch, cache and thread settings (the context size is the caller's).</summary>
     internal ModelParams ToModelParams(string path)
     {
@@ -70,16 +75,19 @@ public sealed class LlamaCppModel : IDisposable
     /// <summary>Tokens the KV cache holds: the longest sequence a call can evaluate.</summary>
     public int ContextSize => (int)context.ContextSize;
 
-    /// <summary>Loads a GGUF file; llama.cpp's reason for a failure is in the exception's message.</summary>
+    /// <summary>
+    /// Loads a GGUF file. Its header is checked by <see cref="GgufPreflight"/> first (a <see cref="GgufException"/> names
+    /// the file and the key); llama.cpp's reason for a later failure is in the exception's message.
+    /// </summary>
     public static LlamaCppModel Load(string path, LlamaCppOptions? options = null)
     {
         options ??= new LlamaCppOptions();
         if (!File.Exists(path))
             throw new LlamaCppException($"{path}: no such file");
+        int trainedContext = GgufPreflight.Check(path);
         LlamaCppRuntime.EnsureLoaded();
         var parameters = options.ToModelParams(path);
-        if (options.ContextSize is int contextSize)
-            parameters.ContextSize = (uint)contextSize;
+        parameters.ContextSize = (uint)(options.ContextSize ?? Math.Min(trainedContext, LlamaCppOptions.DefaultContextSize));
         LLamaWeights? weights = null;
         try
         {
