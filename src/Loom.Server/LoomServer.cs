@@ -36,6 +36,7 @@ public static class LoomServer
 {
     public static WebApplication Build(ServedModel served, ServerOptions options, Action<ILoggingBuilder>? logging = null)
     {
+        if (RequestGuards.BindingProblem(options) is { } problem) throw new ArgumentException(problem, nameof(options));
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         logging?.Invoke(builder.Logging);
@@ -58,6 +59,7 @@ public static class LoomServer
             metrics.RequestStarted();
             try
             {
+                if (RequestGuards.Answered(context, options)) return;
                 if (options.ApiKeys.Count > 0 && context.Request.Path.StartsWithSegments("/v1") && !Authorized(context.Request, options.ApiKeys))
                     throw new ApiException(401, "invalid or missing API key (send 'Authorization: Bearer KEY')", "authentication_error", code: "invalid_api_key");
                 await next(context);

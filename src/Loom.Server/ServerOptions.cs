@@ -15,4 +15,10 @@ public sealed record ServerOptions
     public int MaxTokensLimit { get; init; } = 4096;
     /// <summary>Most completions one request may ask for (n).</summary>
     public int MaxChoices { get; init; } = 8;
+    /// <summary>Host header names answered besides the bound address ("name" for any port, "name:port" for one); see <see cref="RequestGuards"/>.</summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = [];
+    /// <summary>The one browser origin granted CORS access; none by default.</summary>
+    public string? CorsOrigin { get; init; }
+    /// <summary>Serve a non-loopback <see cref="Host"/> with no <see cref="ApiKeys"/> (refused otherwise).</summary>
+    public bool AllowUnauthenticated { get; init; }
 }

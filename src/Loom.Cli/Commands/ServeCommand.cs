@@ -27,9 +27,13 @@ internal static class ServeCommand
         var logModel = new Option<string?>("--log-model") { Description = "Log model checkpoint folder: enables POST /v1/logs/detect" };
         var logPreset = new Option<string?>("--log-preset") { Description = "Log format preset of the posted lines (default generic)" };
         var logSessionId = new Option<string>("--log-session-id") { Description = "Regex naming a posted line's session", DefaultValueFactory = _ => @"blk_-?\d+" };
+        var allowedHosts = new Option<string[]>("--allowed-host") { Description = "Host header name answered besides the bound address (NAME or NAME:PORT, repeatable)", Arity = ArgumentArity.ZeroOrMore };
+        var corsOrigin = new Option<string?>("--cors-origin") { Description = "The one browser origin granted CORS access (none by default)" };
+        var allowUnauthenticated = new Option<bool>("--allow-unauthenticated") { Description = "Serve a non-loopback --host without --api-key" };
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics; log detection with --log-model).")
         {
             model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings, logModel, logPreset, logSessionId,
+            allowedHosts, corsOrigin, allowUnauthenticated,
         };
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("serve", async () =>
         {
@@ -43,7 +47,15 @@ internal static class ServeCommand
                 ApiKeys = parseResult.GetValue(apiKeys) ?? [],
                 MaxTokensLimit = parseResult.GetValue(maxTokens),
                 MaxRequestBytes = parseResult.GetValue(maxBytes),
+                AllowedHosts = parseResult.GetValue(allowedHosts) ?? [],
+                CorsOrigin = parseResult.GetValue(corsOrigin),
+                AllowUnauthenticated = parseResult.GetValue(allowUnauthenticated),
             };
+            if (RequestGuards.BindingProblem(options) is not null)
+            {
+                Console.Error.WriteLine($"loom serve: --host {options.Host} is not a loopback address and no --api-key is given: anyone who can reach it could use the model; give --api-key KEY, or --allow-unauthenticated");
+                return 2;
+            }
             await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), threadCount, slotCount);
             string? indexFolder = parseResult.GetValue(index);
             using var retrievalIndex = indexFolder is null ? null
