@@ -23,6 +23,9 @@ public static class FileReader
     /// <summary>Files above this are skipped without being read (1 GiB).</summary>
     public const long DefaultMaxBytes = 1L << 30;
 
+    /// <summary>Deepest element nesting an HTML file is parsed into a tree for; a deeper one is read as plain text.</summary>
+    public const int MaxHtmlDepth = 512;
+
     static readonly Dictionary<string, string> KindByExtension = new(StringComparer.OrdinalIgnoreCase)
     {
         [".txt"] = "text", [".text"] = "text", [".log"] = "text", [".rst"] = "text",
@@ -133,9 +136,21 @@ public static class FileReader
         return text.ToString();
     }
 
-    /// <summary>HTML to markdown-like text: headings become "#" lines so the chunker keeps them as heading paths.</summary>
+    /// <summary>
+    /// HTML to markdown-like text: headings become "#" lines so the chunker keeps them as heading paths. HTML nested past
+    /// <see cref="MaxHtmlDepth"/> is read as plain text by one linear pass (<see cref="HtmlScan"/>), noted in the "html" metadata.
+    /// </summary>
     static string ReadHtml(string html, Dictionary<string, string> metadata)
     {
+        int depth = HtmlScan.Scan(html, null, out _);
+        if (depth > MaxHtmlDepth)
+        {
+            var plain = new StringBuilder();
+            HtmlScan.Scan(html, plain, out string? plainTitle);
+            if (!string.IsNullOrWhiteSpace(plainTitle)) metadata["title"] = plainTitle;
+            metadata["html"] = $"nested {depth:N0} levels, over the {MaxHtmlDepth:N0}-level limit: read as plain text";
+            return Collapse(plain.ToString());
+        }
         var document = new HtmlParser().ParseDocument(html);
         if (!string.IsNullOrWhiteSpace(document.Title))
             metadata["title"] = document.Title.Trim();

@@ -38,6 +38,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
 
     public string ModelName { get; }
     public int ContextLength => decoder.ContextLength;
+    public ITokenizer Tokenizer => tokenizer;
 
     /// <summary>Sequences being decoded right now.</summary>
     public int ActiveSequences { get; private set; }

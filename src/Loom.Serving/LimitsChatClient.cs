@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Text;
+using Loom.Text;
 using Microsoft.Extensions.AI;
 
 namespace Loom.Serving;
@@ -37,11 +40,40 @@ public sealed record ChatLimits
     {
         if (!messages.Any()) throw new ChatRequestException("messages", "messages must hold at least one message");
     }
+
+    /// <summary>
+    /// Refuses, before any tokenizing, a conversation too long by its characters alone for a context of
+    /// <paramref name="contextLength"/> tokens: no token stands for more UTF-16 characters than the UTF-8 bytes of the
+    /// tokenizer's longest token (+1 for a space a tokenizer drops when it decodes a token alone), and twice that bound
+    /// leaves room for normalizers that compose characters. So a 50 MB message costs a character count, not a tokenization.
+    /// </summary>
+    public static void CheckLength(IEnumerable<ChatMessage> messages, ITokenizer tokenizer, int contextLength)
+    {
+        long chars = 0;
+        foreach (var message in messages) chars += message.Text.Length;
+        long bound = 2L * contextLength * (LongestTokenBytes(tokenizer) + 1);
+        if (chars > bound)
+            throw new ChatRequestException("messages",
+                $"the messages hold {chars:N0} characters; a context of {contextLength} tokens holds at most {bound:N0}", ChatRequestException.ContextLengthExceeded);
+    }
+
+    static readonly ConditionalWeakTable<ITokenizer, StrongBox<int>> Longest = new();
+
+    /// <summary>UTF-8 bytes of the tokenizer's longest token as decoded alone (measured once per tokenizer).</summary>
+    static int LongestTokenBytes(ITokenizer tokenizer) => Longest.GetValue(tokenizer, t =>
+    {
+        int longest = 1;
+        for (int id = 0; id < t.VocabSize; id++)
+            longest = Math.Max(longest, Encoding.UTF8.GetByteCount(t.Decode([id])));
+        return new StrongBox<int>(longest);
+    }).Value;
 }
 
 /// <summary>
 /// Validates every request against <see cref="ChatLimits"/> and caps its output before the inner client
-/// sees it; bad requests fail with a one-line <see cref="ChatRequestException"/> naming the field.
+/// sees it; bad requests fail with a one-line <see cref="ChatRequestException"/> naming the field. Over Loom's engine,
+/// messages too long by their characters for its context are refused before anything tokenizes them
+/// (<see cref="ChatLimits.CheckLength"/>).
 /// </summary>
 public sealed class LimitsChatClient(IChatClient innerClient, ChatLimits limits) : DelegatingChatClient(innerClient)
 {
@@ -49,14 +81,20 @@ public sealed class LimitsChatClient(IChatClient innerClient, ChatLimits limits)
 
     public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        ChatLimits.CheckMessages(messages);
+        Check(messages);
         return base.GetResponseAsync(messages, limits.Apply(options), cancellationToken);
     }
 
     public override IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        ChatLimits.CheckMessages(messages);
+        Check(messages);
         return base.GetStreamingResponseAsync(messages, limits.Apply(options), cancellationToken);
+    }
+
+    void Check(IEnumerable<ChatMessage> messages)
+    {
+        ChatLimits.CheckMessages(messages);
+        if (GetService(typeof(GenerationEngine)) is GenerationEngine engine) ChatLimits.CheckLength(messages, engine.Tokenizer, engine.ContextLength);
     }
 
     public override object? GetService(Type serviceType, object? serviceKey = null) =>

@@ -82,6 +82,21 @@ public sealed class RetrievalChatClient(IChatClient innerClient, Func<string, Ca
         int last = messages.FindLastIndex(m => m.Role == ChatRole.User);
         if (last < 0) throw new ChatRequestException("messages", "retrieval needs a user message to search for");
         string question = messages[last].Text;
+        var generator = GetService(typeof(ITextGenerator)) as ITextGenerator;
+        int context = generator?.ContextLength ?? 0;
+        int answer = Math.Min(chatOptions?.MaxOutputTokens ?? options.AnswerTokens ?? context / 4, context / 2);
+        int room = context - answer - 1; // the 1: a beginning-of-sequence token the generator may add
+        int promptTokens = 0;
+        // The conversation without any source must fit before the search runs: retrieval for a question that cannot be
+        // answered would be work proportional to the question, thrown away.
+        if (generator is not null)
+        {
+            promptTokens = generator.EncodeChat(LoomChatClient.Turns(Rewrite([]))).Length;
+            if (promptTokens > room)
+                throw new ChatRequestException("messages",
+                    $"the messages take {promptTokens} tokens before any source; the context of {context} leaves {room} after {answer} for the answer",
+                    ChatRequestException.ContextLengthExceeded);
+        }
         var hits = await search(question, cancellationToken).ConfigureAwait(false);
         if (options.MaxSourceChars is int cap) hits = hits.Select(h => Shorten(h, cap)).ToList();
 
@@ -93,17 +108,13 @@ public sealed class RetrievalChatClient(IChatClient innerClient, Func<string, Ca
             .. messages.Skip(last + 1),
         ];
 
-        if (GetService(typeof(ITextGenerator)) is not ITextGenerator generator)
+        if (generator is null)
         {
             var all = RagPrompt.Number(hits);
             return (Rewrite(all), all);
         }
-        int context = generator.ContextLength;
-        int answer = Math.Min(chatOptions?.MaxOutputTokens ?? options.AnswerTokens ?? context / 4, context / 2);
-        int room = context - answer - 1; // the 1: a beginning-of-sequence token the generator may add
         int fewest = Math.Min(options.MinimumSources ?? 1, hits.Count);
         int longest = hits.Count == 0 ? 0 : hits.Max(h => h.Text.Length);
-        int promptTokens = 0;
         for (int count = hits.Count; count >= fewest; count--)
             for (int chars = longest; ; chars /= 2)
             {
