@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
+using System.Text;
 
 namespace Loom.IO;
 
@@ -41,6 +43,12 @@ public static class FileWalker
             foreach (var entry in entries)
             {
                 if (options.SkipHidden && entry.Name.StartsWith('.')) continue;
+                if (entry.Name.Contains('\uFFFD') && !Exists(entry.FullName))
+                {
+                    yield return new WalkedFile(Path.Combine(folder, EscapedName(folder, entry.Name)),
+                        "its name is not valid UTF-8 (the bad bytes are shown as \\xNN), so it cannot be opened by name; rename it");
+                    continue;
+                }
                 string? real = entry.LinkTarget is null ? entry.FullName : RealPath(entry.FullName);
                 if (real is null)
                 {
@@ -90,6 +98,67 @@ public static class FileWalker
         ushort mode = BitConverter.ToUInt16(buffer, 28); // stx_mode
         return (mode & FileTypeMask) == RegularFileType;
     }
+
+    /// <summary>Whether a path names anything (a link counts, even a broken one).</summary>
+    static bool Exists(string path) => File.Exists(path) || Directory.Exists(path) || new FileInfo(path).LinkTarget is not null;
+
+    /// <summary>
+    /// A name as the folder holds it, its bytes that are not UTF-8 written as <c>\xNN</c>. .NET decodes such names with
+    /// U+FFFD for the bad bytes, a string no file answers to; the raw name is found by listing the folder's bytes (Linux).
+    /// </summary>
+    static string EscapedName(string folder, string lossyName)
+    {
+        if (!OperatingSystem.IsLinux()) return lossyName;
+        try
+        {
+            nint listing = OpenFolder(folder);
+            if (listing == 0) return lossyName;
+            try
+            {
+                nint entry;
+                while ((entry = NextEntry(listing)) != 0)
+                {
+                    byte[] raw = RawBytes(entry + DirentName);
+                    if (Encoding.UTF8.GetString(raw) == lossyName) return Escape(raw);
+                }
+            }
+            finally { CloseFolder(listing); }
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+        return lossyName;
+    }
+
+    static byte[] RawBytes(nint name)
+    {
+        int length = 0;
+        while (Marshal.ReadByte(name, length) != 0) length++;
+        var bytes = new byte[length];
+        Marshal.Copy(name, bytes, 0, length);
+        return bytes;
+    }
+
+    static string Escape(ReadOnlySpan<byte> raw)
+    {
+        var text = new StringBuilder();
+        while (raw.Length > 0)
+        {
+            if (Rune.DecodeFromUtf8(raw, out var rune, out int consumed) == System.Buffers.OperationStatus.Done) text.Append(rune.ToString());
+            else foreach (byte b in raw[..consumed]) text.Append(CultureInfo.InvariantCulture, $"\\x{b:X2}");
+            raw = raw[consumed..];
+        }
+        return text.ToString();
+    }
+
+    const int DirentName = 19;             // offsetof(struct dirent64, d_name) on 64-bit Linux
+
+    [DllImport("libc", EntryPoint = "opendir", SetLastError = true)]
+    static extern nint OpenFolder([MarshalAs(UnmanagedType.LPUTF8Str)] string path);
+
+    [DllImport("libc", EntryPoint = "readdir64", SetLastError = true)]
+    static extern nint NextEntry(nint listing);
+
+    [DllImport("libc", EntryPoint = "closedir")]
+    static extern int CloseFolder(nint listing);
 
     const int AtCurrentFolder = -100;      // AT_FDCWD
     const uint StatXType = 0x1;             // STATX_TYPE

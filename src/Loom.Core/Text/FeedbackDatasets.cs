@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Loom.IO;
 
 namespace Loom.Text;
 
@@ -32,7 +33,8 @@ public sealed class FeedbackData
 /// <item>correction: <c>{"prompt","response","corrected"}</c>; becomes a supervised example and the pair corrected ≻ response.</item>
 /// </list>
 /// A prompt is a string (one user turn) or a list of messages. A bad line is skipped and counted
-/// with its file and line; in strict mode the first bad line stops the read with that message.
+/// with its file and line; in strict mode the first bad line stops the read with that message. Bytes that are not
+/// UTF-8 stop the read in either mode (<see cref="Utf8Lines"/>): a file in another encoding is wrong throughout.
 /// </summary>
 public static class FeedbackDatasets
 {
@@ -56,7 +58,7 @@ public static class FeedbackDatasets
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such prompts file", path);
         var prompts = new List<IReadOnlyList<ChatTurn>>();
         int lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var line in Utf8Lines.Read(path))
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;
@@ -80,7 +82,7 @@ public static class FeedbackDatasets
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such dataset file", path);
         int lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var line in Utf8Lines.Read(path))
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;
