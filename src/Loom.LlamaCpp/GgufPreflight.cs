@@ -36,16 +36,16 @@ public static partial class GgufPreflight
         bool headSizeGiven = reader.Contains(Key("attention.key_length"));
         if (headSizeGiven) reader.GetInt(Key("attention.key_length"), 1, MaxWidth);
         if (reader.Contains(Key("attention.value_length"))) reader.GetInt(Key("attention.value_length"), 1, MaxWidth);
-        for (int layer = 0; heads is not null && layer < heads.Length; layer++)
+        // A scalar is at least 1 (PerLayer); a 0 in a per-layer array is a layer without attention (hybrid architectures).
+        int layers = heads is null ? 0 : Math.Max(heads.Length, kvHeads?.Length ?? 0);
+        for (int layer = 0; layer < layers; layer++)
         {
-            long h = heads[layer];
-            // A layer without attention (0 heads) exists in hybrid architectures only as a per-layer array.
-            if (h == 0 && heads.Length == 1)
-                throw reader.Error($"metadata '{Key("attention.head_count")}' is 0");
-            if (h > 0 && !headSizeGiven && embedding % h != 0)
-                throw reader.Error($"metadata '{Key("attention.head_count")}' = {h} does not divide '{Key("embedding_length")}' = {embedding}");
+            long h = heads![Math.Min(layer, heads.Length - 1)];
             long kv = kvHeads is null ? h : kvHeads[Math.Min(layer, kvHeads.Length - 1)];
-            if (h > 0 && (kv == 0 || h % kv != 0))
+            if (h == 0 || kv == 0) continue;
+            if (!headSizeGiven && embedding % h != 0)
+                throw reader.Error($"metadata '{Key("attention.head_count")}' = {h} does not divide '{Key("embedding_length")}' = {embedding}");
+            if (h % kv != 0)
                 throw reader.Error($"metadata '{Key("attention.head_count_kv")}' = {kv} does not divide '{Key("attention.head_count")}' = {h}");
         }
         PositiveFinite(reader, Key("attention.layer_norm_rms_epsilon"));

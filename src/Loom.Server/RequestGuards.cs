@@ -67,10 +67,11 @@ public static class RequestGuards
         return false;
     }
 
+    static readonly HashSet<string> JsonTypes = new(StringComparer.OrdinalIgnoreCase) { "application/json", "application/x-ndjson", "application/ndjson" };
+
     /// <summary>JSON, or NDJSON (for posted log lines): media types a cross-site form or a simple request cannot send.</summary>
     static bool IsJson(string? contentType) =>
-        MediaTypeHeaderValue.TryParse(contentType, out var parsed) && parsed.MediaType is { } type
-        && (type.Equals("application/json", StringComparison.OrdinalIgnoreCase) || type.Equals("application/x-ndjson", StringComparison.OrdinalIgnoreCase));
+        MediaTypeHeaderValue.TryParse(contentType, out var parsed) && parsed.MediaType is { } type && JsonTypes.Contains(type);
 
     /// <summary>
     /// The Host header names this server: a loopback name when the connection came in on loopback, the bound host, or

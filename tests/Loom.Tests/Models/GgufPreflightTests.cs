@@ -94,6 +94,19 @@ public sealed class GgufPreflightTests : IDisposable
         AssertOneLineNaming(error.Message, path, GgufVocabulary.TokensKey);
     }
 
+    [Fact]
+    public void PerLayerHeadCountsAreCheckedLayerByLayer()
+    {
+        const string key = "llama.attention.head_count_kv";
+        Assert.Equal(64, GgufPreflight.Check(ValidFile()));
+        // A 0 in a per-layer array is a layer without attention, as hybrid architectures write it.
+        Assert.Equal(64, GgufPreflight.Check(Hostile("kv-per-layer", key, GgufValue.Array(new uint[] { 0, 2 }))));
+        AssertOneLineNaming(Assert.Throws<GgufException>(() => GgufPreflight.Check(Hostile("kv-per-layer-3", key, GgufValue.Array(new uint[] { 2, 3 })))).Message,
+            Path.Combine(folder, "kv-per-layer-3.gguf"), key);
+        AssertOneLineNaming(Assert.Throws<GgufException>(() => GgufPreflight.Check(Hostile("kv-three-layers", key, GgufValue.Array(new uint[] { 2, 2, 2 })))).Message,
+            Path.Combine(folder, "kv-three-layers.gguf"), key);
+    }
+
     [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
     public void TheValidFileStillLoadsAndAHugeTrainedContextIsClampedWhenTheCallerGivesNone()
