@@ -134,6 +134,17 @@ public sealed class GgufPreflightTests : IDisposable
         AssertOneLineNaming(error.Trim(), path, "llama.attention.layer_norm_rms_epsilon");
     }
 
+    /// <summary><c>loom serve --gguf</c> takes the same path: it refuses the file before it listens.</summary>
+    [Fact]
+    public async Task ServeWithANanEpsilonExitsWithOneLineBeforeListening()
+    {
+        string path = Hostile("eps-nan-serve", "llama.attention.layer_norm_rms_epsilon", GgufValue.Float32(float.NaN));
+        var (code, output, error) = await LoomProcess.RunAsync(TimeSpan.FromMinutes(2), "serve", "--gguf", path, "--port", "0", "--threads", "1");
+        Assert.True(code == 1, $"exit code {code}; stderr: {error}; stdout: {output}");
+        Assert.DoesNotContain("listening", output);
+        AssertOneLineNaming(error.Trim(), path, "llama.attention.layer_norm_rms_epsilon");
+    }
+
     static void AssertOneLineNaming(string message, string path, string key)
     {
         Assert.DoesNotContain('\n', message.Trim());
