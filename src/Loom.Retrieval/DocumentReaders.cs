@@ -49,7 +49,9 @@ public static class FileReader
         string fullPath = Path.GetFullPath(path);
         var info = new FileInfo(fullPath);
         if (!info.Exists)
-            return ReadResult.Skip("file not found");
+            return ReadResult.Skip(fullPath.Contains('\uFFFD')
+                ? "its name is not valid UTF-8 (U+FFFD marks the bad bytes), so it cannot be opened by name; rename it"
+                : "file not found");
         if (!FileWalker.IsRegularFile(fullPath))
             return ReadResult.Skip("not a regular file (a FIFO, device or socket)");
         if (!KindByExtension.TryGetValue(info.Extension, out string? kind))

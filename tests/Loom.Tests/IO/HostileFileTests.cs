@@ -105,6 +105,9 @@ public sealed class HostileFileTests : IDisposable
         Assert.Contains("not valid UTF-8", odd.SkipReason);
         Assert.DoesNotContain("not found", odd.SkipReason);
         Assert.DoesNotContain("FIFO", odd.SkipReason);
+        // Given directly (a shell passes the raw bytes; .NET decodes them with U+FFFD), the reader gives the same reason.
+        var direct = FileReader.Read(Path.Combine(folder, "b\uFFFD.txt"), new Dictionary<string, string>());
+        Assert.Contains("not valid UTF-8", direct.SkipReason);
     }
 
     void CreateRaw(byte[] name, string content)
