@@ -45,7 +45,8 @@ static class Logprobs
             ["top_logprobs"] = new JsonArray(tokens.Select(t =>
             {
                 var top = new JsonObject();
-                foreach (var a in t.Top) top[a.Token] = Finite(a.Logprob);
+                // alternatives that share a spelling (parts of one character) keep the likeliest: keys are unique
+                foreach (var a in t.Top) if (!top.ContainsKey(a.Token)) top[a.Token] = Finite(a.Logprob);
                 return (JsonNode)top;
             }).ToArray()),
             ["text_offset"] = offsets,

@@ -73,6 +73,9 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         if (prompt.Length >= ContextLength)
             throw new ArgumentException($"the prompt has {prompt.Length} tokens; the context holds {ContextLength}, leaving no room to generate");
         if (request.MaxTokens is < 1) throw new ArgumentException($"max_tokens must be at least 1, got {request.MaxTokens}");
+        foreach (int id in request.Sampling.LogitBias?.Keys ?? [])
+            if (id >= decoder.VocabSize)
+                throw new ChatRequestException("SamplingOptions.LogitBias", $"SamplingOptions.LogitBias names token id {id}, outside the vocabulary of {decoder.VocabSize}");
         if (request.TopLogprobs is < 0 or > TokenLogprobs.MaxTop)
             throw new ArgumentException($"GenerationRequest.TopLogprobs must be in [0, {TokenLogprobs.MaxTop}], got {request.TopLogprobs}");
         int room = ContextLength - prompt.Length;
