@@ -12,7 +12,7 @@ public sealed record RetrievalChatOptions
     public SearchOptions? Search { get; init; }
     /// <summary>Characters of each source's text in the prompt at most (longer ones are shortened); default the whole chunk.</summary>
     public int? MaxSourceChars { get; init; }
-    /// <summary>Tokens kept free for the answer when the request sets no MaxOutputTokens; default a quarter of the context.</summary>
+    /// <summary>Tokens kept free for the answer at most (a request's smaller MaxOutputTokens keeps fewer); with neither set, a quarter of the context.</summary>
     public int? AnswerTokens { get; init; }
     /// <summary>Fewest sources to keep when the prompt must shrink to fit the context; default 1.</summary>
     public int? MinimumSources { get; init; }
@@ -99,7 +99,7 @@ public sealed class RetrievalChatClient(IChatClient innerClient, Func<string, Ca
             return (Rewrite(all), all);
         }
         int context = generator.ContextLength;
-        int answer = Math.Min(chatOptions?.MaxOutputTokens ?? options.AnswerTokens ?? context / 4, context / 2);
+        int answer = Math.Min(Math.Min(chatOptions?.MaxOutputTokens ?? int.MaxValue, options.AnswerTokens ?? int.MaxValue) is var asked && asked < int.MaxValue ? asked : context / 4, context / 2);
         int room = context - answer - 1; // the 1: a beginning-of-sequence token the generator may add
         int fewest = Math.Min(options.MinimumSources ?? 1, hits.Count);
         int longest = hits.Count == 0 ? 0 : hits.Max(h => h.Text.Length);
