@@ -87,20 +87,18 @@ public class ChatToolsTests
         var (model, tokenizer) = Loom.Tests.Server.ServerFixture.BpeModel(2);
         await using var loom = LoomModel.Create("m", model, tokenizer);
         var engine = loom.Engine;
+        var options = new ChatOptions
         {
-            var options = new ChatOptions
-            {
-                ResponseFormat = ChatResponseFormat.Json,
-                AdditionalProperties = new() { [LoomChatClient.TopLogprobsKey] = 3, [LoomChatClient.LogitBiasKey] = new Dictionary<int, float> { [7] = 2.5f } },
-            };
-            var request = LoomChatClient.Request(engine, [new ChatMessage(ChatRole.User, "hi")], options);
-            Assert.Equal("""{"type":"object"}""", request.Format!.JsonSchema!.Value.GetRawText());
-            Assert.Equal(3, request.TopLogprobs);
-            Assert.Equal(2.5f, request.Sampling.LogitBias![7]);
-            options.AdditionalProperties[LoomChatClient.LogitBiasKey] = new Dictionary<int, float> { [7] = 101 };
-            Assert.Equal("ChatOptions.AdditionalProperties", Assert.Throws<ChatRequestException>(() => LoomChatClient.Request(engine, [new ChatMessage(ChatRole.User, "hi")], options)).Field);
-            Assert.Null(LoomChatClient.Request(engine, [new ChatMessage(ChatRole.User, "hi")], new ChatOptions()).TopLogprobs);
-        }
+            ResponseFormat = ChatResponseFormat.Json,
+            AdditionalProperties = new() { [LoomChatClient.TopLogprobsKey] = 3, [LoomChatClient.LogitBiasKey] = new Dictionary<int, float> { [7] = 2.5f } },
+        };
+        var request = LoomChatClient.Request(engine, [new ChatMessage(ChatRole.User, "hi")], options);
+        Assert.Equal("""{"type":"object"}""", request.Format!.JsonSchema!.Value.GetRawText());
+        Assert.Equal(3, request.TopLogprobs);
+        Assert.Equal(2.5f, request.Sampling.LogitBias![7]);
+        options.AdditionalProperties[LoomChatClient.LogitBiasKey] = new Dictionary<int, float> { [7] = 101 };
+        Assert.Equal("ChatOptions.AdditionalProperties", Assert.Throws<ChatRequestException>(() => LoomChatClient.Request(engine, [new ChatMessage(ChatRole.User, "hi")], options)).Field);
+        Assert.Null(LoomChatClient.Request(engine, [new ChatMessage(ChatRole.User, "hi")], new ChatOptions()).TopLogprobs);
     }
 
     [Fact]
