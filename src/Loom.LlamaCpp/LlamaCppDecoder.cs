@@ -214,7 +214,11 @@ public sealed class LlamaCppTokenizer : ITokenizer
 
     public string? IdToToken(int id) => (uint)id < (uint)VocabSize ? Decode([id]) : null;
 
-    public bool IsSpecial(int id) => id == BosId || id == EosId || id == PadId || id == EndOfTurnId;
+    public bool IsSpecial(int id) => id == BosId || id == EosId || id == PadId || id == EndOfTurnId
+        || ((uint)id < (uint)VocabSize && ((LLamaToken)id).IsControl(weights.NativeHandle.Vocab));
+
+    /// <summary>llama.cpp's end-of-generation tokens of the GGUF (end of text, end of turn, and the like).</summary>
+    public bool IsEndOfGeneration(int id) => (uint)id < (uint)VocabSize && ((LLamaToken)id).IsEndOfGeneration(weights.NativeHandle.Vocab);
 
     public void Save(string directory) =>
         throw new InvalidOperationException("a GGUF's tokenizer lives inside the GGUF file; it cannot be saved as tokenizer.json");

@@ -102,7 +102,7 @@ public static class LoomServer
             var pipeline = call.Model == ragName && grounded is not null ? grounded : chat;
             CheckModel(call.Model, served.Generator.ModelName, rag: pipeline == grounded);
             CheckChoices(call, options);
-            var messages = call.Messages!.Select(t => new ChatMessage(new ChatRole(t.Role), t.Content)).ToList();
+            var messages = call.Messages!.ToList();
             await Respond(context, call, chat: true,
                 (choice, ct) => pipeline.GetStreamingResponseAsync(messages, Options(call, choice), ct), Answer(pipeline, messages, call));
         });
@@ -120,19 +120,29 @@ public static class LoomServer
 
         app.MapPost("/v1/embeddings", async context =>
         {
-            var (model, inputs) = OpenAiProtocol.ParseEmbeddings(await ReadBody(context, options));
+            var (model, inputs, base64, dimensions) = OpenAiProtocol.ParseEmbeddings(await ReadBody(context, options));
             if (served.Embeddings is null) throw new ApiException(404, "this server has no embedding model", code: "model_not_found");
             if (model != served.EmbeddingModelName && model != served.Generator.ModelName)
                 throw new ApiException(404, $"model '{model}' does not exist (this server embeds with '{served.EmbeddingModelName}')", param: "model", code: "model_not_found");
             var vectors = await served.Embeddings.GenerateAsync(inputs, cancellationToken: context.RequestAborted);
             var data = new JsonArray();
             for (int i = 0; i < vectors.Count; i++)
+            {
+                var vector = vectors[i].Vector.ToArray();
+                if (dimensions is int count)
+                {
+                    if (count > vector.Length)
+                        throw new ApiException(400, $"dimensions must be at most {vector.Length} (the model's dimension), got {count}", param: "dimensions");
+                    vector = Truncate(vector, count);
+                }
                 data.Add(new JsonObject
                 {
                     ["object"] = "embedding",
                     ["index"] = i,
-                    ["embedding"] = new JsonArray(vectors[i].Vector.ToArray().Select(v => (JsonNode)v).ToArray()),
+                    ["embedding"] = base64 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(vector.AsSpan()))
+                        : new JsonArray(vector.Select(v => (JsonNode)v).ToArray()),
                 });
+            }
             int tokens = inputs.Sum(s => served.Generator.CountTokens(s));
             await context.Response.WriteAsJsonAsync(new JsonObject
             {
@@ -171,9 +181,15 @@ public static class LoomServer
             for (int i = 0; i < responses.Length; i++)
             {
                 var choice = new JsonObject { ["index"] = i };
-                if (chat) choice["message"] = new JsonObject { ["role"] = "assistant", ["content"] = responses[i].Text };
+                var calls = responses[i].Messages.SelectMany(m => m.Contents).OfType<FunctionCallContent>().ToList();
+                if (chat)
+                {
+                    var message = new JsonObject { ["role"] = "assistant", ["content"] = calls.Count > 0 ? null : responses[i].Text };
+                    if (calls.Count > 0) message["tool_calls"] = ToolCalls(calls, streamed: false);
+                    choice["message"] = message;
+                }
                 else choice["text"] = responses[i].Text;
-                choice["logprobs"] = null;
+                choice["logprobs"] = Logprobs.Json(Logprobs.Of(responses[i].AdditionalProperties), chat, textOffset: 0);
                 choice["finish_reason"] = responses[i].FinishReason?.Value;
                 array.Add(choice);
             }
@@ -207,12 +223,15 @@ public static class LoomServer
                 }
                 finally { writeGate.Release(); }
             }
+            var textOffsets = new int[call.N];
             JsonObject Chunk(int index, JsonObject? delta, ChatResponseUpdate? update)
             {
                 var choice = new JsonObject { ["index"] = index };
                 if (chat) choice["delta"] = delta;
                 else choice["text"] = update?.Text ?? "";
-                choice["logprobs"] = null;
+                var logprobs = Logprobs.Of(update?.AdditionalProperties);
+                choice["logprobs"] = Logprobs.Json(logprobs, chat, textOffsets[index]);
+                if (logprobs is not null) textOffsets[index] += logprobs.Sum(t => t.Chosen.Token.Length);
                 choice["finish_reason"] = update?.FinishReason?.Value;
                 var chunk = new JsonObject { ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : kind, ["created"] = created, ["model"] = call.Model, ["choices"] = new JsonArray(choice) };
                 if (update?.GetSources() is { Given.Count: > 0 } sources) chunk["sources"] = Sources(sources);
@@ -227,8 +246,10 @@ public static class LoomServer
                 do
                 {
                     var update = updateStream.Current;
-                    if (update.Text.Length > 0 || update.FinishReason is not null || update.GetSources() is not null)
-                        await Send(Chunk(index, chat ? new JsonObject { ["content"] = update.Text } : null, update));
+                    var calls = update.Contents.OfType<FunctionCallContent>().ToList();
+                    JsonObject delta = calls.Count > 0 ? new JsonObject { ["tool_calls"] = ToolCalls(calls, streamed: true) } : new JsonObject { ["content"] = update.Text };
+                    if (update.Text.Length > 0 || calls.Count > 0 || update.FinishReason is not null || update.GetSources() is not null || Logprobs.Of(update.AdditionalProperties) is { Count: > 0 })
+                        await Send(Chunk(index, chat ? delta : null, update));
                     foreach (var usage in update.Contents.OfType<UsageContent>())
                     {
                         if (index == 0) Interlocked.Add(ref promptTokens, usage.Details.InputTokenCount ?? 0);
@@ -259,7 +280,7 @@ public static class LoomServer
 
     /// <summary>One choice's stream, collected into one response.</summary>
     static Func<int, CancellationToken, Task<ChatResponse>> Collect(Func<int, CancellationToken, IAsyncEnumerable<ChatResponseUpdate>> stream) =>
-        (choice, ct) => stream(choice, ct).ToChatResponseAsync(ct);
+        (choice, ct) => LoomChatClient.CollectAsync(stream(choice, ct), ct);
 
     /// <summary>Options of one choice: the call's sampling, each choice with its own seed.</summary>
     static ChatOptions Options(CompletionCall call, int choice) => new()
@@ -271,7 +292,36 @@ public static class LoomServer
         FrequencyPenalty = call.FrequencyPenalty,
         PresencePenalty = call.PresencePenalty,
         StopSequences = call.Stop?.ToList(),
+        ResponseFormat = call.ResponseFormat,
+        Tools = call.Tools,
+        ToolMode = call.ToolMode,
+        AdditionalProperties = Extra(call),
     };
+
+    /// <summary>The options with no ChatOptions property of their own: log-probabilities and logit bias.</summary>
+    static AdditionalPropertiesDictionary? Extra(CompletionCall call)
+    {
+        if (call.TopLogprobs is null && call.LogitBias is null) return null;
+        var extra = new AdditionalPropertiesDictionary();
+        if (call.TopLogprobs is int top) extra[LoomChatClient.TopLogprobsKey] = top;
+        if (call.LogitBias is { } bias) extra[LoomChatClient.LogitBiasKey] = bias;
+        return extra;
+    }
+
+    /// <summary>Function calls as OpenAI's tool_calls (arguments as a JSON string); streamed deltas carry their index.</summary>
+    static JsonArray ToolCalls(IReadOnlyList<FunctionCallContent> calls, bool streamed) => new(calls.Select((c, i) =>
+    {
+        var entry = new JsonObject();
+        if (streamed) entry["index"] = i;
+        entry["id"] = c.CallId;
+        entry["type"] = "function";
+        entry["function"] = new JsonObject
+        {
+            ["name"] = c.Name,
+            ["arguments"] = System.Text.Json.JsonSerializer.Serialize(c.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions),
+        };
+        return (JsonNode)entry;
+    }).ToArray());
 
     /// <summary>The sources a grounded answer was given, each marked whether the answer cites it.</summary>
     static JsonArray Sources(GroundingSources sources) => new(sources.Given.Select(s => (JsonNode)new JsonObject
@@ -283,6 +333,15 @@ public static class LoomServer
         ["text"] = s.Hit.Text,
         ["cited"] = sources.Cited.Contains(s),
     }).ToArray());
+
+    /// <summary>The first <paramref name="count"/> components, re-normalised to unit length (OpenAI's shortened embeddings).</summary>
+    static float[] Truncate(float[] vector, int count)
+    {
+        var first = vector[..count];
+        float norm = System.Numerics.Tensors.TensorPrimitives.Norm(first);
+        if (norm > 0) System.Numerics.Tensors.TensorPrimitives.Divide(first, norm, first);
+        return first;
+    }
 
     static JsonObject Usage(long prompt, long completion) => new()
     {
@@ -320,6 +379,10 @@ public static class LoomServer
         "ChatOptions.TopK" => "top_k",
         "ChatOptions.FrequencyPenalty" => "frequency_penalty",
         "ChatOptions.PresencePenalty" => "presence_penalty",
+        "ChatOptions.ResponseFormat" => "response_format",
+        "ChatOptions.Tools" => "tools",
+        "ChatOptions.ToolMode" => "tool_choice",
+        "SamplingOptions.LogitBias" => "logit_bias",
         _ => field,
     };
 

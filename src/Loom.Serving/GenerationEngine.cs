@@ -22,6 +22,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
 {
     readonly IBatchDecoder decoder;
     readonly ITokenizer tokenizer;
+    readonly bool[] endsGeneration; // [vocab] end-of-text and end-of-turn tokens: a sequence stops there
     readonly Channel<Job> incoming;
     readonly CancellationTokenSource shutdown = new();
     readonly Task loop;
@@ -31,6 +32,8 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         ModelName = modelName;
         this.decoder = decoder;
         this.tokenizer = tokenizer;
+        endsGeneration = new bool[decoder.VocabSize];
+        for (int id = 0; id < Math.Min(decoder.VocabSize, tokenizer.VocabSize); id++) endsGeneration[id] = tokenizer.IsEndOfGeneration(id);
         int queueLimit = options?.QueueLimit ?? 256;
         incoming = Channel.CreateBounded<Job>(new BoundedChannelOptions(queueLimit) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         loop = Task.Factory.StartNew(RunLoop, TaskCreationOptions.LongRunning);
@@ -71,6 +74,11 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         if (prompt.Length >= ContextLength)
             throw new ArgumentException($"the prompt has {prompt.Length} tokens; the context holds {ContextLength}, leaving no room to generate");
         if (request.MaxTokens is < 1) throw new ArgumentException($"max_tokens must be at least 1, got {request.MaxTokens}");
+        foreach (int id in request.Sampling.LogitBias?.Keys ?? [])
+            if (id >= decoder.VocabSize)
+                throw new ChatRequestException("SamplingOptions.LogitBias", $"SamplingOptions.LogitBias names token id {id}, outside the vocabulary of {decoder.VocabSize}");
+        if (request.TopLogprobs is < 0 or > TokenLogprobs.MaxTop)
+            throw new ArgumentException($"GenerationRequest.TopLogprobs must be in [0, {TokenLogprobs.MaxTop}], got {request.TopLogprobs}");
         int room = ContextLength - prompt.Length;
         int maxTokens = Math.Min(request.MaxTokens ?? room, room);
         return new Job(request, prompt, maxTokens, new Sampler(request.Sampling, decoder.VocabSize), tokenizer, cancellationToken);
@@ -106,7 +114,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                     var row = logits.AsSpan(0, decoder.VocabSize);
                     decoder.Prefill(slot, job.Prompt, row);
                     slots[slot] = job;
-                    Emit(job, job.Sampler.Sample(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.History)), slot, slots);
+                    Emit(job, Sample(job, row), slot, slots);
                 }
                 catch (Exception e)
                 {
@@ -141,21 +149,29 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                 int slot = activeSlots[i];
                 var job = slots[slot]!;
                 var row = logits.AsSpan(i * decoder.VocabSize, decoder.VocabSize);
-                Emit(job, job.Sampler.Sample(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.History)), slot, slots);
+                Emit(job, Sample(job, row), slot, slots);
             }
         }
+    }
+
+    /// <summary>Draws a sequence's next token from its logits row and keeps the token's log-probabilities when the request asks.</summary>
+    int Sample(Job job, Span<float> row)
+    {
+        int token = job.Sampler.Sample(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.History));
+        if (job.TopLogprobs is int top && !endsGeneration[token]) job.Logprobs.Add(TokenLogprobs.Compute(row, token, top, tokenizer));
+        return token;
     }
 
     /// <summary>Adds a sampled token to its sequence, streams the text it completes, and ends the sequence when it should.</summary>
     void Emit(Job job, int token, int slot, Job?[] slots)
     {
         Interlocked.Increment(ref generatedTokens);
-        if (tokenizer.EosId == token) { Finish(job, slot, slots, FinishReason.Stop); return; }
+        if (endsGeneration[token]) { Finish(job, slot, slots, FinishReason.Stop); return; }
         job.History.Add(token);
         job.LastToken = token;
         job.Generated++;
         string text = job.Stops.Push(job.Text.Append(token));
-        if (text.Length > 0) job.Output.Writer.TryWrite(new GenerationUpdate(text, job.Prompt.Length, job.Generated));
+        if (text.Length > 0 || job.Logprobs.Count > 0) job.Output.Writer.TryWrite(new GenerationUpdate(text, job.Prompt.Length, job.Generated, Logprobs: job.TakeLogprobs()));
         if (job.Stops.Stopped) Finish(job, slot, slots, FinishReason.Stop);
         else if (job.Generated >= job.MaxTokens) Finish(job, slot, slots, FinishReason.Length);
     }
@@ -167,7 +183,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         if (reason is FinishReason finish)
         {
             string rest = job.Stops.Push(job.Text.Flush()) + job.Stops.Flush();
-            job.Output.Writer.TryWrite(new GenerationUpdate(rest, job.Prompt.Length, job.Generated, finish));
+            job.Output.Writer.TryWrite(new GenerationUpdate(rest, job.Prompt.Length, job.Generated, finish, job.TakeLogprobs()));
         }
         job.Output.Writer.TryComplete();
     }
@@ -195,11 +211,23 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         public CancellationToken Cancellation { get; } = cancellation;
         public List<int> History { get; } = [.. prompt];
         public StopSequenceMatcher Stops { get; } = new(request.Stop);
-        /// <summary>Turns generated tokens into text, holding back a character split across tokens.</summary>
-        public IncrementalDecoder Text { get; } = new(tokenizer);
+        /// <summary>Turns generated tokens into text, holding back a character split across tokens; special tokens never become text.</summary>
+        public IncrementalDecoder Text { get; } = new(tokenizer, skipSpecialTokens: true);
+        public int? TopLogprobs { get; } = request.TopLogprobs;
+        /// <summary>Log-probabilities of the tokens not yet sent in an update.</summary>
+        public List<TokenLogprob> Logprobs { get; } = [];
         public Channel<GenerationUpdate> Output { get; } = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
         public int LastToken { get; set; }
         public int Generated { get; set; }
         public Exception? Failure { get; set; }
+
+        /// <summary>The pending log-probabilities (null when the request asks for none), and clears them.</summary>
+        public IReadOnlyList<TokenLogprob>? TakeLogprobs()
+        {
+            if (TopLogprobs is null) return null;
+            TokenLogprob[] taken = [.. Logprobs];
+            Logprobs.Clear();
+            return taken;
+        }
     }
 }

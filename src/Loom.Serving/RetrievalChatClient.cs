@@ -12,7 +12,7 @@ public sealed record RetrievalChatOptions
     public SearchOptions? Search { get; init; }
     /// <summary>Characters of each source's text in the prompt at most (longer ones are shortened); default the whole chunk.</summary>
     public int? MaxSourceChars { get; init; }
-    /// <summary>Tokens kept free for the answer when the request sets no MaxOutputTokens; default a quarter of the context.</summary>
+    /// <summary>Tokens kept free for the answer at most (a request's smaller MaxOutputTokens keeps fewer); with neither set, a quarter of the context.</summary>
     public int? AnswerTokens { get; init; }
     /// <summary>Fewest sources to keep when the prompt must shrink to fit the context; default 1.</summary>
     public int? MinimumSources { get; init; }
@@ -84,7 +84,15 @@ public sealed class RetrievalChatClient(IChatClient innerClient, Func<string, Ca
         string question = messages[last].Text;
         var generator = GetService(typeof(ITextGenerator)) as ITextGenerator;
         int context = generator?.ContextLength ?? 0;
-        int answer = Math.Min(chatOptions?.MaxOutputTokens ?? options.AnswerTokens ?? context / 4, context / 2);
+        // The answer's room: the smaller of the request's MaxOutputTokens and AnswerTokens, else a quarter of the context.
+        int? asked = (chatOptions?.MaxOutputTokens, options.AnswerTokens) switch
+        {
+            (int request, int limit) => Math.Min(request, limit),
+            (int request, null) => request,
+            (null, int limit) => limit,
+            _ => null,
+        };
+        int answer = Math.Min(asked ?? context / 4, context / 2);
         int room = context - answer - 1; // the 1: a beginning-of-sequence token the generator may add
         int promptTokens = 0;
         // The conversation without any source must fit before the search runs: retrieval for a question that cannot be

@@ -28,7 +28,19 @@ public sealed record GenerationRequest
     public bool AddBos { get; init; } = true;
     /// <summary>What the completion must match (structured output); null leaves it free.</summary>
     public OutputFormat? Format { get; init; }
+    /// <summary>
+    /// Report each generated token's log-probability and this many most likely alternatives (0..20); null reports none.
+    /// The log-probabilities are the log-softmax of the logits the sampler draws from: after penalties, logit bias and
+    /// the format mask, before temperature, top-k and top-p.
+    /// </summary>
+    public int? TopLogprobs { get; init; }
 }
+
+/// <summary>A token with its log-probability: its text, its bytes (a character split over tokens has part of its bytes each).</summary>
+public sealed record TokenAlternative(int Id, string Token, byte[] Bytes, float Logprob);
+
+/// <summary>One generated token's log-probability and the most likely alternatives at its position, most likely first.</summary>
+public sealed record TokenLogprob(TokenAlternative Chosen, IReadOnlyList<TokenAlternative> Top);
 
 /// <summary>
 /// A shape the generated text must have. Exactly one of the fields is set; the generator masks every
@@ -42,8 +54,12 @@ public sealed record OutputFormat
     public string? Pattern { get; init; }
 }
 
-/// <summary>A piece of streamed output; the last update carries <see cref="FinishReason"/>.</summary>
-public sealed record GenerationUpdate(string Text, int PromptTokens, int CompletionTokens, FinishReason? FinishReason = null);
+/// <summary>
+/// A piece of streamed output; the last update carries <see cref="FinishReason"/>. With <see cref="GenerationRequest.TopLogprobs"/>
+/// set, <see cref="Logprobs"/> holds the tokens generated since the previous update (their text may still be held back).
+/// </summary>
+public sealed record GenerationUpdate(string Text, int PromptTokens, int CompletionTokens, FinishReason? FinishReason = null,
+    IReadOnlyList<TokenLogprob>? Logprobs = null);
 
 /// <summary>Anything that turns prompts into streamed text: Loom's own engine, llama.cpp.</summary>
 public interface ITextGenerator

@@ -17,12 +17,13 @@ internal static class AskCommand
         var top = new Option<int>("--top") { Description = "How many sources go into the prompt", DefaultValueFactory = _ => 5 };
         var tags = new Option<string[]>("--tag") { Description = "Only documents with this tag: key=value (repeatable)", Arity = ArgumentArity.ZeroOrMore };
         var postgres = new Option<string?>("--postgres") { Description = "Connection string, when the index lives in PostgreSQL" };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate at most (0 = up to the end of the context)", DefaultValueFactory = _ => 256 };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate at most (0 = up to the end of the context)" };
+        var answerTokensOption = new Option<int>("--answer-tokens") { Description = "Tokens kept free for the answer (sources are shortened or dropped to leave them); 0 = a quarter of the context" };
         var threads = SharedOptions.Threads();
         var question = new Argument<string>("question") { Description = "The question" };
 
         var command = new Command("ask", "Answer a question from an index, citing the sources used");
-        foreach (var option in new Option[] { index, model, gguf, mode, top, tags, postgres, maxTokens, threads })
+        foreach (var option in new Option[] { index, model, gguf, mode, top, tags, postgres, maxTokens, answerTokensOption, threads })
             command.Options.Add(option);
         command.Arguments.Add(question);
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("ask", async () =>
@@ -32,13 +33,15 @@ internal static class AskCommand
                 SearchFilter.From(TagParser.Parse(parseResult.GetValue(tags)), null));
             int answerTokens = parseResult.GetValue(maxTokens);
             if (answerTokens < 0) throw new ArgumentException($"--max-tokens must be >= 0, got {answerTokens}");
+            int answerBudget = parseResult.GetValue(answerTokensOption);
+            if (answerBudget < 0) throw new ArgumentException($"--answer-tokens must be >= 0, got {answerBudget}");
             using var retrievalIndex = await RetrievalIndex.OpenAsync(parseResult.GetValue(index)!, null, parseResult.GetValue(postgres), create: false, cancellationToken);
             await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), threadCount);
             using var chat = LoomPipeline.Build(generator.Generator, new LoomPipelineOptions
             {
                 Limits = new ChatLimits(),
                 Retriever = retrievalIndex.Retriever,
-                Retrieval = new RetrievalChatOptions { Search = search },
+                Retrieval = new RetrievalChatOptions { Search = search, AnswerTokens = answerBudget == 0 ? generator.Generator.ContextLength / 4 : answerBudget },
             });
             var response = await chat.GetResponseAsync([new ChatMessage(ChatRole.User, parseResult.GetValue(question)!)],
                 new ChatOptions { Temperature = 0, MaxOutputTokens = answerTokens == 0 ? null : answerTokens }, cancellationToken);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Loom.Retrieval;
 using Loom.Server;
+using Loom.Serving;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.AI;
@@ -24,6 +25,8 @@ internal static class ServeCommand
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "Largest request body, in bytes", DefaultValueFactory = _ => 1 << 20 };
         var threads = SharedOptions.Threads();
         var embeddings = new Option<bool>("--embeddings") { Description = "Serve /v1/embeddings with all-MiniLM-L6-v2 even without --index (otherwise a Loom model embeds with its own hidden states)" };
+        var top = new Option<int>("--top") { Description = "How many sources NAME+rag puts into the prompt at most", DefaultValueFactory = _ => 5 };
+        var answerTokens = new Option<int>("--answer-tokens") { Description = "Tokens NAME+rag keeps free for the answer at most (sources are shortened or dropped to leave them); 0 = a quarter of the context" };
         var logModel = new Option<string?>("--log-model") { Description = "Log model checkpoint folder: enables POST /v1/logs/detect" };
         var logPreset = new Option<string?>("--log-preset") { Description = "Log format preset of the posted lines (default generic)" };
         var logSessionId = new Option<string>("--log-session-id") { Description = "Regex naming a posted line's session", DefaultValueFactory = _ => @"blk_-?\d+" };
@@ -32,7 +35,7 @@ internal static class ServeCommand
         var allowUnauthenticated = new Option<bool>("--allow-unauthenticated") { Description = "Serve a non-loopback --host without --api-key" };
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics; log detection with --log-model).")
         {
-            model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings, logModel, logPreset, logSessionId,
+            model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings, top, answerTokens, logModel, logPreset, logSessionId,
             allowedHosts, corsOrigin, allowUnauthenticated,
         };
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("serve", async () =>
@@ -40,6 +43,9 @@ internal static class ServeCommand
             int slotCount = parseResult.GetValue(slots);
             if (slotCount < 1) throw new ArgumentException($"--slots must be positive, got {slotCount}");
             int threadCount = SharedOptions.ThreadCount(parseResult, threads);
+            int topCount = parseResult.GetValue(top), answerBudget = parseResult.GetValue(answerTokens);
+            if (topCount < 1) throw new ArgumentException($"--top must be positive, got {topCount}");
+            if (answerBudget < 0) throw new ArgumentException($"--answer-tokens must be >= 0, got {answerBudget}");
             var options = new ServerOptions
             {
                 Host = parseResult.GetValue(host)!,
@@ -68,6 +74,7 @@ internal static class ServeCommand
                 Embeddings = ownOrIndexEmbedder ?? generator.Embeddings,
                 EmbeddingModelName = ownOrIndexEmbedder?.GetService<EmbeddingGeneratorMetadata>()?.DefaultModelId ?? generator.Generator.ModelName,
                 Retriever = retrievalIndex?.Retriever,
+                Retrieval = new RetrievalChatOptions { Search = new SearchOptions(Top: topCount), AnswerTokens = answerBudget == 0 ? generator.Generator.ContextLength / 4 : answerBudget },
                 LogDetector = parseResult.GetValue(logModel) is { } logFolder
                     ? new Loom.Logs.LiveDetector(Loom.Logs.LogModel.Load(logFolder), new Loom.Logs.LiveDetectorOptions
                     {

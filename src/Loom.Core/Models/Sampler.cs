@@ -23,6 +23,8 @@ public sealed record SamplingOptions
     public int PenaltyWindow { get; init; }
     /// <summary>Seed of the sampling random stream; null draws one from the system.</summary>
     public int? Seed { get; init; }
+    /// <summary>Added to the logits of these token ids before sampling (OpenAI logit_bias), each in [-100, 100]; null adds nothing.</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
 
     public static SamplingOptions Greedy { get; } = new() { Temperature = 0f };
 
@@ -35,6 +37,12 @@ public sealed record SamplingOptions
         if (!(MinP >= 0 && MinP <= 1)) throw new ArgumentException($"min_p must be in [0, 1], got {MinP}");
         if (!(RepetitionPenalty > 0)) throw new ArgumentException($"repetition_penalty must be > 0, got {RepetitionPenalty}");
         if (PenaltyWindow < 0) throw new ArgumentException($"penalty window must be >= 0, got {PenaltyWindow}");
+        if (LogitBias is null) return;
+        foreach (var (token, bias) in LogitBias)
+        {
+            if (token < 0) throw new ArgumentException($"SamplingOptions.LogitBias: token id {token} is negative");
+            if (!(bias >= -100 && bias <= 100)) throw new ArgumentException($"SamplingOptions.LogitBias[{token}] must be in [-100, 100], got {bias}");
+        }
     }
 }
 
@@ -61,6 +69,8 @@ public sealed class Sampler
     public Sampler(SamplingOptions options, int vocabSize, DeterministicRandom? random = null)
     {
         options.Validate();
+        foreach (int token in options.LogitBias?.Keys ?? [])
+            if (token >= vocabSize) throw new ArgumentException($"SamplingOptions.LogitBias: token id {token} is outside the vocabulary of {vocabSize}");
         this.options = options;
         this.random = random ?? new DeterministicRandom(options.Seed is int seed ? unchecked((ulong)seed) : (ulong)Random.Shared.NextInt64());
         order = new int[vocabSize];
@@ -71,11 +81,16 @@ public sealed class Sampler
 
     public SamplingOptions Options => options;
 
-    /// <summary>Chooses the next token. <paramref name="logits"/> [vocab] is modified in place (penalties, temperature).</summary>
+    /// <summary>
+    /// Chooses the next token. <paramref name="logits"/> [vocab] is modified in place: on return it holds the logits
+    /// the draw saw, penalties and <see cref="SamplingOptions.LogitBias"/> applied, before temperature.
+    /// </summary>
     public int Sample(Span<float> logits, ReadOnlySpan<int> history)
     {
         if (logits.Length != order.Length) throw new ArgumentException($"logits have {logits.Length} entries, the sampler was made for {order.Length}");
         ApplyPenalties(logits, history);
+        if (options.LogitBias is { } biases)
+            foreach (var (token, bias) in biases) logits[token] += bias;
         float invTemperature = 1f / options.Temperature;
         // A temperature so small that 1/T overflows (a subnormal such as 1e-45) is the greedy limit, not NaN.
         if (options.Temperature == 0f || options.TopK == 1 || !float.IsFinite(invTemperature)) return ArgMax(logits);

@@ -6,12 +6,23 @@ public sealed record ChatTurn(string Role, string Content);
 /// <summary>
 /// Loom's chat format, used by tuning (to build examples) and by serving (to build prompts):
 /// <c>&lt;|system|&gt;\n…&lt;|end|&gt;\n&lt;|user|&gt;\n…&lt;|end|&gt;\n&lt;|assistant|&gt;\n…&lt;|end|&gt;\n</c>.
-/// The role markers and <c>&lt;|end|&gt;</c> are special tokens of Loom's tokenizers.
+/// The role markers and <c>&lt;|end|&gt;</c> are special tokens of Loom's tokenizers. A function's result comes back
+/// in a <c>&lt;|tool|&gt;</c> turn (plain text where the vocabulary has no such token); functions are offered in the
+/// system turn by <see cref="ToolsBlock"/>, and an assistant turn that calls one holds the call as JSON.
 /// </summary>
 public static class ChatTemplate
 {
     public const string End = SpecialTokens.End;
-    static readonly string[] Roles = ["system", "user", "assistant"];
+    static readonly string[] Roles = ["system", "user", "assistant", "tool"];
+
+    /// <summary>
+    /// The system-turn text that offers functions: an instruction, then each function as one line of JSON
+    /// (<c>{"name", "description", "parameters"}</c>, as the caller serialised it).
+    /// </summary>
+    public static string ToolsBlock(IEnumerable<string> functionsJson) =>
+        "You can call these functions. To call one, answer with only a JSON object {\"name\": function name, \"arguments\": {…}}; " +
+        "to answer in words, answer with {\"content\": your answer}. Function results come back in tool turns.\nFunctions:\n" +
+        string.Join("\n", functionsJson);
 
     public static string RoleMarker(string role) => $"<|{role}|>";
 
@@ -22,7 +33,7 @@ public static class ChatTemplate
         foreach (var turn in turns)
         {
             if (!Roles.Contains(turn.Role))
-                throw new ArgumentException($"unknown chat role '{turn.Role}' (expected system, user or assistant)");
+                throw new ArgumentException($"unknown chat role '{turn.Role}' (expected system, user, assistant or tool)");
             text.Append(RoleMarker(turn.Role)).Append('\n').Append(turn.Content).Append(End).Append('\n');
         }
         if (addGenerationPrompt) text.Append(RoleMarker("assistant")).Append('\n');
@@ -47,7 +58,7 @@ public static class ChatTemplate
         foreach (var turn in turns)
         {
             if (!Roles.Contains(turn.Role))
-                throw new ArgumentException($"unknown chat role '{turn.Role}' (expected system, user or assistant)");
+                throw new ArgumentException($"unknown chat role '{turn.Role}' (expected system, user, assistant or tool)");
             bool target = turn.Role == "assistant";
             Add(RoleMarker(turn.Role), special: true, target: false);
             Add("\n", special: false, target: false);

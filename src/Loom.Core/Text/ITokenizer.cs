@@ -39,6 +39,9 @@ public interface ITokenizer
     /// <summary>Whether the id is a special (control) token.</summary>
     bool IsSpecial(int id);
 
+    /// <summary>Whether generation ends at this id: the end-of-text token, or the special end-of-turn token <c>&lt;|end|&gt;</c>.</summary>
+    bool IsEndOfGeneration(int id) => id == EosId || (IsSpecial(id) && IdToToken(id) == SpecialTokens.End);
+
     /// <summary>Writes <c>tokenizer.json</c> (Hugging Face format) into the folder, atomically.</summary>
     void Save(string directory);
 }
