@@ -214,6 +214,15 @@ public sealed class LlamaCppTokenizer : ITokenizer
 
     public bool IsSpecial(int id) => id == BosId || id == EosId || id == PadId || id == EndOfTurnId;
 
+    /// <summary>The token's piece as llama.cpp renders it (control tokens render as nothing).</summary>
+    public byte[] TokenBytes(int id)
+    {
+        if ((uint)id >= (uint)VocabSize || IsSpecial(id)) return [];
+        Span<byte> piece = stackalloc byte[256];
+        int n = (int)weights.NativeHandle.TokenToSpan(id, piece, 0, false);
+        return n <= 0 ? [] : piece[..Math.Min(n, piece.Length)].ToArray();
+    }
+
     public void Save(string directory) =>
         throw new InvalidOperationException("a GGUF's tokenizer lives inside the GGUF file; it cannot be saved as tokenizer.json");
 }

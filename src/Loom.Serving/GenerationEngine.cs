@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Loom.Models;
 using Loom.Text;
+using Loom.Text.Structured;
 
 namespace Loom.Serving;
 
@@ -63,7 +64,6 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     Job CreateJob(GenerationRequest request, CancellationToken cancellationToken)
     {
         request.Sampling.Validate();
-        if (request.Format is not null) throw new ArgumentException("structured output (GenerationRequest.Format) is not supported yet");
         var prompt = request.PromptTokens ?? tokenizer.Encode(request.Prompt);
         if (request.AddBos && tokenizer.BosId is int bos) prompt = [bos, .. prompt];
         if (prompt.Length == 0) throw new ArgumentException("the prompt is empty");
@@ -72,7 +72,8 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         if (request.MaxTokens is < 1) throw new ArgumentException($"max_tokens must be at least 1, got {request.MaxTokens}");
         int room = ContextLength - prompt.Length;
         int maxTokens = Math.Min(request.MaxTokens ?? room, room);
-        return new Job(request, prompt, maxTokens, new Sampler(request.Sampling, decoder.VocabSize), tokenizer, cancellationToken);
+        var constraint = request.Format?.Start(tokenizer);
+        return new Job(request, prompt, maxTokens, new Sampler(request.Sampling, decoder.VocabSize), tokenizer, cancellationToken) { Constraint = constraint };
     }
 
     void RunLoop()
@@ -105,6 +106,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                     var row = logits.AsSpan(0, decoder.VocabSize);
                     decoder.Prefill(slot, job.Prompt, row);
                     slots[slot] = job;
+                    Constrain(job, row);
                     Emit(job, job.Sampler.Sample(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.History)), slot, slots);
                 }
                 catch (Exception e)
@@ -140,7 +142,15 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                 int slot = activeSlots[i];
                 var job = slots[slot]!;
                 var row = logits.AsSpan(i * decoder.VocabSize, decoder.VocabSize);
-                Emit(job, job.Sampler.Sample(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.History)), slot, slots);
+                try
+                {
+                    Constrain(job, row);
+                    Emit(job, job.Sampler.Sample(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.History)), slot, slots);
+                }
+                catch (Exception e)
+                {
+                    Fail(job, e, slot, slots);
+                }
             }
         }
     }
@@ -149,14 +159,22 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     void Emit(Job job, int token, int slot, Job?[] slots)
     {
         Interlocked.Increment(ref generatedTokens);
-        if (tokenizer.EosId == token) { Finish(job, slot, slots, FinishReason.Stop); return; }
+        if (tokenizer.EosId == token || job.Constraint?.IsEndToken(token) == true) { Finish(job, slot, slots, FinishReason.Stop); return; }
+        job.Constraint?.Accept(token);
         job.History.Add(token);
         job.LastToken = token;
         job.Generated++;
         string text = job.Stops.Push(job.Text.Append(token));
         if (text.Length > 0) job.Output.Writer.TryWrite(new GenerationUpdate(text, job.Prompt.Length, job.Generated));
-        if (job.Stops.Stopped) Finish(job, slot, slots, FinishReason.Stop);
+        if (job.Stops.Stopped || job.Constraint?.IsFinished == true) Finish(job, slot, slots, FinishReason.Stop);
         else if (job.Generated >= job.MaxTokens) Finish(job, slot, slots, FinishReason.Length);
+    }
+
+    /// <summary>Structured output: every token that would leave the job's format gets probability zero.</summary>
+    static void Constrain(Job job, Span<float> row)
+    {
+        if (job.Constraint is { } constraint && !constraint.ApplyMask(row))
+            throw new InvalidOperationException("the model's vocabulary cannot spell the next part of the output format");
     }
 
     void Finish(Job job, int slot, Job?[] slots, FinishReason? reason)
@@ -200,5 +218,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         public int LastToken { get; set; }
         public int Generated { get; set; }
         public Exception? Failure { get; set; }
+        /// <summary>Where the output stands in its format (structured output), or null.</summary>
+        public TokenMatcher? Constraint { get; init; }
     }
 }

@@ -39,6 +39,12 @@ public interface ITokenizer
     /// <summary>Whether the id is a special (control) token.</summary>
     bool IsSpecial(int id);
 
+    /// <summary>
+    /// The bytes (UTF-8, or raw bytes for byte-level vocabularies) that the id adds to decoded text;
+    /// empty for special tokens and ids out of range. Constrained decoding matches these against a grammar.
+    /// </summary>
+    byte[] TokenBytes(int id);
+
     /// <summary>Writes <c>tokenizer.json</c> (Hugging Face format) into the folder, atomically.</summary>
     void Save(string directory);
 }
