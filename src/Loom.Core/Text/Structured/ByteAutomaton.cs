@@ -154,28 +154,49 @@ internal sealed class ByteAutomaton
         return new Fragment(start, end);
     }
 
-    /// <summary>Computes <see cref="Need"/>: a fixpoint of need(q) = 0 at a rule's end, else the least over edges.</summary>
+    /// <summary>
+    /// Computes <see cref="Need"/>: need(q) = 0 at a rule's end, else the least over q's edges (a byte or
+    /// epsilon edge: the target's need; a call: the larger of 1 + the callee's need and the return state's).
+    /// Needs only fall, so a worklist from the final states over reverse edges reaches the fixpoint.
+    /// </summary>
     public void Seal()
     {
         int n = StateCount;
         var need = new int[n];
         Array.Fill(need, Unreachable);
-        for (int q = 0; q < n; q++) if (final[q]) need[q] = 0;
-        bool changed = true;
-        while (changed)
+        var predecessors = new List<int>[n];
+        for (int q = 0; q < n; q++) predecessors[q] = [];
+        for (int q = 0; q < n; q++)
         {
-            changed = false;
-            // States are mostly created before the states they lead to, so a backward sweep converges fast.
-            for (int q = n - 1; q >= 0; q--)
+            foreach (var (_, _, target) in byteEdges[q]) predecessors[target].Add(q);
+            foreach (int target in epsilonEdges[q]) predecessors[target].Add(q);
+            foreach (var (rule, ret) in callEdges[q])
             {
-                int best = need[q];
-                foreach (var (_, _, target) in byteEdges[q]) best = Math.Min(best, need[target]);
-                foreach (int target in epsilonEdges[q]) best = Math.Min(best, need[target]);
-                foreach (var (rule, ret) in callEdges[q])
-                    best = Math.Min(best, Math.Max(1 + need[ruleStarts[rule]], need[ret]));
-                if (best < need[q]) { need[q] = best; changed = true; }
+                predecessors[ret].Add(q);
+                predecessors[ruleStarts[rule]].Add(q);
+            }
+        }
+        var work = new Stack<int>();
+        for (int q = 0; q < n; q++)
+            if (final[q]) { need[q] = 0; work.Push(q); }
+        while (work.TryPop(out int changed))
+        {
+            foreach (int q in predecessors[changed])
+            {
+                int best = Evaluate(q, need);
+                if (best < need[q]) { need[q] = best; work.Push(q); }
             }
         }
         Need = need;
+    }
+
+    int Evaluate(int q, int[] need)
+    {
+        int best = need[q];
+        foreach (var (_, _, target) in byteEdges[q]) best = Math.Min(best, need[target]);
+        foreach (int target in epsilonEdges[q]) best = Math.Min(best, need[target]);
+        foreach (var (rule, ret) in callEdges[q])
+            best = Math.Min(best, Math.Max(1 + need[ruleStarts[rule]], need[ret]));
+        return best;
     }
 }

@@ -21,6 +21,8 @@ internal sealed class JsonSchemaCompiler
 {
     const long IntegerLimit = 999_999_999_999_999;
     const int FractionDigits = 6;
+    /// <summary>Above this many copies of a string character or an array item, the copies call one rule instead.</summary>
+    const int InlineCopies = 8;
 
     static readonly HashSet<string> Annotations = ["title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly"];
     static readonly HashSet<string> Keywords =
@@ -39,6 +41,7 @@ internal sealed class JsonSchemaCompiler
     readonly ByteAutomaton automaton = new();
     readonly Dictionary<string, int> refRules = new(StringComparer.Ordinal);
     int anyValueRule = -1;
+    int stringCharRule = -1;
 
     JsonSchemaCompiler(JsonElement root) => this.root = root;
 
@@ -323,7 +326,22 @@ internal sealed class JsonSchemaCompiler
             return automaton.Sequence(quote(), RegexCompiler.Build(node, automaton, jsonString: true), quote());
         }
         if (minLength > maxLength) throw new SchemaNotSupportedException($"'minLength' {minLength} exceeds 'maxLength' {maxLength} at {path}");
-        return automaton.Sequence(quote(), automaton.Repeat(() => CharSet.All.ToJsonStringUtf8(automaton), minLength ?? 0, maxLength), quote());
+        return automaton.Sequence(quote(), automaton.Repeat(StringChar(Math.Max(minLength ?? 0, maxLength ?? 0)), minLength ?? 0, maxLength), quote());
+    }
+
+    /// <summary>
+    /// Builds one character of a JSON string: inline for a few copies, else a call of one shared rule, so a
+    /// long length bound costs a handful of states per character instead of a copy of the UTF-8 automaton.
+    /// </summary>
+    Func<Fragment> StringChar(int copies)
+    {
+        if (copies <= InlineCopies) return () => CharSet.All.ToJsonStringUtf8(automaton);
+        if (stringCharRule < 0)
+        {
+            stringCharRule = automaton.NewRule();
+            automaton.DefineRule(stringCharRule, CharSet.All.ToJsonStringUtf8(automaton));
+        }
+        return () => automaton.Call(stringCharRule);
     }
 
     // ---- arrays ----
@@ -338,8 +356,17 @@ internal sealed class JsonSchemaCompiler
         if (!itemsAllowed) max = Math.Min(max ?? prefix.Count, prefix.Count);
         if (min > max) throw new SchemaNotSupportedException($"no array length satisfies 'minItems' {min} and the items allowed at {path}");
 
+        // Many copies of the items schema call one rule (a long minItems/maxItems stays small).
+        int itemRule = -1;
+        if (items is JsonElement shared && (max ?? min) - prefix.Count > InlineCopies)
+        {
+            itemRule = automaton.NewRule();
+            automaton.DefineRule(itemRule, Value(shared, $"{path}/items"));
+        }
+
         Fragment Element(int index) => index < prefix.Count
             ? Value(prefix[index], $"{path}/prefixItems/{index}")
+            : itemRule >= 0 ? automaton.Call(itemRule)
             : items is JsonElement schemaOfItems ? Value(schemaOfItems, $"{path}/items") : AnyValue();
 
         Fragment Tail(int index)

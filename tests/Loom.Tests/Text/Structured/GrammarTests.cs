@@ -113,6 +113,23 @@ public class GrammarTests
     }
 
     [Fact]
+    public void LongRepetitionsCountExactly()
+    {
+        // Bounds above a few copies compile to calls of one shared rule; the counts must stay exact.
+        var grammar = Grammar.FromJsonSchema(Json("""
+            {"type":"object","properties":{"s":{"type":"string","minLength":10,"maxLength":20},
+             "a":{"type":"array","items":{"type":"integer","minimum":0,"maximum":9},"minItems":10,"maxItems":12}},"required":["s","a"]}
+            """));
+        string Digits(int n) => "[" + string.Join(",", Enumerable.Range(0, n).Select(i => i % 10)) + "]";
+        for (int length = 0; length <= 25; length++)
+            for (int items = 8; items <= 13; items++)
+            {
+                string text = $"{{\"s\":\"{new string('é', length)}\",\"a\":{Digits(items)}}}";
+                Assert.True((length is >= 10 and <= 20 && items is >= 10 and <= 12) == Matches(grammar, text), text);
+            }
+    }
+
+    [Fact]
     public void RecursiveReferencesAreBoundedByDepth()
     {
         var schema = Json("""

@@ -50,7 +50,7 @@ internal static class RandomSchemas
         {
             case 0:
             {
-                int max = random.Next(0, 8);
+                int max = random.Next(4) == 0 ? random.Next(9, 20) : random.Next(0, 8);
                 var schema = new JsonObject { ["type"] = "string", ["maxLength"] = max };
                 if (random.Next(2) == 0) schema["minLength"] = random.Next(0, max + 1);
                 return schema;
@@ -103,6 +103,7 @@ internal static class RandomSchemas
                 var schema = new JsonObject { ["type"] = "array", ["items"] = Schema(random, depth + 1), ["minItems"] = min, ["maxItems"] = min + random.Next(0, 3) };
                 if (random.Next(3) == 0) schema["prefixItems"] = new JsonArray(Schema(random, depth + 1), Schema(random, depth + 1));
                 if (random.Next(4) == 0) { schema["items"] = false; schema["minItems"] = 0; }
+                else if (random.Next(4) == 0) { schema["items"] = new JsonObject { ["type"] = "integer", ["minimum"] = 0, ["maximum"] = 9 }; schema["minItems"] = 9; schema["maxItems"] = 12; }
                 return schema;
             }
             default:
