@@ -30,7 +30,7 @@ public static class StructuredBench
 
     public static int Run(string[] args)
     {
-        int threads = Math.Min(Environment.ProcessorCount, 2), tokens = 128, rounds = 6;
+        int threads = Math.Min(Environment.ProcessorCount, 2), tokens = 128, rounds = 10;
         int[] vocabularies = [2048, 32000];
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
@@ -45,7 +45,9 @@ public static class StructuredBench
         }
         using var compute = new ComputeContext(threads);
         Console.WriteLine($"structured bench: {threads} threads, {tokens} decode tokens per run, {rounds} paired rounds, {DateTime.UtcNow:yyyy-MM-dd}");
-        string text = File.ReadAllText(BenchPaths.SharedData("tinyshakespeare.txt"));
+        // Shakespeare and the Loghub samples: enough distinct text for a vocabulary of about 32k.
+        string text = File.ReadAllText(BenchPaths.SharedData("tinyshakespeare.txt"))
+            + string.Concat(Directory.GetFiles(BenchPaths.SharedData("loghub"), "*_2k.log", SearchOption.AllDirectories).Order().Select(File.ReadAllText));
         foreach (int vocabulary in vocabularies)
             Model(vocabulary, text, compute, tokens, rounds).GetAwaiter().GetResult();
         return 0;
@@ -80,23 +82,23 @@ public static class StructuredBench
         for (int round = 0; round < rounds; round++)
         {
             bool freeFirst = round % 2 == 0;
-            if (freeFirst) free.Add((await Run(model.Engine, null, tokens, round + 1)).Seconds);
+            if (freeFirst) free.Add((await Run(model.Engine, null, tokens, round + 1)).SecondsPerToken);
             var (seconds, output) = await Run(model.Engine, schema, tokens, round + 1);
             constrained.Add(seconds);
             // Any split of an accepted byte string is accepted token by token: the tokenizer's own split serves the replay.
             sequences.Add(tokenizer.Encode(output));
-            if (!freeFirst) free.Add((await Run(model.Engine, null, tokens, round + 1)).Seconds);
+            if (!freeFirst) free.Add((await Run(model.Engine, null, tokens, round + 1)).SecondsPerToken);
         }
         double freeMedian = Median(free), constrainedMedian = Median(constrained);
-        Console.WriteLine($"decode, free:        {tokens / freeMedian,8:F1} tokens/s  ({freeMedian * 1e3 / tokens:F3} ms/token, median of {rounds})");
-        Console.WriteLine($"decode, with schema: {tokens / constrainedMedian,8:F1} tokens/s  ({constrainedMedian * 1e3 / tokens:F3} ms/token)");
+        Console.WriteLine($"decode, free:        {1 / freeMedian,8:F1} tokens/s  ({freeMedian * 1e3:F3} ms/token, median of {rounds})");
+        Console.WriteLine($"decode, with schema: {1 / constrainedMedian,8:F1} tokens/s  ({constrainedMedian * 1e3:F3} ms/token)");
         var pairs = free.Zip(constrained, (f, c) => (c - f) / f * 100).Order().ToList();
         Console.WriteLine($"end-to-end overhead: {(constrainedMedian - freeMedian) / freeMedian * 100:F1}% of decode time (paired: min {pairs[0]:F1}%, median {Median(pairs):F1}%, max {pairs[^1]:F1}%)");
 
         // The constraint's own cost per token, replayed: mask + advance, first on a fresh grammar (cold), then again (warm).
         var fresh = TokenGrammar.ForJsonSchema(JsonDocument.Parse(Schema + " ").RootElement, tokenizer);
         double cold = Replay(fresh, sequences, tokenizer.VocabSize), warm = Replay(fresh, sequences, tokenizer.VocabSize);
-        double decodeMs = freeMedian * 1e3 / tokens;
+        double decodeMs = freeMedian * 1e3;
         Console.WriteLine($"mask + advance per token over {sequences.Sum(s => s.Length)} replayed tokens: cold {cold * 1e3:F3} ms ({cold * 1e3 / decodeMs * 100:F1}% of a decode step), warm {warm * 1e3:F4} ms ({warm * 1e3 / decodeMs * 100:F2}%)");
 
         watch.Restart();
@@ -107,7 +109,7 @@ public static class StructuredBench
         Console.WriteLine($"100-property schema: compile {compileMs:F1} ms, first mask {watch.Elapsed.TotalMilliseconds - compileMs:F1} ms");
     }
 
-    static async Task<(double Seconds, string Text)> Run(GenerationEngine engine, JsonElement? schema, int tokens, int seed)
+    static async Task<(double SecondsPerToken, string Text)> Run(GenerationEngine engine, JsonElement? schema, int tokens, int seed)
     {
         var request = new GenerationRequest
         {
@@ -124,9 +126,9 @@ public static class StructuredBench
             text.Append(update.Text);
             generated = update.CompletionTokens;
         }
-        double seconds = watch.Elapsed.TotalSeconds;
-        if (generated != tokens) throw new InvalidOperationException($"a run stopped after {generated} of {tokens} tokens");
-        return (seconds, text.ToString());
+        // A free run can sample end-of-text early; the time per token is what is compared.
+        if (generated < tokens / 4) throw new InvalidOperationException($"a run stopped after {generated} of {tokens} tokens");
+        return (watch.Elapsed.TotalSeconds / generated, text.ToString());
     }
 
     static double Replay(TokenGrammar grammar, List<int[]> sequences, int vocab)

@@ -266,6 +266,13 @@ internal sealed class JsonSchemaCompiler
     /// <summary>The decimal spellings (no leading zeros) of the integers in [lo, hi], 0 &lt;= lo &lt;= hi.</summary>
     Fragment NonNegativeRange(long lo, long hi)
     {
+        if (lo <= 1 && hi == IntegerLimit)
+        {
+            // Unbounded above: [1-9][0-9]{0,14} (and "0"), a few states instead of one branch per length.
+            var positive = automaton.Sequence(automaton.Range((byte)'1', (byte)'9'),
+                automaton.Repeat(() => automaton.Range((byte)'0', (byte)'9'), 0, IntegerLimit.ToString(CultureInfo.InvariantCulture).Length - 1));
+            return lo == 0 ? automaton.Choice([automaton.Literal("0"), positive]) : positive;
+        }
         var alternatives = new List<Fragment>();
         int loDigits = lo.ToString(CultureInfo.InvariantCulture).Length, hiDigits = hi.ToString(CultureInfo.InvariantCulture).Length;
         for (int digits = loDigits; digits <= hiDigits; digits++)

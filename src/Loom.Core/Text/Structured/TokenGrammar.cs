@@ -149,11 +149,16 @@ public sealed class TokenMatcher
         for (int word = 0; word * 64 < vocab; word++)
         {
             ulong bits = mask[word];
-            if (bits != 0) any = true;
-            if (bits == ulong.MaxValue) continue;
-            int end = Math.Min(vocab, word * 64 + 64);
-            for (int i = word * 64; i < end; i++)
-                if ((bits & (1UL << i)) == 0) logits[i] = float.NegativeInfinity;
+            int begin = word * 64, end = Math.Min(vocab, begin + 64);
+            if (bits == 0) { logits[begin..end].Fill(float.NegativeInfinity); continue; }
+            any = true;
+            // Visit only the refused tokens of the word (its zero bits).
+            for (ulong refused = ~bits; refused != 0; refused &= refused - 1)
+            {
+                int i = begin + System.Numerics.BitOperations.TrailingZeroCount(refused);
+                if (i >= end) break;
+                logits[i] = float.NegativeInfinity;
+            }
         }
         logits[vocab..].Fill(float.NegativeInfinity);
         for (int e = 0; e < ends.Count; e++)
