@@ -220,6 +220,15 @@ public sealed class LlamaCppTokenizer : ITokenizer
     /// <summary>llama.cpp's end-of-generation tokens of the GGUF (end of text, end of turn, and the like).</summary>
     public bool IsEndOfGeneration(int id) => (uint)id < (uint)VocabSize && ((LLamaToken)id).IsEndOfGeneration(weights.NativeHandle.Vocab);
 
+    /// <summary>The token's piece as llama.cpp renders it (control tokens render as nothing).</summary>
+    public byte[] TokenBytes(int id)
+    {
+        if ((uint)id >= (uint)VocabSize || IsSpecial(id)) return [];
+        Span<byte> piece = stackalloc byte[256];
+        int n = (int)weights.NativeHandle.TokenToSpan(id, piece, 0, false);
+        return n <= 0 ? [] : piece[..Math.Min(n, piece.Length)].ToArray();
+    }
+
     public void Save(string directory) =>
         throw new InvalidOperationException("a GGUF's tokenizer lives inside the GGUF file; it cannot be saved as tokenizer.json");
 }

@@ -40,13 +40,13 @@ public sealed class ChatTools
                 throw new ChatRequestException("ChatOptions.Tools", $"ChatOptions.Tools: '{tool.Name}' is not a function declaration");
             functions.Add(function);
         }
-        var calls = functions.Select(Call).ToList();
         JsonObject format = options.ToolMode switch
         {
             RequiredChatToolMode { RequiredFunctionName: string name } => Call(functions.FirstOrDefault(f => f.Name == name)
-                ?? throw new ChatRequestException("ChatOptions.ToolMode", $"ChatOptions.ToolMode requires function '{name}', which is not among ChatOptions.Tools")),
-            RequiredChatToolMode => calls.Count == 1 ? calls[0] : AnyOf(calls),
-            _ => AnyOf([.. calls, PlainAnswer()]),
+                ?? throw new ChatRequestException("ChatOptions.ToolMode", $"ChatOptions.ToolMode requires function '{name}', which is not among ChatOptions.Tools"), ""),
+            RequiredChatToolMode when functions.Count == 1 => Call(functions[0], ""),
+            RequiredChatToolMode => AnyOf(functions.Select((f, i) => Call(f, $"/anyOf/{i}"))),
+            _ => AnyOf([.. functions.Select((f, i) => Call(f, $"/anyOf/{i}")), PlainAnswer()]),
         };
         return new ChatTools(functions, new OutputFormat { JsonSchema = ToElement(format) });
     }
@@ -113,13 +113,14 @@ public sealed class ChatTools
     /// <summary>An OpenAI-style call id: <c>call_</c> and 24 hex digits.</summary>
     public static string NewCallId() => "call_" + Guid.NewGuid().ToString("N")[..24];
 
-    static JsonObject Call(AIFunctionDeclaration function) => new()
+    /// <summary>The schema of a call to the function, for a place <paramref name="at"/> (a JSON pointer) in the whole format.</summary>
+    static JsonObject Call(AIFunctionDeclaration function, string at) => new()
     {
         ["type"] = "object",
         ["properties"] = new JsonObject
         {
             ["name"] = new JsonObject { ["const"] = function.Name },
-            ["arguments"] = JsonNode.Parse(function.JsonSchema.GetRawText()),
+            ["arguments"] = Embedded(function.JsonSchema, at + "/properties/arguments"),
         },
         ["required"] = new JsonArray("name", "arguments"),
         ["additionalProperties"] = false,
@@ -132,6 +133,38 @@ public sealed class ChatTools
         ["required"] = new JsonArray("content"),
         ["additionalProperties"] = false,
     };
+
+    /// <summary>
+    /// A function's parameters schema moved to <paramref name="path"/> inside a larger schema: its own root keywords
+    /// (<c>$schema</c>, <c>$id</c>) go, and its local references (<c>#/$defs/X</c>, <c>#/properties/a</c>, as
+    /// zod-to-json-schema writes them) point into the new place.
+    /// </summary>
+    static JsonNode? Embedded(JsonElement parameters, string path)
+    {
+        var schema = JsonNode.Parse(parameters.GetRawText());
+        if (schema is JsonObject root)
+        {
+            root.Remove("$schema");
+            root.Remove("$id");
+        }
+        Rebase(schema, path);
+        return schema;
+
+        static void Rebase(JsonNode? node, string path)
+        {
+            switch (node)
+            {
+                case JsonObject o:
+                    if (o["$ref"] is JsonValue v && v.TryGetValue<string>(out var reference) && reference.StartsWith('#'))
+                        o["$ref"] = "#" + path + reference[1..];
+                    foreach (var (_, child) in o.ToList()) Rebase(child, path);
+                    break;
+                case JsonArray a:
+                    foreach (var child in a) Rebase(child, path);
+                    break;
+            }
+        }
+    }
 
     static JsonObject AnyOf(IEnumerable<JsonObject> schemas) => new() { ["anyOf"] = new JsonArray([.. schemas]) };
 

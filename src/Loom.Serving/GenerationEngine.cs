@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Loom.Models;
 using Loom.Text;
+using Loom.Text.Structured;
 
 namespace Loom.Serving;
 
@@ -67,7 +68,6 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     Job CreateJob(GenerationRequest request, CancellationToken cancellationToken)
     {
         request.Sampling.Validate();
-        if (request.Format is not null) throw new ArgumentException("structured output (GenerationRequest.Format) is not supported yet");
         var prompt = request.PromptTokens ?? tokenizer.Encode(request.Prompt);
         if (request.AddBos && tokenizer.BosId is int bos) prompt = [bos, .. prompt];
         if (prompt.Length == 0) throw new ArgumentException("the prompt is empty");
@@ -81,7 +81,8 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
             throw new ArgumentException($"GenerationRequest.TopLogprobs must be in [0, {TokenLogprobs.MaxTop}], got {request.TopLogprobs}");
         int room = ContextLength - prompt.Length;
         int maxTokens = Math.Min(request.MaxTokens ?? room, room);
-        return new Job(request, prompt, maxTokens, new Sampler(request.Sampling, decoder.VocabSize), tokenizer, cancellationToken);
+        var constraint = request.Format?.Start(tokenizer);
+        return new Job(request, prompt, maxTokens, new Sampler(request.Sampling, decoder.VocabSize), tokenizer, cancellationToken) { Constraint = constraint };
     }
 
     void RunLoop()
@@ -149,7 +150,14 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                 int slot = activeSlots[i];
                 var job = slots[slot]!;
                 var row = logits.AsSpan(i * decoder.VocabSize, decoder.VocabSize);
-                Emit(job, Sample(job, row), slot, slots);
+                try
+                {
+                    Emit(job, Sample(job, row), slot, slots);
+                }
+                catch (Exception e)
+                {
+                    Fail(job, e, slot, slots);
+                }
             }
         }
     }
@@ -157,6 +165,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     /// <summary>Draws a sequence's next token from its logits row and keeps the token's log-probabilities when the request asks.</summary>
     int Sample(Job job, Span<float> row)
     {
+        Constrain(job, row);
         int token = job.Sampler.Sample(row, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(job.History));
         if (job.TopLogprobs is int top && !endsGeneration[token]) job.Logprobs.Add(TokenLogprobs.Compute(row, token, top, tokenizer));
         return token;
@@ -167,13 +176,21 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     {
         Interlocked.Increment(ref generatedTokens);
         if (endsGeneration[token]) { Finish(job, slot, slots, FinishReason.Stop); return; }
+        job.Constraint?.Accept(token);
         job.History.Add(token);
         job.LastToken = token;
         job.Generated++;
         string text = job.Stops.Push(job.Text.Append(token));
         if (text.Length > 0 || job.Logprobs.Count > 0) job.Output.Writer.TryWrite(new GenerationUpdate(text, job.Prompt.Length, job.Generated, Logprobs: job.TakeLogprobs()));
-        if (job.Stops.Stopped) Finish(job, slot, slots, FinishReason.Stop);
+        if (job.Stops.Stopped || job.Constraint?.IsFinished == true) Finish(job, slot, slots, FinishReason.Stop);
         else if (job.Generated >= job.MaxTokens) Finish(job, slot, slots, FinishReason.Length);
+    }
+
+    /// <summary>Structured output: every token that would leave the job's format gets probability zero.</summary>
+    static void Constrain(Job job, Span<float> row)
+    {
+        if (job.Constraint is { } constraint && !constraint.ApplyMask(row))
+            throw new InvalidOperationException("the model's vocabulary cannot spell the next part of the output format");
     }
 
     void Finish(Job job, int slot, Job?[] slots, FinishReason? reason)
@@ -229,5 +246,8 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
             Logprobs.Clear();
             return taken;
         }
+
+        /// <summary>Where the output stands in its format (structured output), or null.</summary>
+        public TokenMatcher? Constraint { get; init; }
     }
 }

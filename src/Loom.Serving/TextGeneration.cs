@@ -52,6 +52,25 @@ public sealed record OutputFormat
     public JsonElement? JsonSchema { get; init; }
     /// <summary>A regular expression the whole output matches (anchored at both ends).</summary>
     public string? Pattern { get; init; }
+
+    /// <summary>
+    /// A matcher at the start of this format over the tokenizer's vocabulary (compiled grammars are
+    /// cached per format and tokenizer). Throws <see cref="Loom.Text.Structured.SchemaNotSupportedException"/>
+    /// for a schema or pattern outside the supported subset, and an <see cref="ArgumentException"/> when
+    /// the vocabulary cannot begin the output.
+    /// </summary>
+    public Loom.Text.Structured.TokenMatcher Start(Loom.Text.ITokenizer tokenizer)
+    {
+        if ((JsonSchema is null) == (Pattern is null)) throw new ArgumentException("OutputFormat needs exactly one of JsonSchema and Pattern");
+        var grammar = JsonSchema is JsonElement schema
+            ? Loom.Text.Structured.TokenGrammar.ForJsonSchema(schema, tokenizer)
+            : Loom.Text.Structured.TokenGrammar.ForRegex(Pattern!, tokenizer);
+        var matcher = grammar.Start();
+        Span<float> probe = new float[tokenizer.VocabSize];
+        if (!matcher.ApplyMask(probe))
+            throw new ArgumentException("OutputFormat: no token of the model's vocabulary can begin output of this format");
+        return matcher;
+    }
 }
 
 /// <summary>

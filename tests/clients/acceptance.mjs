@@ -13,7 +13,7 @@ const apiKey = process.env.LOOM_API_KEY ?? "none";
 const model = process.env.LOOM_MODEL;
 const embeddingModel = process.env.LOOM_EMBEDDING_MODEL;
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
-const chatModel = () => new ChatOpenAI({ model, apiKey, temperature: 0, maxTokens: 64, maxRetries: 0, configuration: { baseURL } });
+const chatModel = () => new ChatOpenAI({ model, apiKey, temperature: 0, maxTokens: 160, maxRetries: 0, configuration: { baseURL } });
 
 const weatherParameters = {
   type: "object",
@@ -74,7 +74,7 @@ const cases = {
 
   async tools() {
     const messages = [{ role: "user", content: "what is the weather in Paris?" }];
-    const first = await client.chat.completions.create({ model, messages, tools: [weatherTool], tool_choice: "required", max_tokens: 64, temperature: 0 });
+    const first = await client.chat.completions.create({ model, messages, tools: [weatherTool], tool_choice: "required", max_tokens: 160, temperature: 0 });
     const choice = first.choices[0];
     assert.equal(choice.finish_reason, "tool_calls");
     assert.equal(choice.message.content, null);

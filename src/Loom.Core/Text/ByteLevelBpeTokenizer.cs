@@ -201,6 +201,8 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
 
     public bool IsSpecial(int id) => (uint)id < (uint)special.Length && special[id];
 
+    public byte[] TokenBytes(int id) => (uint)id < (uint)idToBytes.Length && idToBytes[id] is { } bytes ? [.. bytes] : [];
+
     public void Save(string directory) => TokenizerJson.WriteByteLevelBpe(this, directory);
 
     /// <summary>The vocabulary in id order, each token spelled in the byte-level alphabet.</summary>

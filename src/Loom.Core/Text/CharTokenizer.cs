@@ -89,6 +89,8 @@ public sealed class CharTokenizer : ITokenizer
 
     public bool IsSpecial(int id) => false;
 
+    public byte[] TokenBytes(int id) => (uint)id < (uint)idToToken.Length ? Encoding.UTF8.GetBytes(idToToken[id]) : [];
+
     public void Save(string directory) => TokenizerJson.WriteChar(this, directory);
 
     internal IReadOnlyList<string> Tokens => idToToken;

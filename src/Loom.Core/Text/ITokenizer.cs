@@ -42,6 +42,12 @@ public interface ITokenizer
     /// <summary>Whether generation ends at this id: the end-of-text token, or the special end-of-turn token <c>&lt;|end|&gt;</c>.</summary>
     bool IsEndOfGeneration(int id) => id == EosId || (IsSpecial(id) && IdToToken(id) == SpecialTokens.End);
 
+    /// <summary>
+    /// The bytes (UTF-8, or raw bytes for byte-level vocabularies) that the id adds to decoded text;
+    /// empty for special tokens and ids out of range. Constrained decoding matches these against a grammar.
+    /// </summary>
+    byte[] TokenBytes(int id);
+
     /// <summary>Writes <c>tokenizer.json</c> (Hugging Face format) into the folder, atomically.</summary>
     void Save(string directory);
 }

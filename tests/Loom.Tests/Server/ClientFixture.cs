@@ -28,7 +28,7 @@ public sealed class ClientFixture : IAsyncLifetime
         var (transformer, tokenizer) = ServerFixture.BpeModel(11, maxSeq: 1024);
         Model = LoomModel.Create(ModelName, transformer, tokenizer, new LoomModelOptions { Slots = 8 });
         app = LoomServer.Build(new ServedModel(Model.Engine) { Embeddings = Embedder },
-            new ServerOptions { Port = 0, ApiKeys = [ApiKey], MaxTokensLimit = 128 });
+            new ServerOptions { Port = 0, ApiKeys = [ApiKey], MaxTokensLimit = 256 });
         await app.StartAsync();
         BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     }

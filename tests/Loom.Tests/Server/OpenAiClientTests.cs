@@ -12,7 +12,7 @@ namespace Loom.Tests.Server;
 /// </summary>
 public class OpenAiClientTests(ClientFixture server) : IClassFixture<ClientFixture>
 {
-    const string WeatherParameters = """{"type":"object","properties":{"city":{"type":"string"}},"required":["city"],"additionalProperties":false}""";
+    const string WeatherParameters = """{"type":"object","properties":{"city":{"type":"string","maxLength":20}},"required":["city"],"additionalProperties":false}""";
     const string PersonSchema = """{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer","minimum":0,"maximum":120}},"required":["name","age"],"additionalProperties":false}""";
 
     OpenAIClient Client() => new(new ApiKeyCredential(ClientFixture.ApiKey), new OpenAIClientOptions { Endpoint = new Uri(server.BaseAddress, "/v1") });
@@ -65,7 +65,7 @@ public class OpenAiClientTests(ClientFixture server) : IClassFixture<ClientFixtu
     {
         var options = new ChatCompletionOptions
         {
-            Temperature = 0, MaxOutputTokenCount = 64,
+            Temperature = 0, MaxOutputTokenCount = 160,
             Tools = { ChatTool.CreateFunctionTool("get_weather", "The weather in a city", BinaryData.FromString(WeatherParameters)) },
             ToolChoice = ChatToolChoice.CreateRequiredChoice(),
         };
@@ -91,7 +91,7 @@ public class OpenAiClientTests(ClientFixture server) : IClassFixture<ClientFixtu
     {
         var options = new ChatCompletionOptions
         {
-            Temperature = 0, MaxOutputTokenCount = 64,
+            Temperature = 0, MaxOutputTokenCount = 160,
             Tools = { ChatTool.CreateFunctionTool("get_weather", "The weather in a city", BinaryData.FromString(WeatherParameters)) },
             ToolChoice = ChatToolChoice.CreateFunctionChoice("get_weather"),
         };

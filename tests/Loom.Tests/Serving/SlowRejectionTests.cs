@@ -45,6 +45,7 @@ sealed class CountingTokenizer(ITokenizer inner) : ITokenizer
     public string? IdToToken(int id) => inner.IdToToken(id);
 
     public bool IsSpecial(int id) => inner.IsSpecial(id);
+    public byte[] TokenBytes(int id) => inner.TokenBytes(id);
 
     public void Save(string directory) => inner.Save(directory);
 }
