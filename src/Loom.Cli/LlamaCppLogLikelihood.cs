@@ -12,25 +12,32 @@ internal sealed class LlamaCppLogLikelihood : ILogLikelihoodModel, IDisposable
 {
     readonly LlamaCppModel model;
 
-    LlamaCppLogLikelihood(LlamaCppModel model, ModelVersion version, int? bosId)
+    LlamaCppLogLikelihood(LlamaCppModel model, ModelVersion version, int? bosId, int contextLength)
     {
         this.model = model;
         Version = version;
         BosId = bosId;
+        ContextLength = contextLength;
     }
 
     /// <summary>Loads <paramref name="path"/> with a float32 KV cache (exact enough to compare with Loom); the BOS token is the GGUF's, if it names one.</summary>
     public static LlamaCppLogLikelihood Load(string path, int threads, int? contextSize = null)
     {
-        int? bos;
+        int? bos, trained;
         using (var reader = GgufReader.Open(path))
+        {
             bos = reader.Contains(GgufVocabulary.BosKey) ? (int)reader.GetInt(GgufVocabulary.BosKey, 0, int.MaxValue) : null;
+            trained = reader.Contains(ContextLengthKey) ? (int)reader.GetInt(ContextLengthKey, 1, int.MaxValue) : null;
+        }
         var model = LlamaCppModel.Load(path, new LlamaCppOptions(ContextSize: contextSize, Threads: threads, Float32Cache: true));
-        return new LlamaCppLogLikelihood(model, ModelVersion.Of(path), bos);
+        // llama.cpp rounds its KV cache up (to 256 at least); windows stay within the context the model was trained on.
+        return new LlamaCppLogLikelihood(model, ModelVersion.Of(path), bos, Math.Min(model.ContextSize, trained ?? int.MaxValue));
     }
 
     public ModelVersion Version { get; }
-    public int ContextLength => model.ContextSize;
+    public int ContextLength { get; }
+
+    const string ContextLengthKey = "llama.context_length";
     public int? BosId { get; }
     public int[] Encode(string text) => model.Tokenize(text);
 
