@@ -22,8 +22,8 @@ public static class EvalReport
             report.Paragraph($"Data: {task.Data}");
             var before = baseline?.Tasks.FirstOrDefault(t => t.Name == task.Name);
             var headers = baseline is null
-                ? new[] { "metric", run.Model.ToString(), "95% interval", "n" }
-                : new[] { "metric", run.Model.ToString(), "95% interval", "n", $"baseline {baseline.Model}", "Δ", "Δ interval" };
+                ? new[] { "metric", "this run", "95% interval", "n" }
+                : new[] { "metric", "this run", "95% interval", "n", "baseline", "Δ", "Δ interval" };
             var rows = new List<(IReadOnlyList<string>, string)>();
             foreach (var (name, value) in task.Metrics)
             {
@@ -44,7 +44,11 @@ public static class EvalReport
             }
             report.MetricTable(headers, rows);
         }
-        foreach (var (caption, png) in plots ?? []) report.Image(png, caption);
+        if (plots is { Count: > 0 })
+        {
+            report.Heading("Training curves");
+            foreach (var (caption, png) in plots) report.Image(png, caption);
+        }
         return report;
     }
 

@@ -59,12 +59,7 @@ public sealed class HtmlReport(string title)
             if (cells.Count != headers.Count) throw new ArgumentException($"a table row has {cells.Count} cells, the header {headers.Count}");
             if (string.IsNullOrWhiteSpace(explanation)) throw new ArgumentException($"metric row \"{cells[0]}\" has no explanation");
             body.Append("<tr class=\"metric\">");
-            for (int i = 0; i < cells.Count; i++)
-            {
-                string cell = cells[i];
-                string css = i == 0 ? "" : cell.StartsWith('+') ? " class=\"num delta\"" : " class=\"num\"";
-                body.Append("<td").Append(css).Append('>').Append(WebUtility.HtmlEncode(cell)).Append("</td>");
-            }
+            foreach (var cell in cells) body.Append("<td>").Append(WebUtility.HtmlEncode(cell)).Append("</td>");
             body.Append("<td class=\"explain\">").Append(WebUtility.HtmlEncode(explanation)).Append("</td></tr>\n");
         }
         body.Append("</table></div>\n");
@@ -82,11 +77,11 @@ public sealed class HtmlReport(string title)
     public string Render()
     {
         // Long unbroken ids (member ids, hashes, paths) wrap anywhere; a table wider than the page scrolls inside its box.
-        const string style = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222;overflow-wrap:anywhere}"
+        const string style = "body{font-family:system-ui,sans-serif;max-width:76rem;margin:2rem auto;padding:0 1rem;color:#222;overflow-wrap:anywhere}"
             + ".table{max-width:100%;overflow-x:auto;margin:1rem 0}table{border-collapse:collapse}"
-            + "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}"
-            + "td.explain{color:#555;font-size:.9em;min-width:12rem}td.num{font-variant-numeric:tabular-nums;white-space:nowrap}"
-            + ".worse{color:#b00020}.better{color:#00701a}"
+            + "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top;overflow-wrap:break-word}"
+            + "table.metrics td,table.metrics th{white-space:nowrap;font-variant-numeric:tabular-nums}"
+            + "table.metrics td.explain{white-space:normal;color:#555;font-size:.9em;min-width:16rem}"
             + "pre{background:#f6f6f6;padding:.8rem;white-space:pre-wrap;overflow-wrap:anywhere}img{max-width:100%;height:auto}";
         string encodedTitle = WebUtility.HtmlEncode(title);
         return $"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{encodedTitle}</title><style>{style}</style></head>\n"

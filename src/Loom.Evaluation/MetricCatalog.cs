@@ -8,9 +8,9 @@ public static class MetricCatalog
 {
     static readonly MetricInfo[] All =
     [
-        new("word_perplexity", "exp(total negative log-likelihood / words in the text): lower means the model finds the text less surprising", false),
+        new("word_perplexity", "exp(total negative log-likelihood / words in the text): how surprised the model is per word", false),
         new("byte_perplexity", "exp(total negative log-likelihood / UTF-8 bytes): perplexity per byte, comparable across tokenizers", false),
-        new("bits_per_byte", "total negative log-likelihood in bits / UTF-8 bytes (bits per character on ASCII text); lower is better", false),
+        new("bits_per_byte", "total negative log-likelihood in bits / UTF-8 bytes (bits per character on ASCII text)", false),
         new("acc", "share of questions where the choice with the highest summed log-likelihood is the right one", true),
         new("acc_norm", "as acc, but each choice's log-likelihood divided by its length in characters, so long choices are not penalised", true),
         new("exact_match", "share of answers equal to a reference after lower-casing and removing punctuation and articles (SQuAD)", true),

@@ -55,7 +55,13 @@ internal static class EvalCommand
                     Console.WriteLine($"{task.Name} {name} {value.Value:G6}" + (value.Low is double low && value.High is double high ? $" [{low:G4}, {high:G4}]" : "") + $" (n {value.N})");
             if (subjects.Cache is { } cached) Console.WriteLine($"answer cache: {cached.Hits} hits, {cached.Misses} generated");
             if (parseResult.GetValue(output) is string outPath) run.Save(outPath);
-            if (parseResult.GetValue(html) is string htmlPath) EvalReport.Build(run, baselineRun).Save(htmlPath);
+            if (parseResult.GetValue(html) is string htmlPath)
+            {
+                var plots = new List<(string, byte[])>();
+                if (folder is not null && LossPlot.ReadTrainingLog(Checkpoint.Resolve(folder)) is { Train.Count: > 0 } log)
+                    plots.Add(("pretraining loss of this checkpoint: train per step and its moving average, validation per evaluation", LossPlot.Png(log.Train, log.Validation)));
+                EvalReport.Build(run, baselineRun, plots).Save(htmlPath);
+            }
             if (baselineRun is null) return 0;
             var failures = EvalGate.Check(run, baselineRun, tolerances);
             foreach (var failure in failures) Console.Error.WriteLine($"gate: {failure}");
