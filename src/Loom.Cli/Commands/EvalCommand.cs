@@ -33,6 +33,7 @@ internal static class EvalCommand
             tasks, model, gguf, against, index, output, html, baseline, failUnder, cache, threads,
         };
         command.Subcommands.Add(CreatePerplexity());
+        command.Subcommands.Add(CreateDocsChoices());
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("eval", async () =>
         {
             var taskFiles = parseResult.GetValue(tasks) ?? [];
@@ -166,6 +167,27 @@ internal static class EvalCommand
             for (int i = disposals.Count - 1; i >= 0; i--) await disposals[i]();
             disposals.Clear();
         }
+    }
+
+    static Command CreateDocsChoices()
+    {
+        var output = new Option<string>("--out") { Description = "JSONL file to write", Required = true };
+        var count = new Option<int>("--count") { Description = "Questions", DefaultValueFactory = _ => 200 };
+        var seed = new Option<int>("--seed") { Description = "Seed of the sample, distractors and answer positions", DefaultValueFactory = _ => 15 };
+        var command = new Command("docs-choices", "Write the .NET docs multiple-choice set (which member does this summary describe, 4 choices) from the installed SDK's docs.")
+        {
+            output, count, seed,
+        };
+        command.SetAction(parseResult => UserErrors.Run(() =>
+        {
+            int n = parseResult.GetValue(count);
+            if (n < 1) throw new ArgumentException($"--count must be positive, got {n}");
+            var items = DotnetDocsTasks.MemberChoices(DotnetDocs.ReadAll(), n, parseResult.GetValue(seed));
+            DotnetDocsTasks.Save(parseResult.GetValue(output)!, items);
+            Console.WriteLine($"{items.Count} questions written to {parseResult.GetValue(output)}");
+            return 0;
+        }));
+        return command;
     }
 
     static Command CreatePerplexity()
