@@ -1,5 +1,7 @@
 using Loom.Evaluation;
+using Loom.Models;
 using Loom.Tests.Models;
+using Loom.Text;
 
 namespace Loom.Tests.Evaluation;
 
@@ -21,5 +23,28 @@ public class ShippedTasksTests
         Assert.All(choices, c => Assert.Equal(4, c.Choices.Distinct().Count()));
         Assert.InRange(choices.Count(c => c.Answer == 0), 25, 75); // answer positions are spread
         Assert.Equal(386, EvalTasks.ReadQuestions(tasks["retrieval-questions"]).Count);
+    }
+
+    [Fact]
+    public void ShakespeareTaskRunsThroughTheCliAndAnUntrainedModelScoresAboutUniform()
+    {
+        string root = Directory.CreateTempSubdirectory("loom-eval-shipped-").FullName;
+        try
+        {
+            var tokenizer = CharTokenizer.Train([File.ReadAllText(GgufReference.Shakespeare())]);
+            var config = new LlamaConfig { VocabSize = tokenizer.VocabSize, Dim = 16, Layers = 1, Heads = 2, KvHeads = 2, HiddenDim = 32, MaxSeq = 64 };
+            string model = Path.Combine(root, "model");
+            Checkpoint.Save(model, new Transformer(config, 1), tokenizer.Save);
+            string output = Path.Combine(root, "run.json");
+            var result = CliRun.Run("eval", "--task", Path.Combine(Folder, "tinyshakespeare.json"), "--model", model, "--out", output, "--threads", "1");
+            Assert.True(result.ExitCode == 0, result.Error);
+            // A freshly initialised model predicts nearly uniformly: log2(65) = 6.02 bits per character.
+            double bits = EvalRun.Load(output).Tasks[0].Metrics["bits_per_byte"].Value;
+            Assert.InRange(bits, Math.Log2(tokenizer.VocabSize) - 0.1, Math.Log2(tokenizer.VocabSize) + 0.1);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
     }
 }
