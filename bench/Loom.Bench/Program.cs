@@ -15,8 +15,9 @@ public static class Program
             case "retrieval-latency": return RetrievalLatencyBenchmark.RunAsync(args[1..]).GetAwaiter().GetResult();
             case "logs": return LogsBench.Run(args[1..]);
             case "structured": return StructuredBench.Run(args[1..]);
+            case "eval-cache": return EvalCacheBench.RunAsync(args[1..]).GetAwaiter().GetResult();
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs, structured");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs, structured, eval-cache");
                 return 2;
         }
     }

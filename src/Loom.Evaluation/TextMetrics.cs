@@ -4,8 +4,8 @@ namespace Loom.Evaluation;
 
 /// <summary>
 /// Reference-based scores for generated text, as used by SQuAD (exact match, token F1) and
-/// summarisation (ROUGE-L). Text is normalised first: lower case, punctuation and articles removed,
-/// whitespace collapsed (SQuAD's normalize_answer).
+/// summarisation (ROUGE-L). Exact match and token F1 normalise first: lower case, punctuation and articles
+/// removed, whitespace collapsed (SQuAD's normalize_answer); ROUGE-L tokenizes as Google's rouge-score does.
 /// </summary>
 public static class TextMetrics
 {
@@ -35,12 +35,15 @@ public static class TextMetrics
         return 2 * precision * recall / (precision + recall);
     }
 
-    /// <summary>ROUGE-L F1: from the longest common subsequence of the normalised tokens.</summary>
+    /// <summary>
+    /// ROUGE-L F1 (Lin 2004): from the longest common subsequence of the tokens, which are rouge-score's
+    /// (lower case, every character but a-z and 0-9 a separator, no stemming).
+    /// </summary>
     public static double RougeL(string prediction, string reference)
     {
-        var a = Tokens(Normalize(prediction));
-        var b = Tokens(Normalize(reference));
-        if (a.Length == 0 || b.Length == 0) return a.Length == b.Length ? 1 : 0;
+        var a = RougeTokens(prediction);
+        var b = RougeTokens(reference);
+        if (a.Length == 0 || b.Length == 0) return 0; // as rouge-score: nothing to match scores 0
         var previous = new int[b.Length + 1];
         var current = new int[b.Length + 1];
         for (int i = 1; i <= a.Length; i++)
@@ -53,6 +56,13 @@ public static class TextMetrics
         if (lcs == 0) return 0;
         double precision = lcs / (double)a.Length, recall = lcs / (double)b.Length;
         return 2 * precision * recall / (precision + recall);
+    }
+
+    static string[] RougeTokens(string text)
+    {
+        var builder = new StringBuilder(text.Length);
+        foreach (char c in text.ToLowerInvariant()) builder.Append(c is >= 'a' and <= 'z' or >= '0' and <= '9' ? c : ' ');
+        return Tokens(builder.ToString());
     }
 
     static string[] Tokens(string text) => text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);

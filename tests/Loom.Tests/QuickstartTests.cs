@@ -183,6 +183,16 @@ public sealed class QuickstartLibraryTests(QuickstartLibraryRun run) : IClassFix
         Assert.All(Result.Answers, answer => Assert.Contains(System.Net.WebUtility.HtmlEncode(answer.Question), html));
     }
 
+    [SkippableFact]
+    public async Task ReportFitsAt1280PixelsAndExplainsEveryMetric()
+    {
+        Evaluation.ReportBrowser.RequireChromium();
+        var measure = await Evaluation.ReportBrowser.OpenAsync(Result.ReportPath);
+        Assert.True(measure.ScrollWidth <= 1280, $"the quickstart report is {measure.ScrollWidth} px wide at a 1280 px viewport");
+        Assert.True(measure.MetricRows >= 10);
+        Assert.Equal(measure.MetricRows, measure.ExplainedRows);
+    }
+
     [Fact]
     public void ProgressNamesEveryStageInOrder()
     {

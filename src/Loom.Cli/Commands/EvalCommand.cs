@@ -1,18 +1,192 @@
 using System.CommandLine;
 using Loom.Evaluation;
 using Loom.Models;
+using Loom.Retrieval;
+using Loom.Serving;
 using Loom.Tensors;
 using Loom.Text;
+using Microsoft.Extensions.AI;
 
 namespace Loom.Cli.Commands;
 
-/// <summary><c>loom eval</c>: measurements of a trained model.</summary>
+/// <summary><c>loom eval</c>: task files run against a model (results JSON, HTML report, a gate on a baseline); <c>loom eval perplexity</c>.</summary>
 internal static class EvalCommand
 {
+    /// <summary>The exit code when the gate fails: a metric got worse than the baseline beyond its tolerance.</summary>
+    public const int GateFailed = 3;
+
     internal static Command Create()
     {
-        var command = new Command("eval", "Evaluate a model.");
+        var tasks = new Option<string[]>("--task") { Description = "A task file (JSON; see README's evaluation section); repeat for several", AllowMultipleArgumentsPerToken = true };
+        var model = new Option<string?>("--model") { Description = "Checkpoint folder to evaluate" };
+        var gguf = new Option<string?>("--gguf") { Description = "GGUF file to evaluate (run by llama.cpp) instead of --model" };
+        var against = new Option<string?>("--against") { Description = "Model B for pairwise tasks: a checkpoint folder or a .gguf file" };
+        var index = new Option<string?>("--index") { Description = "Retrieval index folder (for retrieval tasks)" };
+        var output = new Option<string?>("--out") { Description = "Write the results as JSON here" };
+        var html = new Option<string?>("--html") { Description = "Write an HTML report here" };
+        var baseline = new Option<string?>("--baseline") { Description = "A previous results JSON to compare with (report) and gate on" };
+        var failUnder = new Option<string?>("--fail-under") { Description = "metric=tolerance[,metric=tolerance…]: exit 3 when a metric is worse than the baseline by more" };
+        var cache = new Option<string?>("--cache") { Description = "Folder of cached answers, keyed by model version, prompt and options" };
+        var threads = SharedOptions.Threads();
+        var command = new Command("eval", "Evaluate a model on task files; with --baseline, exit 3 when a metric got worse beyond its tolerance.")
+        {
+            tasks, model, gguf, against, index, output, html, baseline, failUnder, cache, threads,
+        };
         command.Subcommands.Add(CreatePerplexity());
+        command.Subcommands.Add(CreateDocsChoices());
+        command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("eval", async () =>
+        {
+            var taskFiles = parseResult.GetValue(tasks) ?? [];
+            if (taskFiles.Length == 0) throw new ArgumentException("pass at least one --task FILE (or use `loom eval perplexity`)");
+            string? folder = parseResult.GetValue(model), ggufPath = parseResult.GetValue(gguf);
+            if ((folder is null) == (ggufPath is null)) throw new ArgumentException("pass exactly one of --model DIR and --gguf FILE");
+            var tolerances = ParseTolerances(parseResult.GetValue(failUnder));
+            string? baselinePath = parseResult.GetValue(baseline);
+            if (tolerances.Count > 0 && baselinePath is null) throw new ArgumentException("--fail-under needs --baseline RUN.json");
+            var baselineRun = baselinePath is null ? null : EvalRun.Load(baselinePath);
+            var specs = taskFiles.Select(EvalTask.Load).ToList();
+            int threadCount = SharedOptions.ThreadCount(parseResult, threads);
+            var kinds = specs.Select(s => s.Kind).ToHashSet();
+
+            await using var subjects = await Subjects.OpenAsync(folder, ggufPath, parseResult.GetValue(against), parseResult.GetValue(index), parseResult.GetValue(cache),
+                kinds, threadCount, cancellationToken);
+            var run = await EvalTasks.RunAsync(specs, subjects.Value, subjects.OpponentVersion, cancellationToken);
+            foreach (var task in run.Tasks)
+                foreach (var (name, value) in task.Metrics)
+                    Console.WriteLine($"{task.Name} {name} {value.Value:G6}" + (value.Low is double low && value.High is double high ? $" [{low:G4}, {high:G4}]" : "") + $" (n {value.N})");
+            if (subjects.Cache is { } cached) Console.WriteLine($"answer cache: {cached.Hits} hits, {cached.Misses} generated");
+            if (parseResult.GetValue(output) is string outPath) run.Save(outPath);
+            if (parseResult.GetValue(html) is string htmlPath)
+            {
+                var plots = new List<(string, byte[])>();
+                if (folder is not null && LossPlot.ReadTrainingLog(Checkpoint.Resolve(folder)) is { Train.Count: > 0 } log)
+                    plots.Add(("pretraining loss of this checkpoint: train per step and its moving average, validation per evaluation", LossPlot.Png(log.Train, log.Validation)));
+                EvalReport.Build(run, baselineRun, plots).Save(htmlPath);
+            }
+            if (baselineRun is null) return 0;
+            var failures = EvalGate.Check(run, baselineRun, tolerances);
+            foreach (var failure in failures) Console.Error.WriteLine($"gate: {failure}");
+            return failures.Count > 0 ? GateFailed : 0;
+        }));
+        return command;
+    }
+
+    /// <summary>Parses metric=tolerance pairs; an unknown metric or a negative tolerance is a one-line error.</summary>
+    internal static Dictionary<string, double> ParseTolerances(string? text)
+    {
+        var result = new Dictionary<string, double>(StringComparer.Ordinal);
+        if (string.IsNullOrWhiteSpace(text)) return result;
+        foreach (string pair in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int equals = pair.IndexOf('=');
+            if (equals <= 0) throw new ArgumentException($"--fail-under: \"{pair}\" is not metric=tolerance");
+            string metric = pair[..equals];
+            if (!MetricCatalog.IsKnown(metric)) throw new ArgumentException($"--fail-under: unknown metric \"{metric}\"");
+            if (!double.TryParse(pair[(equals + 1)..], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double tolerance) || !(tolerance >= 0))
+                throw new ArgumentException($"--fail-under: the tolerance of {metric} must be a number ≥ 0");
+            result[metric] = tolerance;
+        }
+        return result;
+    }
+
+    /// <summary>The models, clients and index a set of tasks needs, opened once and disposed together.</summary>
+    sealed class Subjects : IAsyncDisposable
+    {
+        readonly List<Func<ValueTask>> disposals = [];
+        public EvalSubjects Value { get; private set; } = null!;
+        public ModelVersion? OpponentVersion { get; private set; }
+        public ResponseCacheChatClient? Cache { get; private set; }
+
+        public static async Task<Subjects> OpenAsync(string? folder, string? gguf, string? against, string? indexFolder, string? cacheFolder,
+            HashSet<EvalTaskKind> kinds, int threads, CancellationToken cancellationToken)
+        {
+            var subjects = new Subjects();
+            try
+            {
+                var version = ModelVersion.Of(folder is null ? gguf! : Checkpoint.Resolve(folder));
+                ILogLikelihoodModel? logLikelihood = null;
+                if (kinds.Contains(EvalTaskKind.Perplexity) || kinds.Contains(EvalTaskKind.MultipleChoice))
+                {
+                    if (gguf is not null)
+                    {
+                        var peer = LlamaCppLogLikelihood.Load(gguf, threads);
+                        subjects.disposals.Add(() => { peer.Dispose(); return ValueTask.CompletedTask; });
+                        logLikelihood = peer;
+                    }
+                    else
+                    {
+                        string resolved = Checkpoint.Resolve(folder!);
+                        var compute = new ComputeContext(threads);
+                        subjects.disposals.Add(() => { compute.Dispose(); return ValueTask.CompletedTask; });
+                        logLikelihood = new TransformerLogLikelihood(Checkpoint.Load(resolved), Tokenizer.Load(resolved), version, compute);
+                    }
+                }
+                IChatClient? chat = null, opponent = null;
+                if (kinds.Contains(EvalTaskKind.Generate) || kinds.Contains(EvalTaskKind.Pairwise))
+                {
+                    chat = subjects.Chat(folder, gguf, threads, version, cacheFolder, primary: true);
+                    if (kinds.Contains(EvalTaskKind.Pairwise))
+                    {
+                        if (against is null) throw new ArgumentException("pairwise tasks need --against (model B)");
+                        bool isGguf = against.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+                        subjects.OpponentVersion = ModelVersion.Of(isGguf ? against : Checkpoint.Resolve(against));
+                        opponent = subjects.Chat(isGguf ? null : against, isGguf ? against : null, threads, subjects.OpponentVersion, cacheFolder, primary: false);
+                    }
+                }
+                Retriever? retriever = null;
+                if (kinds.Contains(EvalTaskKind.Retrieval))
+                {
+                    if (indexFolder is null) throw new ArgumentException("retrieval tasks need --index DIR");
+                    var index = await RetrievalIndex.OpenAsync(indexFolder, null, null, create: false, cancellationToken);
+                    subjects.disposals.Add(() => { index.Dispose(); return ValueTask.CompletedTask; });
+                    retriever = index.Retriever;
+                }
+                subjects.Value = new EvalSubjects(version, logLikelihood, chat, opponent, retriever);
+                return subjects;
+            }
+            catch
+            {
+                await subjects.DisposeAsync();
+                throw;
+            }
+        }
+
+        IChatClient Chat(string? folder, string? gguf, int threads, ModelVersion version, string? cacheFolder, bool primary)
+        {
+            var handle = GeneratorHandle.Open(folder, gguf, threads);
+            disposals.Add(handle.DisposeAsync);
+            var chat = handle.Generator.AsIChatClient();
+            if (cacheFolder is null) return chat;
+            var cached = new ResponseCacheChatClient(chat, cacheFolder, version);
+            if (primary) Cache = cached;
+            return cached;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            for (int i = disposals.Count - 1; i >= 0; i--) await disposals[i]();
+            disposals.Clear();
+        }
+    }
+
+    static Command CreateDocsChoices()
+    {
+        var output = new Option<string>("--out") { Description = "JSONL file to write", Required = true };
+        var count = new Option<int>("--count") { Description = "Questions", DefaultValueFactory = _ => 200 };
+        var seed = new Option<int>("--seed") { Description = "Seed of the sample, distractors and answer positions", DefaultValueFactory = _ => 15 };
+        var command = new Command("docs-choices", "Write the .NET docs multiple-choice set (which member does this summary describe, 4 choices) from the installed SDK's docs.")
+        {
+            output, count, seed,
+        };
+        command.SetAction(parseResult => UserErrors.Run(() =>
+        {
+            int n = parseResult.GetValue(count);
+            if (n < 1) throw new ArgumentException($"--count must be positive, got {n}");
+            var items = DotnetDocsTasks.MemberChoices(DotnetDocs.ReadAll(), n, parseResult.GetValue(seed));
+            DotnetDocsTasks.Save(parseResult.GetValue(output)!, items);
+            Console.WriteLine($"{items.Count} questions written to {parseResult.GetValue(output)}");
+            return 0;
+        }));
         return command;
     }
 

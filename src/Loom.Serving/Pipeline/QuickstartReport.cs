@@ -18,18 +18,18 @@ public static class QuickstartReport
             .Paragraph($"Instructions: \"What does {{member}} do?\" answered by the first sentence of the member's summary; {result.HeldOut.Count} members are held out of tuning " +
                 "(they are in the pretraining corpus, so the tuned model can recall them) and scored with ROUGE-L and token F1 against that sentence.")
             .Heading("Evaluation")
-            .Table(["metric", "value"],
+            .MetricTable(["metric", "value"],
             [
-                ["pretraining: final train loss", F(pretrained.LastLoss)],
-                ["pretraining: validation loss (nats/token)", F(result.Perplexity.Loss)],
-                ["pretraining: validation perplexity", result.Perplexity.Perplexity.ToString("F2", CultureInfo.InvariantCulture)],
-                ["pretraining: validation bits/byte", F(result.Perplexity.BitsPerByte)],
-                ["held-out answers: ROUGE-L before tuning", F(result.Before.RougeL)],
-                ["held-out answers: ROUGE-L after tuning", F(result.After.RougeL)],
-                ["held-out answers: token F1 before tuning", F(result.Before.TokenF1)],
-                ["held-out answers: token F1 after tuning", F(result.After.TokenF1)],
-                ["held-out answers: count", result.HeldOut.Count.ToString(CultureInfo.InvariantCulture)],
-                ["retrieval hit rate (top 5, demo questions)", $"{result.Answers.Count(a => a.Found)}/{result.Answers.Count}"],
+                (["pretraining: final train loss", F(pretrained.LastLoss)], "mean cross-entropy of the last training batch, in nats per token"),
+                (["pretraining: validation loss (nats/token)", F(result.Perplexity.Loss)], "mean cross-entropy on held-out tokens; lower is better"),
+                (["pretraining: validation perplexity", result.Perplexity.Perplexity.ToString("F2", CultureInfo.InvariantCulture)], "exp(validation loss): the effective number of equally likely next tokens"),
+                (["pretraining: validation bits/byte", F(result.Perplexity.BitsPerByte)], MetricCatalog.Get("bits_per_byte").Explanation),
+                (["held-out answers: ROUGE-L before tuning", F(result.Before.RougeL)], MetricCatalog.Get("rouge_l").Explanation),
+                (["held-out answers: ROUGE-L after tuning", F(result.After.RougeL)], MetricCatalog.Get("rouge_l").Explanation),
+                (["held-out answers: token F1 before tuning", F(result.Before.TokenF1)], MetricCatalog.Get("squad_f1").Explanation),
+                (["held-out answers: token F1 after tuning", F(result.After.TokenF1)], MetricCatalog.Get("squad_f1").Explanation),
+                (["held-out answers: count", result.HeldOut.Count.ToString(CultureInfo.InvariantCulture)], "members held out of tuning whose answers are scored above"),
+                (["retrieval hit rate (top 5, demo questions)", $"{result.Answers.Count(a => a.Found)}/{result.Answers.Count}"], "demo questions whose member's document is among the top 5 retrieved"),
             ])
             .Heading("Timings")
             .Table(["stage", "seconds"], result.Timings.Select(t => (IReadOnlyList<string>)[t.Stage, t.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)]))

@@ -1,0 +1,59 @@
+using System.Globalization;
+
+namespace Loom.Evaluation;
+
+/// <summary>
+/// The HTML report of an evaluation run: per task, each metric of this model version beside the baseline run's, the
+/// difference with its bootstrap 95% interval (where both runs give one), and the metric's meaning on its row.
+/// </summary>
+public static class EvalReport
+{
+    public static HtmlReport Build(EvalRun run, EvalRun? baseline = null, IReadOnlyList<(string Caption, byte[] Png)>? plots = null)
+    {
+        var report = new HtmlReport($"Evaluation of {run.Model}");
+        report.Paragraph($"Model {run.Model.Path} (weights hash {run.Model.Hash}), evaluated {run.Created.ToString("u", CultureInfo.InvariantCulture)}."
+            + (run.Opponent is { } b ? $" Pairwise tasks compare it (A) with {b.Path} (B, hash {b.Hash})." : ""));
+        if (baseline is not null)
+            report.Paragraph($"Baseline: {baseline.Model.Path} (hash {baseline.Model.Hash}), evaluated {baseline.Created.ToString("u", CultureInfo.InvariantCulture)}. "
+                + "Δ is this run minus the baseline; its interval is the difference of the two runs' interval ends, a conservative bound.");
+        foreach (var task in run.Tasks)
+        {
+            report.Heading($"{task.Name} ({task.Kind})");
+            report.Paragraph($"Data: {task.Data}");
+            var before = baseline?.Tasks.FirstOrDefault(t => t.Name == task.Name);
+            var headers = baseline is null
+                ? new[] { "metric", "this run", "95% interval", "n" }
+                : new[] { "metric", "this run", "95% interval", "n", "baseline", "Δ", "Δ interval" };
+            var rows = new List<(IReadOnlyList<string>, string)>();
+            foreach (var (name, value) in task.Metrics)
+            {
+                var info = MetricCatalog.Get(name);
+                var cells = new List<string> { name, Format(value.Value), Interval(value.Low, value.High), value.N.ToString(CultureInfo.InvariantCulture) };
+                if (baseline is not null)
+                {
+                    if (before is not null && before.Metrics.TryGetValue(name, out var old))
+                    {
+                        cells.Add(Format(old.Value));
+                        cells.Add((value.Value >= old.Value ? "+" : "") + Format(value.Value - old.Value));
+                        cells.Add(value.Low is double low && value.High is double high && old.Low is double oldLow && old.High is double oldHigh
+                            ? Interval(low - oldHigh, high - oldLow) : "—");
+                    }
+                    else cells.AddRange(["—", "—", "—"]);
+                }
+                rows.Add((cells, info.Explanation + (info.HigherIsBetter ? " (higher is better)" : " (lower is better)")));
+            }
+            report.MetricTable(headers, rows);
+        }
+        if (plots is { Count: > 0 })
+        {
+            report.Heading("Training curves");
+            foreach (var (caption, png) in plots) report.Image(png, caption);
+        }
+        return report;
+    }
+
+    static string Format(double value) => double.IsNaN(value) ? "—" : value.ToString("0.####", CultureInfo.InvariantCulture);
+
+    static string Interval(double? low, double? high) =>
+        low is double l && high is double h ? $"[{Format(l)}, {Format(h)}]" : "—";
+}
