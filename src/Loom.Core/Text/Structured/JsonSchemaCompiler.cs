@@ -10,8 +10,10 @@ namespace Loom.Text.Structured;
 /// escapes, integers of at most 15 digits and decimals of at most 6 fraction digits (no exponent).
 /// Supported keywords: type (a name or a list), enum, const, properties, required,
 /// additionalProperties (true or false: only listed properties are generated either way), items
-/// (a schema or a boolean), prefixItems, minItems, maxItems, anyOf, oneOf (generated like anyOf, so
-/// its branches should not overlap), pattern (the whole string matches), minLength, maxLength,
+/// (a schema or a boolean), prefixItems, minItems, maxItems, anyOf, oneOf (only when no value can match
+/// two of its branches: different types, different const/enum values, or an object property that one
+/// branch requires and another excludes or fixes to a different value; else refused, since generating
+/// it like anyOf could produce a value that matches two), pattern (the whole string matches), minLength, maxLength,
 /// minimum, maximum, exclusiveMinimum, exclusiveMaximum, $ref (local "#..." pointers) with $defs or
 /// definitions, and the annotations title, description, default, examples, $comment, deprecated,
 /// readOnly, writeOnly ($schema and $id at the root). Every other keyword throws
@@ -93,19 +95,7 @@ internal sealed class JsonSchemaCompiler
     {
         if (refRules.TryGetValue(reference, out int known)) return known;
         if (!reference.StartsWith('#')) throw new SchemaNotSupportedException($"'$ref' at {path} must be a local pointer starting with '#', got '{reference}'");
-        var target = root;
-        foreach (var raw in reference[1..].Split('/', StringSplitOptions.RemoveEmptyEntries))
-        {
-            string part = Uri.UnescapeDataString(raw).Replace("~1", "/").Replace("~0", "~");
-            bool found = false;
-            if (target.ValueKind == JsonValueKind.Object && target.TryGetProperty(part, out var child)) { target = child; found = true; }
-            else if (target.ValueKind == JsonValueKind.Array && int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int index) && index < target.GetArrayLength())
-            {
-                target = target[index];
-                found = true;
-            }
-            if (!found) throw new SchemaNotSupportedException($"'$ref' at {path} points to '{reference}', which does not exist");
-        }
+        if (!TryPointer(reference, out var target)) throw new SchemaNotSupportedException($"'$ref' at {path} points to '{reference}', which does not exist");
         int rule = automaton.NewRule();
         refRules[reference] = rule;
         automaton.DefineRule(rule, Value(target, reference));
@@ -129,6 +119,7 @@ internal sealed class JsonSchemaCompiler
         {
             if (!schema.TryGetProperty(combinator, out var branches)) continue;
             if (constraints.FirstOrDefault(n => n != combinator) is string other) throw new SchemaNotSupportedException($"'{combinator}' combined with '{other}' at {path}");
+            if (combinator == "oneOf") RequireDisjoint(branches, path);
             int i = 0;
             return automaton.Choice([.. branches.EnumerateArray().Select(b => Value(b, $"{path}/{combinator}/{i++}"))]);
         }
@@ -150,6 +141,112 @@ internal sealed class JsonSchemaCompiler
         if (types is null) return AnyValue();
         return automaton.Choice([.. types.Select(t => Typed(t, schema, path))]);
     }
+
+    /// <summary>
+    /// Refuses a oneOf unless no value can match two of its branches (as far as a simple test can tell): generating
+    /// it as a choice must never yield a value that validates against more than one branch.
+    /// </summary>
+    void RequireDisjoint(JsonElement branches, string path)
+    {
+        var list = branches.EnumerateArray().Select(Resolve).ToList();
+        for (int a = 0; a < list.Count; a++)
+            for (int b = a + 1; b < list.Count; b++)
+                if (!Disjoint(list[a], list[b]))
+                    throw new SchemaNotSupportedException(
+                        $"'oneOf' at {path}: branches {a} and {b} may both match one value; Loom generates oneOf only when its branches are told apart by type, by const/enum values, or by a required property (use anyOf otherwise)");
+    }
+
+    /// <summary>The schema a branch stands for, following local $ref pointers.</summary>
+    JsonElement Resolve(JsonElement schema)
+    {
+        for (int hops = 0; hops < 32 && schema.ValueKind == JsonValueKind.Object && schema.TryGetProperty("$ref", out var reference)
+            && reference.ValueKind == JsonValueKind.String && TryPointer(reference.GetString()!, out var target); hops++)
+            schema = target;
+        return schema;
+    }
+
+    /// <summary>The element a local JSON pointer (<c>#/a/0/b</c>) names in the root schema.</summary>
+    bool TryPointer(string reference, out JsonElement target)
+    {
+        target = root;
+        if (!reference.StartsWith('#')) return false;
+        foreach (var raw in reference[1..].Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string part = Uri.UnescapeDataString(raw).Replace("~1", "/").Replace("~0", "~");
+            if (target.ValueKind == JsonValueKind.Object && target.TryGetProperty(part, out var child)) target = child;
+            else if (target.ValueKind == JsonValueKind.Array && int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int index) && index < target.GetArrayLength())
+                target = target[index];
+            else return false;
+        }
+        return true;
+    }
+
+    /// <summary>Whether no JSON value can validate against both schemas (false when unsure).</summary>
+    bool Disjoint(JsonElement a, JsonElement b)
+    {
+        if (a.ValueKind != JsonValueKind.Object || b.ValueKind != JsonValueKind.Object) return false;
+        if (Literals(a) is { } la && Literals(b) is { } lb) return !la.Overlaps(lb);
+        if (Kinds(a) is { } ka && Kinds(b) is { } kb && !ka.Overlaps(kb)) return true;
+        if (Literals(a) is { } only && Kinds(b) is { } kinds && only.All(v => !kinds.Contains(KindOf(v)))) return true;
+        if (Literals(b) is { } only2 && Kinds(a) is { } kinds2 && only2.All(v => !kinds2.Contains(KindOf(v)))) return true;
+        return ObjectsDisjoint(a, b) || ObjectsDisjoint(b, a);
+    }
+
+    /// <summary>
+    /// Two object schemas are disjoint when a property one requires is one the other does not list while allowing no
+    /// additional properties, or when both require a property whose const/enum values differ.
+    /// </summary>
+    bool ObjectsDisjoint(JsonElement a, JsonElement b)
+    {
+        if (Kinds(a) is not { Count: 1 } ka || !ka.Contains("object") || Kinds(b) is not { Count: 1 } kb || !kb.Contains("object")) return false;
+        var requiredA = Required(a);
+        var requiredB = Required(b);
+        bool closedB = b.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind == JsonValueKind.False;
+        b.TryGetProperty("properties", out var propertiesB);
+        a.TryGetProperty("properties", out var propertiesA);
+        foreach (var name in requiredA)
+        {
+            bool listedInB = propertiesB.ValueKind == JsonValueKind.Object && propertiesB.TryGetProperty(name, out _);
+            if (closedB && !listedInB) return true;
+            if (!requiredB.Contains(name) || propertiesA.ValueKind != JsonValueKind.Object || !listedInB) continue;
+            if (propertiesA.TryGetProperty(name, out var pa) && propertiesB.TryGetProperty(name, out var pb) && Disjoint(Resolve(pa), Resolve(pb))) return true;
+        }
+        return false;
+    }
+
+    static HashSet<string> Required(JsonElement schema) =>
+        schema.TryGetProperty("required", out var required) && required.ValueKind == JsonValueKind.Array
+            ? [.. required.EnumerateArray().Where(r => r.ValueKind == JsonValueKind.String).Select(r => r.GetString()!)]
+            : [];
+
+    /// <summary>The compact JSON of every value a const/enum schema allows, or null when it has neither.</summary>
+    static HashSet<string>? Literals(JsonElement schema)
+    {
+        if (schema.TryGetProperty("const", out var constant)) return [System.Text.Encoding.UTF8.GetString(Compact(constant))];
+        if (schema.TryGetProperty("enum", out var values) && values.ValueKind == JsonValueKind.Array)
+            return [.. values.EnumerateArray().Select(v => System.Text.Encoding.UTF8.GetString(Compact(v)))];
+        return null;
+    }
+
+    /// <summary>The JSON kinds a schema allows (integer counts as number), or null for any kind.</summary>
+    static HashSet<string>? Kinds(JsonElement schema)
+    {
+        if (schema.TryGetProperty("anyOf", out _) || schema.TryGetProperty("oneOf", out _) || schema.TryGetProperty("$ref", out _)) return null;
+        List<string>? types;
+        try { types = Types(schema, "#"); }
+        catch (SchemaNotSupportedException) { return null; }
+        return types is null ? null : [.. types.Select(t => t == "integer" ? "number" : t)];
+    }
+
+    static string KindOf(string compact) => compact[0] switch
+    {
+        '{' => "object",
+        '[' => "array",
+        '"' => "string",
+        'n' => "null",
+        't' or 'f' => "boolean",
+        _ => "number",
+    };
 
     /// <summary>The types the schema allows: its 'type', else those its keywords imply, else null (any value).</summary>
     static List<string>? Types(JsonElement schema, string path)

@@ -198,6 +198,31 @@ public class GrammarTests
         Assert.Contains(expected, error.Message);
     }
 
+    [Theory]
+    [InlineData("""{"oneOf":[{"type":"string"},{"type":"string","maxLength":3}]}""", 0, 1)]
+    [InlineData("""{"oneOf":[{"type":"integer"},{"type":"number","maximum":5}]}""", 0, 1)]
+    [InlineData("""{"oneOf":[{"type":"null"},{"enum":["a","b"]},{"enum":["b","c"]}]}""", 1, 2)]
+    [InlineData("""{"oneOf":[{"type":"object","properties":{"a":{"type":"string"}}},{"type":"object","properties":{"b":{"type":"string"}}}]}""", 0, 1)]
+    [InlineData("""{"oneOf":[{"type":"string"},{}]}""", 0, 1)]
+    public void OneOfWhoseBranchesCanOverlapIsRefused(string schema, int first, int second)
+    {
+        // Generated as a choice, such a oneOf could yield a value that matches two branches, which fails the schema.
+        var error = Assert.Throws<SchemaNotSupportedException>(() => Grammar.FromJsonSchema(Json(schema)));
+        Assert.Contains($"'oneOf' at #: branches {first} and {second} may both match one value", error.Message);
+    }
+
+    [Theory]
+    [InlineData("""{"oneOf":[{"type":"integer"},{"type":"string"},{"type":"null"}]}""", """ "x" """, """ 1.5 """)]
+    [InlineData("""{"oneOf":[{"const":"a"},{"enum":["b","c"]},{"type":"integer"}]}""", """ "c" """, """ "d" """)]
+    [InlineData("""{"oneOf":[{"type":"object","properties":{"kind":{"const":"dog"},"bark":{"type":"boolean"}},"required":["kind"]},{"type":"object","properties":{"kind":{"const":"cat"}},"required":["kind"]}]}""", """ {"kind":"cat"} """, """ {"kind":"cow"} """)]
+    [InlineData("""{"$defs":{"p":{"type":"object","properties":{"x":{"type":"integer"}},"required":["x"],"additionalProperties":false}},"oneOf":[{"$ref":"#/$defs/p"},{"type":"object","properties":{"y":{"type":"integer"}},"required":["y"],"additionalProperties":false}]}""", """ {"y":2} """, """ {"x":1,"y":2} """)]
+    public void OneOfWithDisjointBranchesIsGenerated(string schema, string valid, string invalid)
+    {
+        var grammar = Grammar.FromJsonSchema(Json(schema));
+        Assert.True(Matches(grammar, valid.Trim()));
+        Assert.False(Matches(grammar, invalid.Trim()));
+    }
+
     [Fact]
     public void MasksAllowExactlyTheTokensWhoseBytesTheGrammarAccepts()
     {
