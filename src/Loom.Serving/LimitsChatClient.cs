@@ -51,10 +51,19 @@ public sealed record ChatLimits
     {
         long chars = 0;
         foreach (var message in messages) chars += message.Text.Length;
+        CheckLength(chars, "messages", "the messages hold", tokenizer, contextLength);
+    }
+
+    /// <summary>The same bound for a raw prompt (/v1/completions), named by <paramref name="field"/>.</summary>
+    public static void CheckLength(string prompt, string field, ITokenizer tokenizer, int contextLength) =>
+        CheckLength(prompt.Length, field, $"the {field} holds", tokenizer, contextLength);
+
+    static void CheckLength(long chars, string field, string subject, ITokenizer tokenizer, int contextLength)
+    {
         long bound = 2L * contextLength * (LongestTokenBytes(tokenizer) + 1);
         if (chars > bound)
-            throw new ChatRequestException("messages",
-                $"the messages hold {chars:N0} characters; a context of {contextLength} tokens holds at most {bound:N0}", ChatRequestException.ContextLengthExceeded);
+            throw new ChatRequestException(field,
+                $"{subject} {chars:N0} characters; a context of {contextLength} tokens holds at most {bound:N0}", ChatRequestException.ContextLengthExceeded);
     }
 
     static readonly ConditionalWeakTable<ITokenizer, StrongBox<int>> Longest = new();

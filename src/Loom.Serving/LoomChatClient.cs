@@ -96,6 +96,7 @@ public sealed class LoomChatClient(ITextGenerator generator) : IChatClient
     /// <summary>The generation request for a raw prompt (no chat template): what /v1/completions asks.</summary>
     public static GenerationRequest Request(ITextGenerator generator, string prompt, ChatOptions? options)
     {
+        if (generator is GenerationEngine engine) ChatLimits.CheckLength(prompt, "prompt", engine.Tokenizer, engine.ContextLength);
         CheckFits(generator, generator.CountTokens(prompt), "prompt");
         return new GenerationRequest
         {

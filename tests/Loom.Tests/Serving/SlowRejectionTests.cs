@@ -105,4 +105,20 @@ public sealed class SlowRejectionTests
         Assert.True(tokenizer.Encodes > before);
         Assert.True(tokenizer.EncodedChars < 1000);
     }
+
+    [Fact]
+    public async Task ARawPromptTooLongByItsCharactersIsNeverTokenized()
+    {
+        var (transformer, bpe) = ServerFixture.BpeModel(5);
+        var tokenizer = new CountingTokenizer(bpe);
+        await using var model = LoomModel.Create(ServerFixture.ModelName, transformer, tokenizer);
+        int before = tokenizer.Encodes;
+        var error = Assert.Throws<ChatRequestException>(() => LoomChatClient.Request(model.Engine, new string('a', 50_000_000), null));
+        Assert.Equal(ChatRequestException.ContextLengthExceeded, error.Code);
+        Assert.Equal("prompt", error.Field);
+        Assert.Equal(before, tokenizer.Encodes);
+        // A prompt that fits is tokenized as before.
+        Assert.Equal("hello", LoomChatClient.Request(model.Engine, "hello", null).Prompt);
+        Assert.True(tokenizer.Encodes > before);
+    }
 }
