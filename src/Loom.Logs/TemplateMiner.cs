@@ -70,7 +70,8 @@ public sealed class LogTemplate
                 pattern.Append(Regex.Replace(Regex.Escape(piece), @"(\\ )+", @"\s*"));
             }
             pattern.Append('$');
-            parameterRegex = new Regex(pattern.ToString(), RegexOptions.CultureInvariant | RegexOptions.Singleline, TimeSpan.FromSeconds(1));
+            // Non-backtracking: with many wildcards, (.*?) groups backtrack exponentially on a line that almost fits (a second per line until the timeout).
+            parameterRegex = new Regex(pattern.ToString(), RegexOptions.CultureInvariant | RegexOptions.Singleline | RegexOptions.NonBacktracking, TimeSpan.FromSeconds(1));
             parameterRegexText = text;
         }
         Match match;

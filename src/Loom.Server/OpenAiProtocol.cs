@@ -57,11 +57,12 @@ public static class OpenAiProtocol
         try
         {
             CheckStrings(body);
-            return JsonNode.Parse(body) as JsonObject ?? throw new ApiException(400, "the request body must be a JSON object");
+            return JsonNode.Parse(body, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+                ?? throw new ApiException(400, "the request body must be a JSON object");
         }
         catch (JsonException e)
         {
-            throw new ApiException(400, $"malformed JSON in the request body: {e.Message}");
+            throw new ApiException(400, $"malformed JSON in the request body: {e.Message.ReplaceLineEndings(" ")}");
         }
     }
 

@@ -146,20 +146,28 @@ public sealed record LlamaConfig
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(json) as JsonObject ?? throw new FormatException($"{source}: expected a JSON object");
+            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+                ?? throw new FormatException($"{source}: expected a JSON object");
         }
         catch (JsonException e)
         {
-            throw new FormatException($"{source}: invalid JSON ({e.Message.Split('\n')[0]})");
+            throw new FormatException($"{source}: invalid JSON ({e.Message.ReplaceLineEndings(" ")})");
         }
-        if (root["model_type"] is JsonNode type && type.GetValueKind() == JsonValueKind.String && (string)type! != "llama")
-            throw new FormatException($"{source}: model_type is '{(string)type!}', expected 'llama'");
-        if (root["hidden_act"] is JsonNode act && act.GetValueKind() == JsonValueKind.String && (string)act! != "silu")
-            throw new FormatException($"{source}: hidden_act is '{(string)act!}', only 'silu' is supported");
-
-        int Int(string field, int? fallback = null)
+        string? Text(string field)
         {
-            var node = root[field];
+            if (root[field] is not JsonNode node || node.GetValueKind() != JsonValueKind.String) return null;
+            // Strings are decoded lazily: an escaped lone surrogate (\ud800) surfaces here.
+            try { return node.GetValue<string>(); }
+            catch (InvalidOperationException) { throw new FormatException($"{source}: field {field} is not valid text (an unpaired UTF-16 surrogate escape)"); }
+        }
+        if (Text("model_type") is string type && type != "llama")
+            throw new FormatException($"{source}: model_type is '{type}', expected 'llama'");
+        if (Text("hidden_act") is string act && act != "silu")
+            throw new FormatException($"{source}: hidden_act is '{act}', only 'silu' is supported");
+
+        int Int(string field, int? fallback = null) => IntOf(root[field], field, fallback);
+        int IntOf(JsonNode? node, string field, int? fallback)
+        {
             if (node is null || node.GetValueKind() == JsonValueKind.Null)
                 return fallback ?? throw new FormatException($"{source}: missing field {field}");
             try { return node.GetValue<int>(); }
@@ -188,7 +196,7 @@ public sealed record LlamaConfig
         }
         // Hugging Face allows a list of end tokens; the first is the one Loom emits.
         int TokenId(string field) =>
-            root[field] is JsonArray list ? (list.Count == 0 ? -1 : list[0]?.GetValue<int>() ?? -1) : Int(field, -1);
+            root[field] is JsonArray list ? (list.Count == 0 ? -1 : IntOf(list[0], $"{field}[0]", -1)) : Int(field, -1);
         int heads = Int("num_attention_heads");
         var config = new LlamaConfig
         {

@@ -215,6 +215,8 @@ public sealed class GgufReader : IDisposable
             var info = new GgufTensorInfo(name, dims, typeId, offset);
             if (!tensorsByName.TryAdd(name, info))
                 throw Error($"duplicate tensor '{name}'");
+            if (offset > (ulong)FileLength)
+                throw Error($"tensor '{name}' data offset {offset} is past the end of the file ({FileLength} bytes)");
             if (offset % (ulong)Alignment != 0)
                 throw Error($"tensor '{name}' data offset {offset} is not a multiple of the alignment {Alignment}");
             if (GgmlTypes.IsKnown(typeId) && dims[0] % GgmlTypes.BlockSize((GgmlType)typeId) != 0)
