@@ -15,6 +15,7 @@ public static class Program
             case "retrieval-latency": return RetrievalLatencyBenchmark.RunAsync(args[1..]).GetAwaiter().GetResult();
             case "logs": return LogsBench.Run(args[1..]);
             case "fuzz": return FuzzBench.Run(args[1..]);
+            case "soak": return SoakBench.Run(args[1..]);
             default:
                 Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs, fuzz, soak");
                 return 2;

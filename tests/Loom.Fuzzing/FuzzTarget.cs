@@ -18,6 +18,9 @@ public sealed class FuzzTarget
     /// <summary>The exception types (and their subclasses) the parser documents for bad input.</summary>
     public IReadOnlyList<Type> Rejections { get; init; } = [];
 
+    /// <summary>Share of a long run's executions, roughly in proportion to the target's speed so that every target gets minutes, not seconds.</summary>
+    public int Weight { get; init; } = 1;
+
     /// <summary>Text formats get number-literal, invalid-UTF-8 and nesting mutations.</summary>
     public bool IsText { get; init; }
 

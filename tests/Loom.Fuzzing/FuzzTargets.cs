@@ -30,13 +30,13 @@ public static class FuzzTargets
     public static IReadOnlyList<FuzzTarget> All { get; } =
     [
         Gguf(), SafeTensorsTarget(), Config(), TokenizerTarget(), Feedback(), Corpus(),
-        Document("pdf", ".pdf", isText: false, ["%PDF-1.7", "obj", "endobj", "stream", "endstream", "xref", "trailer", "startxref", "/Length 999999999", "/Type /Page", "/Kids [", "<<", ">>", "0 R", "/Filter /FlateDecode", "%%EOF", "-1", "99999999999"], [("<<", ">>"), ("[", "]")]),
-        Document("html", ".html", isText: true, ["<p>", "</p>", "<h1>", "<table><tr><td>", "<pre>", "<script>", "<!--", "-->", "<![CDATA[", "&amp;", "&#x0;", "&#1114112;", "<title>", "<li>", "<svg>", "<math>", "<template>"], [("<div>", "</div>"), ("<li><ul>", "</ul></li>"), ("<table><tr><td>", "</td></tr></table>"), ("<b>", "</b>")]),
-        Document("csv", ".csv", isText: true, ["\"", "\"\"", ",", "\n", "\r\n", "\r", ",,,,", "\"a\nb\""], []),
-        Document("json", ".json", isText: true, JsonTokens, JsonNesting),
-        Document("jsonl", ".jsonl", isText: true, JsonTokens, JsonNesting),
-        Document("markdown", ".md", isText: true, ["# ", "###### ", "```", "~~~", "\n\n", "    ", "- ", "> ", "| a | b |", "#######", "```cs\n"], [("> ", ""), ("- ", "")]),
-        Document("text", ".txt", isText: true, ["\n", "\n\n", ". ", "! ", "\t", "\u00a0", "\u2028", "\r"], []),
+        Document("pdf", ".pdf", 2, isText: false, ["%PDF-1.7", "obj", "endobj", "stream", "endstream", "xref", "trailer", "startxref", "/Length 999999999", "/Type /Page", "/Kids [", "<<", ">>", "0 R", "/Filter /FlateDecode", "%%EOF", "-1", "99999999999"], [("<<", ">>"), ("[", "]")]),
+        Document("html", ".html", 2, isText: true, ["<p>", "</p>", "<h1>", "<table><tr><td>", "<pre>", "<script>", "<!--", "-->", "<![CDATA[", "&amp;", "&#x0;", "&#1114112;", "<title>", "<li>", "<svg>", "<math>", "<template>"], [("<div>", "</div>"), ("<li><ul>", "</ul></li>"), ("<table><tr><td>", "</td></tr></table>"), ("<b>", "</b>")]),
+        Document("csv", ".csv", 10, isText: true, ["\"", "\"\"", ",", "\n", "\r\n", "\r", ",,,,", "\"a\nb\""], []),
+        Document("json", ".json", 6, isText: true, JsonTokens, JsonNesting),
+        Document("jsonl", ".jsonl", 4, isText: true, JsonTokens, JsonNesting),
+        Document("markdown", ".md", 2, isText: true, ["# ", "###### ", "```", "~~~", "\n\n", "    ", "- ", "> ", "| a | b |", "#######", "```cs\n"], [("> ", ""), ("- ", "")]),
+        Document("text", ".txt", 6, isText: true, ["\n", "\n\n", ". ", "! ", "\t", "\u00a0", "\u2028", "\r"], []),
         Logs(),
         Request("request-chat", "POST /v1/chat/completions", body => OpenAiProtocol.ParseCompletion(body, chat: true)),
         Request("request-completion", "POST /v1/completions", body => OpenAiProtocol.ParseCompletion(body, chat: false)),
@@ -57,6 +57,7 @@ public static class FuzzTargets
     static FuzzTarget Gguf() => new()
     {
         Name = "gguf",
+        Weight = 3,
         Description = "LlamaGguf.Import (GgufReader header, hyperparameters, tensors, vocabulary) of a .gguf file, then the tokenizer on a sample",
         Rejections = [typeof(GgufException)],
         Fields = FormatFields.Gguf,
@@ -75,6 +76,7 @@ public static class FuzzTargets
     static FuzzTarget SafeTensorsTarget() => new()
     {
         Name = "safetensors",
+        Weight = 10,
         Description = "SafeTensors.Read of a model.safetensors stream (8-byte length, JSON header, data)",
         Rejections = [typeof(InvalidDataException)],
         IsText = true,
@@ -92,6 +94,7 @@ public static class FuzzTargets
     static FuzzTarget Config() => new()
     {
         Name = "config",
+        Weight = 6,
         Description = "LlamaConfig.Load of a Hugging Face config.json",
         Rejections = [typeof(FormatException)],
         IsText = true,
@@ -108,6 +111,7 @@ public static class FuzzTargets
     static FuzzTarget TokenizerTarget() => new()
     {
         Name = "tokenizer",
+        Weight = 6,
         Description = "Tokenizer.Load of a tokenizer.json (byte-level BPE or characters), then encode and decode a sample",
         Rejections = [typeof(InvalidDataException)],
         IsText = true,
@@ -120,7 +124,8 @@ public static class FuzzTargets
     static FuzzTarget Feedback() => new()
     {
         Name = "feedback",
-        Description = "FeedbackDatasets.Read and ReadPrompts of a JSONL file (SFT messages, prompt/completion, comparisons, rankings, ratings, corrections): lenient mode never throws, strict mode throws FormatException",
+        Weight = 4,
+        Description = "FeedbackDatasets.Read and ReadPrompts of a JSONL file (SFT messages, prompt/completion, comparisons, rankings, ratings, corrections): lenient mode never throws and gives one-line reasons, strict mode throws FormatException",
         Rejections = [typeof(FormatException)],
         IsText = true,
         Dictionary = [.. JsonTokens, "\"messages\":", "\"role\":", "\"content\":", "\"system\"", "\"user\"", "\"assistant\"", "\"prompt\":", "\"completion\":", "\"chosen\":",
@@ -132,15 +137,18 @@ public static class FuzzTargets
             var lenient = FeedbackDatasets.Read(path);
             foreach (string skipped in lenient.Skipped)
                 if (skipped.Contains('\n')) throw new FuzzCheckException($"FeedbackDatasets skipped a line with a multi-line reason: {skipped.Split('\n')[0]}");
-            FeedbackDatasets.ReadPrompts(path, [], strict: false);
+            var promptsSkipped = new List<string>();
+            FeedbackDatasets.ReadPrompts(path, promptsSkipped, strict: false);
+            foreach (string reason in promptsSkipped)
+                if (reason.Contains('\n')) throw new FuzzCheckException($"FeedbackDatasets.ReadPrompts skipped a line with a multi-line reason: {reason.Split('\n')[0]}");
             FeedbackDatasets.Read(path, strict: true);
-            FeedbackDatasets.ReadPrompts(path, [], strict: true);
         },
     };
 
     static FuzzTarget Corpus() => new()
     {
         Name = "corpus",
+        Weight = 2,
         Description = "TextCorpus.Open of a pretraining text file, then every chunk of its documents",
         Rejections = [typeof(InvalidDataException)],
         IsText = true,
@@ -153,9 +161,10 @@ public static class FuzzTargets
         },
     };
 
-    static FuzzTarget Document(string name, string extension, bool isText, string[] dictionary, (string, string)[] nesting) => new()
+    static FuzzTarget Document(string name, string extension, int weight, bool isText, string[] dictionary, (string, string)[] nesting) => new()
     {
         Name = name,
+        Weight = weight,
         Description = $"FileReader.Read of a {extension} file as ingestion reads it, then Chunker.Split of its text; a bad file is a skip reason, never an exception",
         IsText = isText,
         Dictionary = dictionary,
@@ -175,6 +184,7 @@ public static class FuzzTargets
     static FuzzTarget Logs() => new()
     {
         Name = "logs",
+        Weight = 2,
         Description = "LogLineSplitter over a log stream (4 KB line limit), then LogParser.Parse (layout header, masking, template mining) and ToJson of each line; the preset is chosen by the input's length, and a parser mines up to 500 inputs in a row",
         IsText = true,
         Dictionary = ["\n", "\r\n", "\r", "\u0000", "blk_-1234", "0x7fff", "192.168.0.1:8080", "/var/log/a/b", "081109 203615 148 INFO dfs.DataNode: ", "<*>", "[", "]", "-",
@@ -204,6 +214,7 @@ public static class FuzzTargets
     static FuzzTarget Request(string name, string endpoint, Action<System.Text.Json.Nodes.JsonObject> parse) => new()
     {
         Name = name,
+        Weight = 15,
         Description = $"OpenAiProtocol.ParseObject and the typed parse of a {endpoint} body",
         Rejections = [typeof(ApiException)],
         IsText = true,

@@ -8,7 +8,7 @@ namespace Loom.Bench;
 
 /// <summary>
 /// The long fuzzing run: every target of <see cref="FuzzTargets"/> (or one) on mutations of its seeds in
-/// tests/fuzz-corpus, the total executions split evenly between targets. Prints executions, exec/s,
+/// tests/fuzz-corpus, the total executions shared by <see cref="FuzzTarget.Weight"/> (fast parsers get more). Prints executions, exec/s,
 /// crashes and hangs per target, saves each new crash or hang input under the crash folder, and writes
 /// the summary to bench/results/fuzz-DATE.txt.
 /// Usage: fuzz [--executions N] [--target NAME] [--seed N] [--crashes DIR] [--write-seeds] [--target NAME --replay FILE]
@@ -49,21 +49,21 @@ public static class FuzzBench
             return Replay(FuzzTargets.Find(only ?? throw new ArgumentException("--replay needs --target")), File.ReadAllBytes(replay));
 
         var targets = only is null ? FuzzTargets.All : [FuzzTargets.Find(only)];
-        long perTarget = Math.Max(1, executions / targets.Count);
-        var options = new FuzzOptions { Executions = perTarget, Seed = seed, CrashFolder = crashes };
-        Console.WriteLine($"fuzz: {targets.Count} targets x {perTarget:N0} executions, seed {seed}, hang limit {options.HangLimit.TotalSeconds:F0} s, {Environment.ProcessorCount} cores");
+        int weights = targets.Sum(t => t.Weight);
+        var options = new FuzzOptions { Seed = seed, CrashFolder = crashes };
+        Console.WriteLine($"fuzz: {targets.Count} targets, {executions:N0} executions shared by weight, seed {seed}, hang limit {options.HangLimit.TotalSeconds:F0} s, {Environment.ProcessorCount} cores");
         var reports = new List<FuzzReport>();
         var clock = Stopwatch.StartNew();
         foreach (var target in targets)
         {
-            var report = FuzzRunner.Run(target, FuzzTargets.Seeds(corpus, target), options,
+            var report = FuzzRunner.Run(target, FuzzTargets.Seeds(corpus, target), options with { Executions = Math.Max(1, executions * target.Weight / weights) },
                 finding => Console.WriteLine($"  {finding.Kind.ToUpperInvariant()} {finding.Target} #{finding.Execution}: {finding.Reason}\n    input: {finding.Preview()}" + (finding.SavedPath is null ? "" : $"\n    saved: {finding.SavedPath}")));
             reports.Add(report);
             Console.WriteLine(Row(report));
         }
 
         var summary = new StringBuilder();
-        summary.AppendLine($"Loom fuzz run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC: seed {seed}, {perTarget:N0} executions per target, hang limit {options.HangLimit.TotalSeconds:F0} s, {Environment.ProcessorCount} cores, {clock.Elapsed.TotalMinutes:F1} min");
+        summary.AppendLine($"Loom fuzz run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC: seed {seed}, {executions:N0} executions shared by target weight, hang limit {options.HangLimit.TotalSeconds:F0} s, {Environment.ProcessorCount} cores, {clock.Elapsed.TotalMinutes:F1} min");
         summary.AppendLine(Header());
         foreach (var report in reports) summary.AppendLine(Row(report));
         long total = reports.Sum(r => r.Executions);

@@ -148,10 +148,16 @@ public sealed record LlamaConfig
         {
             root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
                 ?? throw new FormatException($"{source}: expected a JSON object");
+            // Field names are decoded when first looked up: an escaped lone surrogate (\ud800) in one surfaces here, not in the lookups below.
+            _ = root.Count;
         }
         catch (JsonException e)
         {
             throw new FormatException($"{source}: invalid JSON ({e.Message.ReplaceLineEndings(" ")})");
+        }
+        catch (InvalidOperationException)
+        {
+            throw new FormatException($"{source}: a field name is not valid text (an unpaired UTF-16 surrogate escape)");
         }
         string? Text(string field)
         {

@@ -106,6 +106,11 @@ public static class SafeTensors
         {
             throw new InvalidDataException($"{source}: header is not valid JSON ({e.Message.ReplaceLineEndings(" ")})");
         }
+        catch (InvalidOperationException)
+        {
+            // The duplicate check decodes every name: an escaped lone surrogate (\ud800) in one surfaces here.
+            throw new InvalidDataException($"{source}: header holds a string that is not valid text (an unpaired UTF-16 surrogate escape)");
+        }
 
         var metadata = new Dictionary<string, string>();
         var entries = new List<Entry>();
