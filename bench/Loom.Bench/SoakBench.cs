@@ -48,6 +48,7 @@ public static class SoakBench
         public readonly Dictionary<string, long> ByOutcome = new(StringComparer.Ordinal);
         public readonly Dictionary<string, long> ByKind = new(StringComparer.Ordinal);
         public readonly List<double> ValidMilliseconds = [];
+        public readonly List<double> GenerationMilliseconds = [];
         public readonly List<string> ServerErrors = [];
         public long Requests;
 
@@ -58,7 +59,11 @@ public static class SoakBench
                 Requests++;
                 ByKind[kind] = ByKind.GetValueOrDefault(kind) + 1;
                 ByOutcome[outcome] = ByOutcome.GetValueOrDefault(outcome) + 1;
-                if (validMilliseconds is double ms) ValidMilliseconds.Add(ms);
+                if (validMilliseconds is double ms)
+                {
+                    ValidMilliseconds.Add(ms);
+                    if (kind is "chat" or "chat-stream" or "completion") GenerationMilliseconds.Add(ms);
+                }
             }
         }
     }
@@ -71,7 +76,8 @@ public static class SoakBench
             string text = File.ReadAllText(BenchPaths.SharedData("tinyshakespeare.txt"));
             var tokenizer = BpeTrainer.Train([text[..100_000]], 512);
             var config = new LlamaConfig { VocabSize = tokenizer.VocabSize, Dim = 64, Layers = 2, Heads = 4, KvHeads = 2, HiddenDim = 128, MaxSeq = 256 };
-            string checkpoint = Path.Combine(folder, "checkpoint");
+            // The served model is named after its folder: "soak", the name every request asks for.
+            string checkpoint = Path.Combine(folder, "soak");
             Checkpoint.Save(checkpoint, new Transformer(config, 5), tokenizer.Save);
 
             using var server = await ServerProcess.StartAsync(checkpoint);
@@ -80,6 +86,8 @@ public static class SoakBench
                 BaseAddress = server.Address,
                 Timeout = TimeSpan.FromSeconds(60),
             };
+            string first = await Post(http, "/v1/chat/completions", Chat(new Random(seed), stream: false));
+            if (first != "200") throw new InvalidOperationException($"soak: a valid chat request got {first}, not 200; the traffic would not exercise generation");
             Console.WriteLine($"soak: loom serve pid {server.Pid} at {server.Address}, {config.ParameterCount / 1e6:F2}M parameters, {clientCount} clients, {duration.TotalMinutes:F1} min, max_tokens limit {MaxTokensLimit}");
 
             var tally = new Tally();
@@ -106,12 +114,14 @@ public static class SoakBench
             bool alive = server.IsRunning;
 
             var latencies = tally.ValidMilliseconds.Order().ToList();
-            double Percentile(double p) => latencies.Count == 0 ? double.NaN : latencies[Math.Min(latencies.Count - 1, (int)(p * latencies.Count))];
+            var generation = tally.GenerationMilliseconds.Order().ToList();
+            static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(p * sorted.Count))];
             long serverErrors = tally.ByOutcome.Where(p => p.Key.StartsWith('5')).Sum(p => p.Value);
             double growth = (endRss - warmRss) / (double)warmRss;
             var report = new StringBuilder();
             report.AppendLine($"Loom soak {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC: loom serve (separate process), {config.ParameterCount / 1e6:F2}M-parameter random model, {clientCount} clients, {clock.Elapsed.TotalMinutes:F1} min, {Environment.ProcessorCount} cores");
-            report.AppendLine($"requests served: {tally.Requests:N0} ({tally.Requests / clock.Elapsed.TotalSeconds:F1}/s), valid {latencies.Count:N0}: p50 {Percentile(0.50):F0} ms, p99 {Percentile(0.99):F0} ms, max {(latencies.Count == 0 ? double.NaN : latencies[^1]):F0} ms");
+            report.AppendLine($"requests served: {tally.Requests:N0} ({tally.Requests / clock.Elapsed.TotalSeconds:F1}/s); valid answered 2xx: {latencies.Count:N0}, p50 {Percentile(latencies, 0.50):F0} ms, p99 {Percentile(latencies, 0.99):F0} ms, max {(latencies.Count == 0 ? double.NaN : latencies[^1]):F0} ms");
+            report.AppendLine($"of which chat and completions (up to 31 tokens, some streamed): {generation.Count:N0}, p50 {Percentile(generation, 0.50):F0} ms, p99 {Percentile(generation, 0.99):F0} ms");
             report.AppendLine($"status codes: {string.Join(", ", tally.ByOutcome.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}: {p.Value:N0}"))}");
             report.AppendLine($"request kinds: {string.Join(", ", tally.ByKind.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value:N0}"))}");
             report.AppendLine($"server RSS: {warmRss / 1e6:F1} MB after {warmUp.TotalSeconds:F0} s warm-up, {endRss / 1e6:F1} MB at the end ({growth:+0.0%;-0.0%}), peak sampled {peakRss / 1e6:F1} MB; server {(alive ? "still running" : "EXITED")}");

@@ -56,16 +56,6 @@ public sealed class LogTemplate
     Regex? parameterRegex;
     string? parameterRegexText;
 
-    /// <summary>
-    /// Non-backtracking where it fits: with many wildcards, (.*?) groups backtrack exponentially on a line that almost
-    /// fits (a second per line, until the timeout). A template too large for its automaton keeps the backtracking engine.
-    /// </summary>
-    static Regex Build(string pattern)
-    {
-        try { return new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.Singleline | RegexOptions.NonBacktracking, TimeSpan.FromSeconds(1)); }
-        catch (NotSupportedException) { return new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.Singleline, TimeSpan.FromSeconds(1)); }
-    }
-
     /// <summary>The values the wildcards of this template take in <paramref name="content"/> (empty when it no longer lines up).</summary>
     public IReadOnlyList<string> Parameters(string content)
     {
@@ -80,7 +70,7 @@ public sealed class LogTemplate
                 pattern.Append(Regex.Replace(Regex.Escape(piece), @"(\\ )+", @"\s*"));
             }
             pattern.Append('$');
-            parameterRegex = Build(pattern.ToString());
+            parameterRegex = new Regex(pattern.ToString(), RegexOptions.CultureInvariant | RegexOptions.Singleline, TimeSpan.FromSeconds(1));
             parameterRegexText = text;
         }
         Match match;

@@ -171,6 +171,12 @@ public sealed record LlamaConfig
         if (Text("hidden_act") is string act && act != "silu")
             throw new FormatException($"{source}: hidden_act is '{act}', only 'silu' is supported");
 
+        // A value quoted in an error: serializing a string with an escaped lone surrogate would itself throw.
+        static string Shown(JsonNode node)
+        {
+            try { return node.ToJsonString(); }
+            catch (InvalidOperationException) { return "a string that is not valid text"; }
+        }
         int Int(string field, int? fallback = null) => IntOf(root[field], field, fallback);
         int IntOf(JsonNode? node, string field, int? fallback)
         {
@@ -179,14 +185,14 @@ public sealed record LlamaConfig
             try { return node.GetValue<int>(); }
             catch (Exception e) when (e is FormatException or InvalidOperationException)
             {
-                throw new FormatException($"{source}: field {field} must be an integer, got {node.ToJsonString()}");
+                throw new FormatException($"{source}: field {field} must be an integer, got {Shown(node)}");
             }
         }
         float Float(string field, float fallback)
         {
             var node = root[field];
             if (node is null || node.GetValueKind() == JsonValueKind.Null) return fallback;
-            if (node.GetValueKind() != JsonValueKind.Number) throw new FormatException($"{source}: field {field} must be a number, got {node.ToJsonString()}");
+            if (node.GetValueKind() != JsonValueKind.Number) throw new FormatException($"{source}: field {field} must be a number, got {Shown(node)}");
             return (float)node.GetValue<double>();
         }
         bool Bool(string field, bool fallback)
@@ -197,7 +203,7 @@ public sealed record LlamaConfig
             {
                 JsonValueKind.True => true,
                 JsonValueKind.False => false,
-                _ => throw new FormatException($"{source}: field {field} must be true or false, got {node.ToJsonString()}"),
+                _ => throw new FormatException($"{source}: field {field} must be true or false, got {Shown(node)}"),
             };
         }
         // Hugging Face allows a list of end tokens; the first is the one Loom emits.

@@ -191,7 +191,7 @@ internal static class TokenizerJson
         }
         catch (InvalidDataException error)
         {
-            throw new InvalidDataException($"{file}: {error.Message}");
+            throw new InvalidDataException($"{file}: {error.Message.ReplaceLineEndings(" ")}");
         }
         throw new InvalidDataException($"{file}: only byte-level BPE and character vocabularies are supported");
     }
@@ -233,7 +233,7 @@ internal static class TokenizerJson
     }
 
     private static bool IsSingleRune(string token) =>
-        Rune.TryGetRuneAt(token, 0, out var rune) && rune.Utf16SequenceLength == token.Length;
+        token.Length > 0 && Rune.TryGetRuneAt(token, 0, out var rune) && rune.Utf16SequenceLength == token.Length;
 
     private static void WriteHeader(Utf8JsonWriter writer)
     {

@@ -152,7 +152,8 @@ public sealed class GgufReader : IDisposable
 
     public float[] ReadFloats(string name) => ReadFloats(Tensor(name));
 
-    public GgufException Error(string message) => new($"{Path}: {message}");
+    /// <summary>An error naming the file; names and strings quoted from the file cannot break it over lines.</summary>
+    public GgufException Error(string message) => new($"{Path}: {message}".ReplaceLineEndings(" "));
 
     public void Dispose() => handle.Dispose();
 
