@@ -108,7 +108,7 @@ public static class OpenAiProtocol
                 string role = String(message, "role") ?? throw new ApiException(400, $"messages[{i}].role is missing", param: $"messages[{i}].role");
                 if (role == "developer") role = "system";
                 if (role is not ("system" or "user" or "assistant"))
-                    throw new ApiException(400, $"messages[{i}].role '{role}' is not supported (system, user, assistant)", param: $"messages[{i}].role");
+                    throw new ApiException(400, $"messages[{i}].role '{role.ReplaceLineEndings(" ")}' is not supported (system, user, assistant)", param: $"messages[{i}].role");
                 turns.Add(new Loom.Text.ChatTurn(role, Content(message["content"], $"messages[{i}].content")));
             }
             messages = turns;

@@ -167,9 +167,9 @@ public sealed record LlamaConfig
             catch (InvalidOperationException) { throw new FormatException($"{source}: field {field} is not valid text (an unpaired UTF-16 surrogate escape)"); }
         }
         if (Text("model_type") is string type && type != "llama")
-            throw new FormatException($"{source}: model_type is '{type}', expected 'llama'");
+            throw new FormatException($"{source}: model_type is '{type.ReplaceLineEndings(" ")}', expected 'llama'");
         if (Text("hidden_act") is string act && act != "silu")
-            throw new FormatException($"{source}: hidden_act is '{act}', only 'silu' is supported");
+            throw new FormatException($"{source}: hidden_act is '{act.ReplaceLineEndings(" ")}', only 'silu' is supported");
 
         // A value quoted in an error: serializing a string with an escaped lone surrogate would itself throw.
         static string Shown(JsonNode node)

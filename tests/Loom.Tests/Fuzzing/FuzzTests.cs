@@ -145,6 +145,7 @@ public class FuzzTests
     [Theory]
     [InlineData("request-chat", "regression-duplicate-field.json", "Duplicate")]
     [InlineData("request-completion", "regression-multiline-message.json", "malformed JSON")]
+    [InlineData("request-chat", "regression-multiline-role.json", "messages[0].role 'us ' is not supported")]
     public void RequestBodiesAreOneLine400s(string target, string file, string expected)
     {
         var error = OneLine<ApiException>(() => OpenAiProtocol.ParseCompletion(OpenAiProtocol.ParseObject(File.ReadAllBytes(Regression(target, file))), chat: target == "request-chat"));
@@ -157,6 +158,7 @@ public class FuzzTests
     [InlineData("regression-surrogate-name.json", "field name is not valid text")]
     [InlineData("regression-surrogate-value.json", "model_type is not valid text")]
     [InlineData("regression-surrogate-int.json", "field intermediate_size must be an integer, got a string that is not valid text")]
+    [InlineData("regression-multiline-model-type.json", "model_type is 'lla ullud800ma', expected 'llama'")]
     public void ConfigJsonCrashesAreOneLineFormatErrors(string file, string expected) =>
         Assert.Contains(expected, OneLine<FormatException>(() => LlamaConfig.Load(Regression("config", file))).Message);
 
