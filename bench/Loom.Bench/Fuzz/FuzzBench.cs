@@ -56,7 +56,7 @@ public static class FuzzBench
         var clock = Stopwatch.StartNew();
         foreach (var target in targets)
         {
-            var report = FuzzRunner.Run(target, FuzzTargets.Seeds(corpus, target), options with { Executions = Math.Max(1, executions * target.Weight / weights) },
+            var report = FuzzRunner.Run(target, FuzzTargets.Seeds(corpus, target), options with { Executions = Math.Max(1, (executions * target.Weight + weights - 1) / weights) },
                 finding => Console.WriteLine($"  {finding.Kind.ToUpperInvariant()} {finding.Target} #{finding.Execution}: {finding.Reason}\n    input: {finding.Preview()}" + (finding.SavedPath is null ? "" : $"\n    saved: {finding.SavedPath}")));
             reports.Add(report);
             Console.WriteLine(Row(report));
