@@ -16,8 +16,10 @@ public static class Program
             case "logs": return LogsBench.Run(args[1..]);
             case "structured": return StructuredBench.Run(args[1..]);
             case "eval-cache": return EvalCacheBench.RunAsync(args[1..]).GetAwaiter().GetResult();
+            case "fuzz": return FuzzBench.Run(args[1..]);
+            case "soak": return SoakBench.Run(args[1..]);
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs, structured, eval-cache");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs, structured, eval-cache, fuzz, soak");
                 return 2;
         }
     }

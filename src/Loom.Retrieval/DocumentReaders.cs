@@ -253,6 +253,19 @@ public static class FileReader
     /// <summary>JSON flattened to "path: value" lines (validates the JSON on the way).</summary>
     static string ReadJson(string raw, bool lines)
     {
+        try
+        {
+            return FlattenJson(raw, lines);
+        }
+        catch (InvalidOperationException)
+        {
+            // System.Text.Json decodes strings lazily: an escaped lone surrogate (\ud800) surfaces while flattening.
+            throw new FormatException("a string is not valid text (an unpaired UTF-16 surrogate escape)");
+        }
+    }
+
+    static string FlattenJson(string raw, bool lines)
+    {
         var text = new StringBuilder();
         if (lines)
         {

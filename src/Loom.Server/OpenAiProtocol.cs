@@ -6,9 +6,12 @@ using Microsoft.Extensions.AI;
 
 namespace Loom.Server;
 
-/// <summary>A request the server refuses, with the HTTP status and OpenAI error fields it answers with.</summary>
+/// <summary>
+/// A request the server refuses, with the HTTP status and OpenAI error fields it answers with. The message is one line
+/// even when it quotes a request's own text (a role, a tool name, a format type) that holds line breaks.
+/// </summary>
 public sealed class ApiException(int status, string message, string type = "invalid_request_error", string? param = null, string? code = null)
-    : Exception(message)
+    : Exception(message.ReplaceLineEndings(" "))
 {
     public int Status { get; } = status;
     public string Type { get; } = type;
@@ -71,11 +74,12 @@ public static class OpenAiProtocol
         try
         {
             CheckStrings(body);
-            return JsonNode.Parse(body) as JsonObject ?? throw new ApiException(400, "the request body must be a JSON object");
+            return JsonNode.Parse(body, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+                ?? throw new ApiException(400, "the request body must be a JSON object");
         }
         catch (JsonException e)
         {
-            throw new ApiException(400, $"malformed JSON in the request body: {e.Message}");
+            throw new ApiException(400, $"malformed JSON in the request body: {e.Message.ReplaceLineEndings(" ")}");
         }
     }
 

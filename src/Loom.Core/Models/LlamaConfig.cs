@@ -146,33 +146,53 @@ public sealed record LlamaConfig
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(json) as JsonObject ?? throw new FormatException($"{source}: expected a JSON object");
+            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+                ?? throw new FormatException($"{source}: expected a JSON object");
+            // Field names are decoded when first looked up: an escaped lone surrogate (\ud800) in one surfaces here, not in the lookups below.
+            _ = root.Count;
         }
         catch (JsonException e)
         {
-            throw new FormatException($"{source}: invalid JSON ({e.Message.Split('\n')[0]})");
+            throw new FormatException($"{source}: invalid JSON ({e.Message.ReplaceLineEndings(" ")})");
         }
-        if (root["model_type"] is JsonNode type && type.GetValueKind() == JsonValueKind.String && (string)type! != "llama")
-            throw new FormatException($"{source}: model_type is '{(string)type!}', expected 'llama'");
-        if (root["hidden_act"] is JsonNode act && act.GetValueKind() == JsonValueKind.String && (string)act! != "silu")
-            throw new FormatException($"{source}: hidden_act is '{(string)act!}', only 'silu' is supported");
-
-        int Int(string field, int? fallback = null)
+        catch (InvalidOperationException)
         {
-            var node = root[field];
+            throw new FormatException($"{source}: a field name is not valid text (an unpaired UTF-16 surrogate escape)");
+        }
+        string? Text(string field)
+        {
+            if (root[field] is not JsonNode node || node.GetValueKind() != JsonValueKind.String) return null;
+            // Strings are decoded lazily: an escaped lone surrogate (\ud800) surfaces here.
+            try { return node.GetValue<string>(); }
+            catch (InvalidOperationException) { throw new FormatException($"{source}: field {field} is not valid text (an unpaired UTF-16 surrogate escape)"); }
+        }
+        if (Text("model_type") is string type && type != "llama")
+            throw new FormatException($"{source}: model_type is '{type.ReplaceLineEndings(" ")}', expected 'llama'");
+        if (Text("hidden_act") is string act && act != "silu")
+            throw new FormatException($"{source}: hidden_act is '{act.ReplaceLineEndings(" ")}', only 'silu' is supported");
+
+        // A value quoted in an error: serializing a string with an escaped lone surrogate would itself throw.
+        static string Shown(JsonNode node)
+        {
+            try { return node.ToJsonString(); }
+            catch (InvalidOperationException) { return "a string that is not valid text"; }
+        }
+        int Int(string field, int? fallback = null) => IntOf(root[field], field, fallback);
+        int IntOf(JsonNode? node, string field, int? fallback)
+        {
             if (node is null || node.GetValueKind() == JsonValueKind.Null)
                 return fallback ?? throw new FormatException($"{source}: missing field {field}");
             try { return node.GetValue<int>(); }
             catch (Exception e) when (e is FormatException or InvalidOperationException)
             {
-                throw new FormatException($"{source}: field {field} must be an integer, got {node.ToJsonString()}");
+                throw new FormatException($"{source}: field {field} must be an integer, got {Shown(node)}");
             }
         }
         float Float(string field, float fallback)
         {
             var node = root[field];
             if (node is null || node.GetValueKind() == JsonValueKind.Null) return fallback;
-            if (node.GetValueKind() != JsonValueKind.Number) throw new FormatException($"{source}: field {field} must be a number, got {node.ToJsonString()}");
+            if (node.GetValueKind() != JsonValueKind.Number) throw new FormatException($"{source}: field {field} must be a number, got {Shown(node)}");
             return (float)node.GetValue<double>();
         }
         bool Bool(string field, bool fallback)
@@ -183,12 +203,12 @@ public sealed record LlamaConfig
             {
                 JsonValueKind.True => true,
                 JsonValueKind.False => false,
-                _ => throw new FormatException($"{source}: field {field} must be true or false, got {node.ToJsonString()}"),
+                _ => throw new FormatException($"{source}: field {field} must be true or false, got {Shown(node)}"),
             };
         }
         // Hugging Face allows a list of end tokens; the first is the one Loom emits.
         int TokenId(string field) =>
-            root[field] is JsonArray list ? (list.Count == 0 ? -1 : list[0]?.GetValue<int>() ?? -1) : Int(field, -1);
+            root[field] is JsonArray list ? (list.Count == 0 ? -1 : IntOf(list[0], $"{field}[0]", -1)) : Int(field, -1);
         int heads = Int("num_attention_heads");
         var config = new LlamaConfig
         {

@@ -98,28 +98,43 @@ public static class SafeTensors
         JsonObject header;
         try
         {
-            header = JsonNode.Parse(headerBytes) as JsonObject ?? throw new InvalidDataException($"{source}: header is not a JSON object");
+            if (!System.Text.Unicode.Utf8.IsValid(headerBytes)) throw new InvalidDataException($"{source}: header is not valid UTF-8");
+            header = JsonNode.Parse(headerBytes, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
+                ?? throw new InvalidDataException($"{source}: header is not a JSON object");
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{source}: header is not valid JSON ({e.Message.Split('\n')[0]})");
+            throw new InvalidDataException($"{source}: header is not valid JSON ({e.Message.ReplaceLineEndings(" ")})");
+        }
+        catch (InvalidOperationException)
+        {
+            // The duplicate check decodes every name: an escaped lone surrogate (\ud800) in one surfaces here.
+            throw new InvalidDataException($"{source}: header holds a string that is not valid text (an unpaired UTF-16 surrogate escape)");
         }
 
         var metadata = new Dictionary<string, string>();
         var entries = new List<Entry>();
-        foreach (var (name, node) in header)
+        try
         {
-            if (name == "__metadata__")
+            foreach (var (name, node) in header)
             {
-                if (node is not JsonObject meta) throw new InvalidDataException($"{source}: __metadata__ is not an object");
-                foreach (var (key, value) in meta)
+                if (name == "__metadata__")
                 {
-                    if (value is null || value.GetValueKind() != JsonValueKind.String) throw new InvalidDataException($"{source}: __metadata__ value '{key}' is not a string");
-                    metadata[key] = (string)value!;
+                    if (node is not JsonObject meta) throw new InvalidDataException($"{source}: __metadata__ is not an object");
+                    foreach (var (key, value) in meta)
+                    {
+                        if (value is null || value.GetValueKind() != JsonValueKind.String) throw new InvalidDataException($"{source}: __metadata__ value '{key}' is not a string");
+                        metadata[key] = (string)value!;
+                    }
+                    continue;
                 }
-                continue;
+                entries.Add(ParseEntry(name, node, source));
             }
-            entries.Add(ParseEntry(name, node, source));
+        }
+        catch (InvalidOperationException)
+        {
+            // System.Text.Json decodes strings lazily: an escaped lone surrogate (\ud800) surfaces here.
+            throw new InvalidDataException($"{source}: header holds a string that is not valid text (an unpaired UTF-16 surrogate escape)");
         }
 
         long dataLength = fileLength - 8 - (long)headerLength;

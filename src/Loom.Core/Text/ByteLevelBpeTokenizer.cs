@@ -35,9 +35,13 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         IReadOnlyList<(string Left, string Right)> merges,
         IReadOnlyDictionary<string, int> specialTokens)
     {
-        var size = Math.Max(
-            vocabulary.Count == 0 ? 0 : vocabulary.Values.Max() + 1,
-            specialTokens.Count == 0 ? 0 : specialTokens.Values.Max() + 1);
+        // Ids are 0..size-1 with no gaps, so an id at or past the token count is an error, found before the tables are allocated.
+        var largest = Math.Max(vocabulary.Count == 0 ? -1L : vocabulary.Values.Max(), specialTokens.Count == 0 ? -1L : specialTokens.Values.Max());
+        if (largest >= vocabulary.Count + specialTokens.Count)
+        {
+            throw new InvalidDataException($"vocabulary: id {largest} is beyond the {vocabulary.Count + specialTokens.Count} tokens (ids must be 0..{vocabulary.Count + specialTokens.Count - 1} with no gaps)");
+        }
+        var size = (int)largest + 1;
         idToToken = new string[size];
         idToBytes = new byte[size][];
         special = new bool[size];

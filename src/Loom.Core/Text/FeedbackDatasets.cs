@@ -70,7 +70,7 @@ public static class FeedbackDatasets
             }
             catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or KeyNotFoundException)
             {
-                string message = $"{path}:{lineNumber}: {(e is JsonException ? "malformed JSON" : e.Message)}";
+                string message = $"{path}:{lineNumber}: {(e is JsonException ? "malformed JSON" : e.Message.ReplaceLineEndings(" "))}";
                 if (strict) throw new FormatException(message, e);
                 skipped.Add(message);
             }
@@ -94,7 +94,7 @@ public static class FeedbackDatasets
             }
             catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or KeyNotFoundException)
             {
-                string message = $"{origin}: {(e is JsonException ? "malformed JSON" : e.Message)}";
+                string message = $"{origin}: {(e is JsonException ? "malformed JSON" : e.Message.ReplaceLineEndings(" "))}";
                 if (strict) throw new FormatException(message, e);
                 data.Skipped.Add(message);
             }

@@ -88,88 +88,112 @@ internal static class TokenizerJson
         JsonDocument document;
         try
         {
-            using var stream = File.OpenRead(file);
-            document = JsonDocument.Parse(stream);
+            var bytes = File.ReadAllBytes(file);
+            if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            {
+                throw new InvalidDataException($"{file}: not valid UTF-8");
+            }
+            document = JsonDocument.Parse(bytes);
         }
         catch (JsonException error)
         {
-            throw new InvalidDataException($"{file}: not valid JSON ({error.Message})");
+            throw new InvalidDataException($"{file}: not valid JSON ({error.Message.ReplaceLineEndings(" ")})");
         }
-        using (document)
+        try
         {
-            var root = document.RootElement;
-            if (!root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+            using (document)
             {
-                throw new InvalidDataException($"{file}: no \"model\" object");
+                return Read(file, document.RootElement);
             }
-            var type = model.TryGetProperty("type", out var typeElement) ? typeElement.GetString() : "BPE";
-            if (type != "BPE")
-            {
-                throw new InvalidDataException($"{file}: model.type \"{type}\" is not supported (only BPE)");
-            }
-            if (!model.TryGetProperty("vocab", out var vocabElement) || vocabElement.ValueKind != JsonValueKind.Object)
-            {
-                throw new InvalidDataException($"{file}: model.vocab is missing");
-            }
-            var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
-            foreach (var entry in vocabElement.EnumerateObject())
-            {
-                if (!entry.Value.TryGetInt32(out var id))
-                {
-                    throw new InvalidDataException($"{file}: model.vocab[\"{entry.Name}\"] is not an integer id");
-                }
-                vocabulary[entry.Name] = id;
-            }
-            var merges = new List<(string, string)>();
-            if (model.TryGetProperty("merges", out var mergesElement) && mergesElement.ValueKind == JsonValueKind.Array)
-            {
-                var index = 0;
-                foreach (var merge in mergesElement.EnumerateArray())
-                {
-                    merges.Add(ParseMerge(file, index++, merge));
-                }
-            }
-            var specials = new Dictionary<string, int>(StringComparer.Ordinal);
-            if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
-            {
-                foreach (var token in added.EnumerateArray())
-                {
-                    var content = token.GetProperty("content").GetString() ?? "";
-                    var id = token.GetProperty("id").GetInt32();
-                    if (!vocabulary.TryGetValue(content, out var vocabId) || vocabId == id)
-                    {
-                        vocabulary.Remove(content);
-                        specials[content] = id;
-                    }
-                }
-            }
-            var isByteLevel = root.TryGetProperty("pre_tokenizer", out var preTokenizer) && ContainsByteLevel(preTokenizer);
-            try
-            {
-                if (isByteLevel)
-                {
-                    return new ByteLevelBpeTokenizer(vocabulary, merges, specials);
-                }
-                if (merges.Count == 0 && specials.Count == 0 && vocabulary.Keys.All(IsSingleRune))
-                {
-                    var characters = vocabulary.OrderBy(pair => pair.Value).Select(pair => Rune.GetRuneAt(pair.Key, 0)).ToList();
-                    var tokenizer = new CharTokenizer(characters);
-                    foreach (var (token, id) in vocabulary)
-                    {
-                        if (tokenizer.TokenToId(token) != id)
-                        {
-                            throw new InvalidDataException($"model.vocab[\"{token}\"]: character ids must be in code-point order");
-                        }
-                    }
-                    return tokenizer;
-                }
-            }
-            catch (InvalidDataException error)
-            {
-                throw new InvalidDataException($"{file}: {error.Message}");
-            }
-            throw new InvalidDataException($"{file}: only byte-level BPE and character vocabularies are supported");
         }
+        catch (InvalidOperationException)
+        {
+            // System.Text.Json decodes strings lazily: an escaped lone surrogate (\ud800) surfaces where a string is read.
+            throw new InvalidDataException($"{file}: a string is not valid text (an unpaired UTF-16 surrogate escape)");
+        }
+    }
+
+    private static ITokenizer Read(string file, JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+        {
+            throw new InvalidDataException($"{file}: no \"model\" object");
+        }
+        var type = !model.TryGetProperty("type", out var typeElement) ? "BPE"
+            : typeElement.ValueKind == JsonValueKind.String ? typeElement.GetString() : typeElement.GetRawText();
+        if (type != "BPE")
+        {
+            throw new InvalidDataException($"{file}: model.type \"{type}\" is not supported (only BPE)");
+        }
+        if (!model.TryGetProperty("vocab", out var vocabElement) || vocabElement.ValueKind != JsonValueKind.Object)
+        {
+            throw new InvalidDataException($"{file}: model.vocab is missing");
+        }
+        var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var entry in vocabElement.EnumerateObject())
+        {
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out var id))
+            {
+                throw new InvalidDataException($"{file}: model.vocab[\"{entry.Name}\"] is not an integer id");
+            }
+            vocabulary[entry.Name] = id;
+        }
+        var merges = new List<(string, string)>();
+        if (model.TryGetProperty("merges", out var mergesElement) && mergesElement.ValueKind == JsonValueKind.Array)
+        {
+            var index = 0;
+            foreach (var merge in mergesElement.EnumerateArray())
+            {
+                merges.Add(ParseMerge(file, index++, merge));
+            }
+        }
+        var specials = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
+        {
+            var index = 0;
+            foreach (var token in added.EnumerateArray())
+            {
+                if (token.ValueKind != JsonValueKind.Object
+                    || !token.TryGetProperty("content", out var contentElement) || contentElement.ValueKind != JsonValueKind.String
+                    || !token.TryGetProperty("id", out var idElement) || idElement.ValueKind != JsonValueKind.Number || !idElement.TryGetInt32(out var id))
+                {
+                    throw new InvalidDataException($"{file}: added_tokens[{index}] needs a string \"content\" and an integer \"id\"");
+                }
+                index++;
+                var content = contentElement.GetString()!;
+                if (!vocabulary.TryGetValue(content, out var vocabId) || vocabId == id)
+                {
+                    vocabulary.Remove(content);
+                    specials[content] = id;
+                }
+            }
+        }
+        var isByteLevel = root.TryGetProperty("pre_tokenizer", out var preTokenizer) && ContainsByteLevel(preTokenizer);
+        try
+        {
+            if (isByteLevel)
+            {
+                return new ByteLevelBpeTokenizer(vocabulary, merges, specials);
+            }
+            if (merges.Count == 0 && specials.Count == 0 && vocabulary.Keys.All(IsSingleRune))
+            {
+                var characters = vocabulary.OrderBy(pair => pair.Value).Select(pair => Rune.GetRuneAt(pair.Key, 0)).ToList();
+                var tokenizer = new CharTokenizer(characters);
+                foreach (var (token, id) in vocabulary)
+                {
+                    if (tokenizer.TokenToId(token) != id)
+                    {
+                        throw new InvalidDataException($"model.vocab[\"{token}\"]: character ids must be in code-point order");
+                    }
+                }
+                return tokenizer;
+            }
+        }
+        catch (InvalidDataException error)
+        {
+            throw new InvalidDataException($"{file}: {error.Message.ReplaceLineEndings(" ")}");
+        }
+        throw new InvalidDataException($"{file}: only byte-level BPE and character vocabularies are supported");
     }
 
     private static (string, string) ParseMerge(string file, int index, JsonElement merge)
@@ -177,13 +201,14 @@ internal static class TokenizerJson
         if (merge.ValueKind == JsonValueKind.String)
         {
             var text = merge.GetString()!;
-            var space = text.IndexOf(' ', 1);
+            var space = text.Length > 1 ? text.IndexOf(' ', 1) : -1;
             if (space > 0)
             {
                 return (text[..space], text[(space + 1)..]);
             }
         }
-        else if (merge.ValueKind == JsonValueKind.Array && merge.GetArrayLength() == 2)
+        else if (merge.ValueKind == JsonValueKind.Array && merge.GetArrayLength() == 2
+            && merge[0].ValueKind == JsonValueKind.String && merge[1].ValueKind == JsonValueKind.String)
         {
             return (merge[0].GetString() ?? "", merge[1].GetString() ?? "");
         }
@@ -196,7 +221,7 @@ internal static class TokenizerJson
         {
             return false;
         }
-        if (element.TryGetProperty("type", out var type) && type.GetString() == "ByteLevel")
+        if (element.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "ByteLevel")
         {
             return true;
         }
@@ -208,7 +233,7 @@ internal static class TokenizerJson
     }
 
     private static bool IsSingleRune(string token) =>
-        Rune.TryGetRuneAt(token, 0, out var rune) && rune.Utf16SequenceLength == token.Length;
+        token.Length > 0 && Rune.TryGetRuneAt(token, 0, out var rune) && rune.Utf16SequenceLength == token.Length;
 
     private static void WriteHeader(Utf8JsonWriter writer)
     {

@@ -152,7 +152,8 @@ public sealed class GgufReader : IDisposable
 
     public float[] ReadFloats(string name) => ReadFloats(Tensor(name));
 
-    public GgufException Error(string message) => new($"{Path}: {message}");
+    /// <summary>An error naming the file; names and strings quoted from the file cannot break it over lines.</summary>
+    public GgufException Error(string message) => new($"{Path}: {message}".ReplaceLineEndings(" "));
 
     public void Dispose() => handle.Dispose();
 
@@ -215,6 +216,8 @@ public sealed class GgufReader : IDisposable
             var info = new GgufTensorInfo(name, dims, typeId, offset);
             if (!tensorsByName.TryAdd(name, info))
                 throw Error($"duplicate tensor '{name}'");
+            if (offset > (ulong)FileLength)
+                throw Error($"tensor '{name}' data offset {offset} is past the end of the file ({FileLength} bytes)");
             if (offset % (ulong)Alignment != 0)
                 throw Error($"tensor '{name}' data offset {offset} is not a multiple of the alignment {Alignment}");
             if (GgmlTypes.IsKnown(typeId) && dims[0] % GgmlTypes.BlockSize((GgmlType)typeId) != 0)

@@ -166,6 +166,9 @@ public static class LlamaGguf
     {
         using var reader = GgufReader.Open(path);
         var config = ReadConfig(reader);
+        // Nine tensors per block: a block count the file cannot hold is refused before the expected names are listed.
+        if (config.Layers > reader.Tensors.Count / 9)
+            throw reader.Error($"'llama.block_count' {config.Layers} needs {9L * config.Layers} block tensors, the file has {reader.Tensors.Count} tensors in all");
         var expected = ExpectedTensors(config).ToList();
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (hfName, shape) in expected)
