@@ -194,6 +194,8 @@ public static class OpenAiProtocol
     {
         string role = String(message, "role") ?? throw new ApiException(400, $"{field}.role is missing", param: $"{field}.role");
         if (role == "developer") role = "system";
+        if (role is not ("system" or "user" or "assistant" or "tool"))
+            throw new ApiException(400, $"{field}.role '{role}' is not supported (system, developer, user, assistant, tool)", param: $"{field}.role");
         string content = Content(message["content"], $"{field}.content");
         switch (role)
         {
@@ -227,13 +229,11 @@ public static class OpenAiProtocol
                     throw new ApiException(400, $"{field}.tool_calls must be an array", param: $"{field}.tool_calls");
                 return new ChatMessage(ChatRole.Assistant, contents);
             }
-            case "tool":
+            default: // "tool", the one role left
             {
                 string callId = String(message, "tool_call_id") ?? throw new ApiException(400, $"{field}.tool_call_id is missing", param: $"{field}.tool_call_id");
                 return new ChatMessage(ChatRole.Tool, [new FunctionResultContent(callId, content)]);
             }
-            default:
-                throw new ApiException(400, $"{field}.role '{role}' is not supported (system, developer, user, assistant, tool)", param: $"{field}.role");
         }
     }
 

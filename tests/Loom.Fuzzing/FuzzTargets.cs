@@ -125,8 +125,8 @@ public static class FuzzTargets
     {
         Name = "feedback",
         Weight = 4,
-        Description = "FeedbackDatasets.Read and ReadPrompts of a JSONL file (SFT messages, prompt/completion, comparisons, rankings, ratings, corrections): lenient mode never throws and gives one-line reasons, strict mode throws FormatException",
-        Rejections = [typeof(FormatException)],
+        Description = "FeedbackDatasets.Read and ReadPrompts of a JSONL file (SFT messages, prompt/completion, comparisons, rankings, ratings, corrections): lenient mode gives one-line reasons for bad lines, strict mode throws FormatException, and a file that is not UTF-8 is refused whole with InvalidDataException",
+        Rejections = [typeof(FormatException), typeof(InvalidDataException)],
         IsText = true,
         Dictionary = [.. JsonTokens, "\"messages\":", "\"role\":", "\"content\":", "\"system\"", "\"user\"", "\"assistant\"", "\"prompt\":", "\"completion\":", "\"chosen\":",
             "\"rejected\":", "\"responses\":", "\"ranking\":", "[0,0]", "[1,0]", "[-1]", "\"rating\":", "\"response\":", "\"corrected\":", "1e308", "NaN"],
