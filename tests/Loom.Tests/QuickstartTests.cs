@@ -213,6 +213,45 @@ public sealed class QuickstartLibraryTests(QuickstartLibraryRun run) : IClassFix
         Assert.Contains(run.Events, e => e.Kind == PipelineEventKind.Message && e.Stage == "pretrain" && e.Message.StartsWith("step ", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// `loom ask` and `loom serve`'s NAME+rag answer the demo questions with the quickstart's own tuned model and index: the
+    /// grounded prompt fits its 256-token context, and the sources given include the member asked about whenever the
+    /// quickstart's own grounded answer found it.
+    /// </summary>
+    [Fact]
+    public async Task AskAndServeAnswerTheDemoQuestionsWithItsModelAndIndex()
+    {
+        string model = Result.Tuned.CheckpointFolder;
+        int context = Checkpoint.Load(model).Config.MaxSeq;
+        Assert.NotEmpty(Result.Answers);
+        foreach (var demo in Result.Answers)
+        {
+            var (exit, output, error) = CliRun.Run("ask", "--index", Result.IndexFolder, "--model", model, "--threads", "1", demo.Question);
+            Assert.True(exit == 0, error);
+            Assert.Contains("[1] ", output);
+            if (demo.Found) Assert.Contains(demo.ExpectedSource, output);
+        }
+
+        using var serve = await Server.ServeProcess.StartAsync("--model", model, "--port", "0", "--threads", "1", "--index", Result.IndexFolder);
+        using var http = new HttpClient { BaseAddress = serve.Address, Timeout = TimeSpan.FromSeconds(120) };
+        string name = (string)System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync("/v1/models"))!["data"]![0]!["id"]!;
+        foreach (var demo in Result.Answers)
+        {
+            using var response = await System.Net.Http.Json.HttpClientJsonExtensions.PostAsJsonAsync(http, "/v1/chat/completions", new System.Text.Json.Nodes.JsonObject
+            {
+                ["model"] = name + "+rag",
+                ["messages"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["role"] = "user", ["content"] = demo.Question }),
+                ["temperature"] = 0,
+            });
+            var body = System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+            Assert.True(response.IsSuccessStatusCode, body.ToJsonString());
+            var sources = body["sources"]!.AsArray();
+            Assert.NotEmpty(sources);
+            if (demo.Found) Assert.Contains(sources, s => (string)s!["source"]! == demo.ExpectedSource);
+            Assert.True((int)body["usage"]!["total_tokens"]! <= context, body["usage"]!.ToJsonString());
+        }
+    }
+
     [Fact]
     public async Task BadOptionsNameTheProperty()
     {

@@ -123,7 +123,7 @@ internal static class TokenizerJson
             : typeElement.ValueKind == JsonValueKind.String ? typeElement.GetString() : typeElement.GetRawText();
         if (type != "BPE")
         {
-            throw new InvalidDataException($"{file}: model.type \"{type}\" is not supported (only BPE)");
+            throw new InvalidDataException($"{file}: model.type {Quote(type)} is not supported (only BPE)");
         }
         if (!model.TryGetProperty("vocab", out var vocabElement) || vocabElement.ValueKind != JsonValueKind.Object)
         {
@@ -134,7 +134,7 @@ internal static class TokenizerJson
         {
             if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out var id))
             {
-                throw new InvalidDataException($"{file}: model.vocab[\"{entry.Name}\"] is not an integer id");
+                throw new InvalidDataException($"{file}: model.vocab[{Quote(entry.Name)}] is not an integer id");
             }
             vocabulary[entry.Name] = id;
         }
@@ -183,7 +183,7 @@ internal static class TokenizerJson
                 {
                     if (tokenizer.TokenToId(token) != id)
                     {
-                        throw new InvalidDataException($"model.vocab[\"{token}\"]: character ids must be in code-point order");
+                        throw new InvalidDataException($"model.vocab[{Quote(token)}]: character ids must be in code-point order");
                     }
                 }
                 return tokenizer;
@@ -231,6 +231,11 @@ internal static class TokenizerJson
         }
         return false;
     }
+
+    /// <summary>A name from the file as a JSON string literal: quoted, with line breaks and control characters escaped, so an error stays one line.</summary>
+    static string Quote(string? name) => JsonSerializer.Serialize(name, QuoteOptions);
+
+    static readonly JsonSerializerOptions QuoteOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private static bool IsSingleRune(string token) =>
         token.Length > 0 && Rune.TryGetRuneAt(token, 0, out var rune) && rune.Utf16SequenceLength == token.Length;

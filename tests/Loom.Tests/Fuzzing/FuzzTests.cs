@@ -175,6 +175,7 @@ public class FuzzTests
     [InlineData("regression-added-token-no-content.json", "added_tokens[0] needs")]
     [InlineData("regression-surrogate.json", "unpaired UTF-16 surrogate")]
     [InlineData("regression-invalid-utf8.json", "not valid UTF-8")]
+    [InlineData("regression-multiline-vocab-key.json", "is not an integer id")]
     [InlineData("regression-empty-merge.json", "model.merges[0]")]
     [InlineData("regression-multiline-message.json", "not valid JSON")]
     [InlineData("regression-empty-token.json", "only byte-level BPE and character vocabularies are supported")]
