@@ -61,6 +61,9 @@ public sealed record CompletionCall(
 /// <summary>The OpenAI dialect at the edge: JSON in, typed records out, and JSON back.</summary>
 public static class OpenAiProtocol
 {
+    /// <summary>Characters of one stop string at most: every generated character is matched against each of them.</summary>
+    public const int MaxStopChars = 256;
+
     public static readonly JsonSerializerOptions Json = new()
     {
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
@@ -144,6 +147,8 @@ public static class OpenAiProtocol
             _ => throw new ApiException(400, "'stop' must be a string or an array of strings", param: "stop"),
         };
         if (stop is { Count: > 4 }) throw new ApiException(400, $"'stop' holds at most 4 strings, got {stop.Count}", param: "stop");
+        if (stop?.FirstOrDefault(s => s.Length > MaxStopChars) is string longStop)
+            throw new ApiException(400, $"a 'stop' string has {longStop.Length} characters; at most {MaxStopChars}", param: "stop");
         int? maxTokens = Int(body, "max_completion_tokens") ?? Int(body, "max_tokens");
         if (maxTokens is < 1) throw new ApiException(400, $"max_tokens must be at least 1, got {maxTokens}", param: body["max_completion_tokens"] is null ? "max_tokens" : "max_completion_tokens");
         bool includeUsage = body["stream_options"] is JsonObject so && so["include_usage"] is JsonValue iu && iu.TryGetValue<bool>(out var b) && b;

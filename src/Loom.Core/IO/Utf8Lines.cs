@@ -7,10 +7,13 @@ namespace Loom.IO;
 /// The lines of a text file decoded as strict UTF-8: a byte sequence that is not UTF-8 is an
 /// <see cref="InvalidDataException"/> naming the file, the line and the byte, never a silent U+FFFD (a Latin-1 file read as
 /// UTF-8 would otherwise train on replacement characters). Lines end at '\n' (a '\r' before it is dropped); a leading
-/// byte-order mark is skipped.
+/// byte-order mark is skipped. A line longer than <see cref="MaxLineBytes"/> is an error before it is held whole.
 /// </summary>
 public static class Utf8Lines
 {
+    /// <summary>The longest line read (64 MiB): a record in a JSONL dataset is far smaller; a file with no line breaks is not one.</summary>
+    public const int MaxLineBytes = 64 << 20;
+
     static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     public static IEnumerable<string> Read(string path)
@@ -27,6 +30,8 @@ public static class Utf8Lines
             {
                 int newline = Array.IndexOf(buffer, (byte)'\n', start, read - start);
                 int end = newline < 0 ? read : newline;
+                if ((long)line.WrittenCount + (end - start) > MaxLineBytes)
+                    throw new InvalidDataException($"{path}:{lineNumber}: the line is longer than {MaxLineBytes >> 20} MiB; is this a JSONL file?");
                 line.Write(buffer.AsSpan(start, end - start));
                 start = end + 1;
                 if (newline < 0) break;

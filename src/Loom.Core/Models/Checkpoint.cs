@@ -1,3 +1,4 @@
+using Loom.Text;
 using Loom.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -81,6 +82,8 @@ public static class Checkpoint
     public static int TokenizerVocabSize(string path)
     {
         JsonNode? root;
+        long length = new FileInfo(path).Length;
+        if (length > TokenizerJson.MaxFileBytes) throw new InvalidDataException($"{path}: {length:N0} bytes; a tokenizer.json is at most {TokenizerJson.MaxFileBytes >> 20} MiB");
         try { root = JsonNode.Parse(File.ReadAllText(path)); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: invalid JSON ({e.Message.Split('\n')[0]})"); }
         int maxId = -1;

@@ -234,10 +234,15 @@ public sealed record LlamaConfig
         return config;
     }
 
+    /// <summary>The largest config.json read (1 MiB; real ones are a few KB).</summary>
+    public const long MaxFileBytes = 1 << 20;
+
     /// <summary>Reads a config.json file.</summary>
     public static LlamaConfig Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
+        long length = new FileInfo(path).Length;
+        if (length > MaxFileBytes) throw new InvalidDataException($"{path}: {length:N0} bytes; a config.json is at most {MaxFileBytes >> 20} MiB");
         return FromHuggingFaceJson(File.ReadAllText(path), path);
     }
 

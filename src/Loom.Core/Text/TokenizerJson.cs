@@ -83,11 +83,16 @@ internal static class TokenizerJson
         });
     }
 
+    /// <summary>The largest tokenizer.json read (256 MiB; a 256k-token vocabulary with its merges is about 20 MB).</summary>
+    public const long MaxFileBytes = 256L << 20;
+
     public static ITokenizer Read(string file)
     {
         JsonDocument document;
         try
         {
+            long length = new FileInfo(file).Length;
+            if (length > MaxFileBytes) throw new InvalidDataException($"{file}: {length:N0} bytes; a tokenizer.json is at most {MaxFileBytes >> 20} MiB");
             var bytes = File.ReadAllBytes(file);
             if (!System.Text.Unicode.Utf8.IsValid(bytes))
             {
