@@ -122,7 +122,7 @@ internal static class EvalCommand
                     }
                 }
                 IChatClient? chat = null, opponent = null;
-                if (kinds.Contains(EvalTaskKind.Generate) || kinds.Contains(EvalTaskKind.Pairwise))
+                if (kinds.Contains(EvalTaskKind.Generate) || kinds.Contains(EvalTaskKind.Pairwise) || kinds.Contains(EvalTaskKind.Rag))
                 {
                     chat = subjects.Chat(folder, gguf, threads, version, cacheFolder, primary: true);
                     if (kinds.Contains(EvalTaskKind.Pairwise))
@@ -134,14 +134,16 @@ internal static class EvalCommand
                     }
                 }
                 Retriever? retriever = null;
-                if (kinds.Contains(EvalTaskKind.Retrieval))
+                if (kinds.Contains(EvalTaskKind.Retrieval) || kinds.Contains(EvalTaskKind.Rag))
                 {
-                    if (indexFolder is null) throw new ArgumentException("retrieval tasks need --index DIR");
+                    if (indexFolder is null) throw new ArgumentException("retrieval and rag tasks need --index DIR");
                     var index = await RetrievalIndex.OpenAsync(indexFolder, null, null, create: false, cancellationToken);
                     subjects.disposals.Add(() => { index.Dispose(); return ValueTask.CompletedTask; });
                     retriever = index.Retriever;
                 }
-                subjects.Value = new EvalSubjects(version, logLikelihood, chat, opponent, retriever);
+                var judgeCompute = new ComputeContext(threads);
+                subjects.disposals.Add(() => { judgeCompute.Dispose(); return ValueTask.CompletedTask; });
+                subjects.Value = new EvalSubjects(version, logLikelihood, chat, opponent, retriever, subjects.Judge(threads, cacheFolder), judgeCompute);
                 return subjects;
             }
             catch
@@ -149,6 +151,20 @@ internal static class EvalCommand
                 await subjects.DisposeAsync();
                 throw;
             }
+        }
+
+        /// <summary>Opens chat judges named "chat:DIR", "model:DIR" or "gguf:FILE" once each; they are disposed with the subjects.</summary>
+        Func<string, IChatClient> Judge(int threads, string? cacheFolder)
+        {
+            var opened = new Dictionary<string, IChatClient>(StringComparer.Ordinal);
+            return spec =>
+            {
+                if (opened.TryGetValue(spec, out var judge)) return judge;
+                string path = spec[(spec.IndexOf(':') + 1)..];
+                bool isGguf = spec.StartsWith("gguf:", StringComparison.Ordinal);
+                var version = ModelVersion.Of(isGguf ? path : Checkpoint.Resolve(path));
+                return opened[spec] = Chat(isGguf ? null : path, isGguf ? path : null, threads, version, cacheFolder, primary: false);
+            };
         }
 
         IChatClient Chat(string? folder, string? gguf, int threads, ModelVersion version, string? cacheFolder, bool primary)
