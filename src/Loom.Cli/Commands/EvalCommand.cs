@@ -34,6 +34,7 @@ internal static class EvalCommand
         };
         command.Subcommands.Add(CreatePerplexity());
         command.Subcommands.Add(CreateDocsChoices());
+        command.Subcommands.Add(CreateReport());
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("eval", async () =>
         {
             var taskFiles = parseResult.GetValue(tasks) ?? [];
@@ -183,6 +184,21 @@ internal static class EvalCommand
             for (int i = disposals.Count - 1; i >= 0; i--) await disposals[i]();
             disposals.Clear();
         }
+    }
+
+    static Command CreateReport()
+    {
+        var runs = new Argument<string[]>("runs") { Description = "Results JSON files of `loom eval --out`, oldest first", Arity = ArgumentArity.OneOrMore };
+        var html = new Option<string>("--html") { Description = "Write the HTML report here", Required = true };
+        var command = new Command("report", "One HTML report of several evaluation runs: each metric per version, its change, and a plot of its trend.") { runs, html };
+        command.SetAction(parseResult => UserErrors.Run(() =>
+        {
+            var loaded = parseResult.GetValue(runs)!.Select(EvalRun.Load).ToList();
+            EvalReport.BuildTrends(loaded).Save(parseResult.GetValue(html)!);
+            Console.WriteLine($"{loaded.Count} runs reported in {parseResult.GetValue(html)}");
+            return 0;
+        }));
+        return command;
     }
 
     static Command CreateDocsChoices()
