@@ -35,6 +35,7 @@ internal static class EvalCommand
         command.Subcommands.Add(CreatePerplexity());
         command.Subcommands.Add(CreateDocsChoices());
         command.Subcommands.Add(CreateReport());
+        command.Subcommands.Add(CreateQuickstartHeldOut());
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("eval", async () =>
         {
             var taskFiles = parseResult.GetValue(tasks) ?? [];
@@ -196,6 +197,25 @@ internal static class EvalCommand
             var loaded = parseResult.GetValue(runs)!.Select(EvalRun.Load).ToList();
             EvalReport.BuildTrends(loaded).Save(parseResult.GetValue(html)!);
             Console.WriteLine($"{loaded.Count} runs reported in {parseResult.GetValue(html)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    static Command CreateQuickstartHeldOut()
+    {
+        var output = new Option<string>("--out") { Description = "JSONL file to write ({\"prompt\", \"reference\"} per line)", Required = true };
+        var fast = new Option<bool>("--fast") { Description = "The held-out questions of `loom quickstart --fast`" };
+        var command = new Command("quickstart-heldout", "Write the quickstart's held-out questions and reference answers (a generate task's data) from the installed SDK's docs.")
+        {
+            output, fast,
+        };
+        command.SetAction(parseResult => UserErrors.Run(() =>
+        {
+            var items = Loom.Serving.Pipeline.Quickstart.HeldOutQuestions(parseResult.GetValue(fast));
+            Loom.IO.AtomicFile.WriteAllText(parseResult.GetValue(output)!, string.Concat(items.Select(item =>
+                new System.Text.Json.Nodes.JsonObject { ["prompt"] = item.Question, ["reference"] = item.Reference }.ToJsonString() + "\n")));
+            Console.WriteLine($"{items.Count} held-out questions written to {parseResult.GetValue(output)}");
             return 0;
         }));
         return command;
