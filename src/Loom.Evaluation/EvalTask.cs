@@ -3,8 +3,8 @@ using System.Text.Json.Nodes;
 
 namespace Loom.Evaluation;
 
-/// <summary>What a task measures, and so what it needs: a log-likelihood model, a chat client (two for pairwise), a retriever (and a chat client for rag).</summary>
-public enum EvalTaskKind { Perplexity, MultipleChoice, Generate, Retrieval, Pairwise, Rag }
+/// <summary>What a task measures, and so what it needs: a log-likelihood model, a chat client (two for pairwise), a retriever (and a chat client for rag), or a log anomaly detector.</summary>
+public enum EvalTaskKind { Perplexity, MultipleChoice, Generate, Retrieval, Pairwise, Rag, Logs }
 
 /// <summary>Options of a task; null means the default named on each.</summary>
 /// <param name="MaxItems">Evaluate at most this many items (documents for perplexity); null: all.</param>
@@ -41,7 +41,7 @@ public sealed record EvalTask(string Name, EvalTaskKind Kind, string Data, IRead
     static readonly Dictionary<string, EvalTaskKind> Kinds = new(StringComparer.Ordinal)
     {
         ["perplexity"] = EvalTaskKind.Perplexity, ["multiple_choice"] = EvalTaskKind.MultipleChoice, ["generate"] = EvalTaskKind.Generate,
-        ["retrieval"] = EvalTaskKind.Retrieval, ["pairwise"] = EvalTaskKind.Pairwise, ["rag"] = EvalTaskKind.Rag,
+        ["retrieval"] = EvalTaskKind.Retrieval, ["pairwise"] = EvalTaskKind.Pairwise, ["rag"] = EvalTaskKind.Rag, ["logs"] = EvalTaskKind.Logs,
     };
 
     public static string KindName(EvalTaskKind kind) => Kinds.First(pair => pair.Value == kind).Key;

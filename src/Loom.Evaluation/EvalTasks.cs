@@ -10,11 +10,12 @@ namespace Loom.Evaluation;
 /// <summary>
 /// What a task runs against; each kind needs one of them: <see cref="LogLikelihood"/> for perplexity and multiple choice,
 /// <see cref="Chat"/> for generation (and pairwise, with <see cref="Opponent"/> as model B), <see cref="Retriever"/> for retrieval
-/// (and rag, with <see cref="Chat"/>). <see cref="ChatJudges"/> opens a judge named "chat:DIR", "model:DIR" or "gguf:FILE" in a
+/// (and rag, with <see cref="Chat"/>), <see cref="AnomalyDetector"/> for logs (one verdict per session, true = anomalous). <see cref="ChatJudges"/> opens a judge named "chat:DIR", "model:DIR" or "gguf:FILE" in a
 /// task's options (the caller owns and disposes it); <see cref="Compute"/> runs reward-model judges (null: the default context).
 /// </summary>
 public sealed record EvalSubjects(ModelVersion Model, ILogLikelihoodModel? LogLikelihood = null, IChatClient? Chat = null,
-    IChatClient? Opponent = null, Retriever? Retriever = null, Func<string, IChatClient>? ChatJudges = null, Loom.Tensors.ComputeContext? Compute = null);
+    IChatClient? Opponent = null, Retriever? Retriever = null, Func<string, IChatClient>? ChatJudges = null, Loom.Tensors.ComputeContext? Compute = null,
+    Func<IReadOnlyList<EvalTasks.LogSessionItem>, CancellationToken, IReadOnlyList<bool>>? AnomalyDetector = null);
 
 /// <summary>Runs evaluation tasks: reads each task's JSONL (or text) data and computes its metrics.</summary>
 public static partial class EvalTasks
@@ -35,6 +36,7 @@ public static partial class EvalTasks
             EvalTaskKind.Perplexity => RollingPerplexity(Need(subjects.LogLikelihood, task, "a log-likelihood model"), ReadDocuments(task), cancellationToken),
             EvalTaskKind.MultipleChoice => MultipleChoice(Need(subjects.LogLikelihood, task, "a log-likelihood model"), ReadChoices(task), task.Options, cancellationToken),
             EvalTaskKind.Generate => await GenerateAsync(Need(subjects.Chat, task, "a chat client"), ReadPrompts(task), task.Options, cancellationToken),
+            EvalTaskKind.Logs => AnomalyTask(task, subjects, cancellationToken),
             EvalTaskKind.Rag => await RagAsync(Need(subjects.Retriever, task, "a retrieval index"), Need(subjects.Chat, task, "a chat client"),
                 RagJudge(task, subjects), ReadRagQuestions(task), task.Options, cancellationToken),
             EvalTaskKind.Retrieval => await RetrievalAsync(Need(subjects.Retriever, task, "a retrieval index"), ReadQuestions(task), task.Options, cancellationToken),
@@ -56,6 +58,13 @@ public static partial class EvalTasks
         if (judge.StartsWith("reward:", StringComparison.Ordinal)) return RewardPairwiseJudge.Load(judge["reward:".Length..], subjects.Compute);
         if (EvalTask.IsChatJudge(judge)) return new ChatPairwiseJudge(Need(subjects.ChatJudges, task, $"a way to open the judge {judge}")(judge));
         return new ProgramPairwiseJudge(judge);
+    }
+
+    static Dictionary<string, MetricValue> AnomalyTask(EvalTask task, EvalSubjects subjects, CancellationToken cancellationToken)
+    {
+        var detector = Need(subjects.AnomalyDetector, task, "a log model");
+        var sessions = ReadSessions(task);
+        return AnomalyDetection(sessions, detector(sessions, cancellationToken), task.Options);
     }
 
     static IChatClient RagJudge(EvalTask task, EvalSubjects subjects)

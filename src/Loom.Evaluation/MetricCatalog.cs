@@ -28,6 +28,9 @@ public static class MetricCatalog
         new("citation_correctness", "share of citations [n] whose source supports the citing sentence (its content words or the labelled support text are in it); an answer citing nothing scores 0", true),
         new("faithfulness", "share of the answer's sentences the judge finds supported by the retrieved context (RAGAS)", true),
         new("answer_relevance", "the judge's 0-10 rating of how well the answer addresses the question, divided by 10", true),
+        new("anomaly_precision", "share of the sessions flagged anomalous that are labelled anomalous", true),
+        new("anomaly_recall", "share of the sessions labelled anomalous that are flagged", true),
+        new("anomaly_f1", "harmonic mean of anomaly precision and recall (DeepLog's F-measure)", true),
         new("win_rate", "share of items where model A's answer beats B's under the judge (a tie counts one half)", true),
     ];
 
@@ -38,6 +41,7 @@ public static class MetricCatalog
         [EvalTaskKind.Generate] = ["exact_match", "f1", "squad_f1", "rouge_l", "bleu", "gleu", "schema_valid"],
         [EvalTaskKind.Retrieval] = ["hit_rate", "recall", "mrr"],
         [EvalTaskKind.Pairwise] = ["win_rate"],
+        [EvalTaskKind.Logs] = ["anomaly_precision", "anomaly_recall", "anomaly_f1"],
         [EvalTaskKind.Rag] = ["context_precision", "context_recall", "citation_correctness", "faithfulness", "answer_relevance"],
     };
 

@@ -21,7 +21,8 @@ internal static class EvalCommand
         var model = new Option<string?>("--model") { Description = "Checkpoint folder to evaluate" };
         var gguf = new Option<string?>("--gguf") { Description = "GGUF file to evaluate (run by llama.cpp) instead of --model" };
         var against = new Option<string?>("--against") { Description = "Model B for pairwise tasks: a checkpoint folder or a .gguf file" };
-        var index = new Option<string?>("--index") { Description = "Retrieval index folder (for retrieval tasks)" };
+        var index = new Option<string?>("--index") { Description = "Retrieval index folder (for retrieval and rag tasks)" };
+        var logModel = new Option<string?>("--log-model") { Description = "Log model checkpoint of `loom logs train` (for logs tasks; the model evaluated when no --model is given)" };
         var output = new Option<string?>("--out") { Description = "Write the results as JSON here" };
         var html = new Option<string?>("--html") { Description = "Write an HTML report here" };
         var baseline = new Option<string?>("--baseline") { Description = "A previous results JSON to compare with (report) and gate on" };
@@ -30,7 +31,7 @@ internal static class EvalCommand
         var threads = SharedOptions.Threads();
         var command = new Command("eval", "Evaluate a model on task files; with --baseline, exit 3 when a metric got worse beyond its tolerance.")
         {
-            tasks, model, gguf, against, index, output, html, baseline, failUnder, cache, threads,
+            tasks, model, gguf, against, index, logModel, output, html, baseline, failUnder, cache, threads,
         };
         command.Subcommands.Add(CreatePerplexity());
         command.Subcommands.Add(CreateDocsChoices());
@@ -40,8 +41,7 @@ internal static class EvalCommand
         {
             var taskFiles = parseResult.GetValue(tasks) ?? [];
             if (taskFiles.Length == 0) throw new ArgumentException("pass at least one --task FILE (or use `loom eval perplexity`)");
-            string? folder = parseResult.GetValue(model), ggufPath = parseResult.GetValue(gguf);
-            if ((folder is null) == (ggufPath is null)) throw new ArgumentException("pass exactly one of --model DIR and --gguf FILE");
+            string? folder = parseResult.GetValue(model), ggufPath = parseResult.GetValue(gguf), logFolder = parseResult.GetValue(logModel);
             var tolerances = ParseTolerances(parseResult.GetValue(failUnder));
             string? baselinePath = parseResult.GetValue(baseline);
             if (tolerances.Count > 0 && baselinePath is null) throw new ArgumentException("--fail-under needs --baseline RUN.json");
@@ -49,8 +49,12 @@ internal static class EvalCommand
             var specs = taskFiles.Select(EvalTask.Load).ToList();
             int threadCount = SharedOptions.ThreadCount(parseResult, threads);
             var kinds = specs.Select(s => s.Kind).ToHashSet();
+            bool logsOnly = kinds.All(k => k == EvalTaskKind.Logs);
+            if (folder is not null && ggufPath is not null) throw new ArgumentException("pass one of --model DIR and --gguf FILE, not both");
+            if (folder is null && ggufPath is null && !logsOnly) throw new ArgumentException("pass --model DIR or --gguf FILE");
+            if (kinds.Contains(EvalTaskKind.Logs) && logFolder is null) throw new ArgumentException("logs tasks need --log-model DIR");
 
-            await using var subjects = await Subjects.OpenAsync(folder, ggufPath, parseResult.GetValue(against), parseResult.GetValue(index), parseResult.GetValue(cache),
+            await using var subjects = await Subjects.OpenAsync(folder, ggufPath, logFolder, parseResult.GetValue(against), parseResult.GetValue(index), parseResult.GetValue(cache),
                 kinds, threadCount, cancellationToken);
             var run = await EvalTasks.RunAsync(specs, subjects.Value, subjects.OpponentVersion, cancellationToken);
             foreach (var task in run.Tasks)
@@ -99,13 +103,13 @@ internal static class EvalCommand
         public ModelVersion? OpponentVersion { get; private set; }
         public ResponseCacheChatClient? Cache { get; private set; }
 
-        public static async Task<Subjects> OpenAsync(string? folder, string? gguf, string? against, string? indexFolder, string? cacheFolder,
+        public static async Task<Subjects> OpenAsync(string? folder, string? gguf, string? logFolder, string? against, string? indexFolder, string? cacheFolder,
             HashSet<EvalTaskKind> kinds, int threads, CancellationToken cancellationToken)
         {
             var subjects = new Subjects();
             try
             {
-                var version = ModelVersion.Of(folder is null ? gguf! : Checkpoint.Resolve(folder));
+                var version = ModelVersion.Of(folder is not null ? Checkpoint.Resolve(folder) : gguf ?? Checkpoint.Resolve(logFolder!));
                 ILogLikelihoodModel? logLikelihood = null;
                 if (kinds.Contains(EvalTaskKind.Perplexity) || kinds.Contains(EvalTaskKind.MultipleChoice))
                 {
@@ -145,7 +149,14 @@ internal static class EvalCommand
                 }
                 var judgeCompute = new ComputeContext(threads);
                 subjects.disposals.Add(() => { judgeCompute.Dispose(); return ValueTask.CompletedTask; });
-                subjects.Value = new EvalSubjects(version, logLikelihood, chat, opponent, retriever, subjects.Judge(threads, cacheFolder), judgeCompute);
+                Func<IReadOnlyList<EvalTasks.LogSessionItem>, CancellationToken, IReadOnlyList<bool>>? detector = null;
+                if (kinds.Contains(EvalTaskKind.Logs))
+                {
+                    var logs = Loom.Logs.LogModel.Load(logFolder!, judgeCompute);
+                    detector = (sessions, token) => [.. Loom.Logs.AnomalyDetector.Detect(logs,
+                        [.. sessions.Select(s => new Loom.Logs.LogSession(s.Id, s.Events, new long[s.Events.Count], s.Anomalous))]).Select(v => v.Anomalous)];
+                }
+                subjects.Value = new EvalSubjects(version, logLikelihood, chat, opponent, retriever, subjects.Judge(threads, cacheFolder), judgeCompute, detector);
                 return subjects;
             }
             catch

@@ -14,7 +14,7 @@ public class ShippedTasksTests
     public void EveryShippedTaskLoadsAndItsDataParses()
     {
         var tasks = Directory.GetFiles(Folder, "*.json").Order().Select(EvalTask.Load).ToDictionary(t => t.Name);
-        Assert.Equal(["dotnet-members-choice", "quickstart-heldout", "retrieval-questions", "tinyshakespeare"], tasks.Keys.Order());
+        Assert.Equal(["dotnet-members-choice", "hdfs-dev", "quickstart-heldout", "retrieval-questions", "tinyshakespeare"], tasks.Keys.Order());
         var shakespeare = EvalTasks.ReadDocuments(tasks["tinyshakespeare"]);
         Assert.Equal(20_000, Assert.Single(shakespeare).Length);
         Assert.StartsWith(File.ReadAllText(GgufReference.Shakespeare())[(int)(1_115_394 * 0.9)..][..50], shakespeare[0]);
