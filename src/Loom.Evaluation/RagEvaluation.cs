@@ -68,15 +68,18 @@ public static partial class EvalTasks
 
     /// <summary>
     /// The share of the answer's citations [n] that are right: n names a retrieved source and that source contains the labelled
-    /// supporting text (case-insensitive) or at least <paramref name="threshold"/> of the citing sentence's content words.
-    /// An answer that cites nothing scores 0.
+    /// supporting text (case-insensitive) or at least <paramref name="threshold"/> of the citing sentence's content words (a
+    /// citation alone after a full stop cites the sentence before it). An answer that cites nothing scores 0.
     /// </summary>
     public static double CitationCorrectness(string answer, IReadOnlyList<RetrievedSource> sources, string? support, double threshold)
     {
         int citations = 0, correct = 0;
+        var words = new List<string>();
         foreach (string sentence in ChatJudge.Sentences(answer))
         {
-            var words = OverlapJudgeChatClient.Words(StripCitations(sentence)).ToList();
+            // Citations standing after the full stop ("… string. [1]") belong to the sentence before them.
+            var own = OverlapJudgeChatClient.Words(StripCitations(sentence)).ToList();
+            if (own.Count > 0) words = own;
             foreach (Match citation in Citation().Matches(sentence))
             {
                 citations++;

@@ -139,6 +139,7 @@ public sealed class EvalJudgesTests : IDisposable
         const string answer = "Trim removes leading and trailing white-space characters [1][2]. ToUpper returns a copy converted to uppercase [3]. Also [7].";
         Assert.Equal(2 / 4.0, EvalTasks.CitationCorrectness(answer, Sources, null, 0.5), 12);
         Assert.Equal(0, EvalTasks.CitationCorrectness("Trim removes white space.", Sources, null, 0.5));
+        Assert.Equal(0.5, EvalTasks.CitationCorrectness("Trim removes leading white-space characters. [1] [2]", Sources, null, 0.5)); // after the full stop
         // The labelled supporting text found in the cited source makes a citation right whatever the sentence's words.
         Assert.Equal(1, EvalTasks.CitationCorrectness("It works [2].", Sources, "substrings delimited by a separator", 0.5));
         Assert.Equal(0, EvalTasks.CitationCorrectness("It works [2].", Sources, null, 0.5));
@@ -255,5 +256,66 @@ public sealed class EvalJudgesTests : IDisposable
             expected += scores[0] > scores[1] ? 1 : 0;
         }
         Assert.Equal(expected / Duel.Count, result["win_rate"].Value, 12);
+    }
+}
+
+/// <summary>A rag task end to end: a real index (SQLite, hashing embeddings) and an extractive answerer that quotes source [1].</summary>
+public sealed class RagTaskTests : IDisposable
+{
+    readonly string folder = Directory.CreateTempSubdirectory("loom-eval-rag-").FullName;
+
+    public void Dispose()
+    {
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        Directory.Delete(folder, recursive: true);
+    }
+
+    /// <summary>Answers with the first line of source [1] of the rag prompt, citing it.</summary>
+    sealed class QuoteFirstSource : IChatClient
+    {
+        public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+        {
+            string prompt = messages.Last().Text;
+            string first = prompt[(prompt.IndexOf("[1] ", StringComparison.Ordinal) + 4)..].Split('\n')[0];
+            return Task.FromResult(new ChatResponse(new ChatMessage(ChatRole.Assistant, first + " [1]")));
+        }
+
+        public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+            throw new NotSupportedException();
+
+        public object? GetService(Type serviceType, object? serviceKey = null) => null;
+
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public async Task ARagTaskScoresRetrievalCitationsAndFaithfulness()
+    {
+        string docs = Directory.CreateDirectory(Path.Combine(folder, "docs")).FullName;
+        File.WriteAllText(Path.Combine(docs, "trim.txt"), "String.Trim removes all leading and trailing white-space characters from the current string.");
+        File.WriteAllText(Path.Combine(docs, "split.txt"), "String.Split returns a string array that contains the substrings delimited by a separator.");
+        File.WriteAllText(Path.Combine(docs, "upper.txt"), "String.ToUpper returns a copy of this string converted to uppercase.");
+        using var store = Loom.Retrieval.SqliteRetrievalStore.Open(Path.Combine(folder, "index.db"), 256);
+        await new Loom.Retrieval.Ingestor(store, new Loom.Retrieval.HashingEmbeddingGenerator()).IngestPathsAsync([docs], new Dictionary<string, string>(), default);
+        var retriever = new Loom.Retrieval.Retriever(store, new Loom.Retrieval.HashingEmbeddingGenerator());
+        var ids = (await retriever.SearchAsync("string", new Loom.Retrieval.SearchOptions(Top: 10), default)).Select(h => h.SourceId).Distinct().ToList();
+        Assert.Equal(3, ids.Count);
+        string trim = ids.Single(id => id.EndsWith("trim.txt", StringComparison.Ordinal)), split = ids.Single(id => id.EndsWith("split.txt", StringComparison.Ordinal));
+
+        File.WriteAllLines(Path.Combine(folder, "rag.jsonl"),
+        [
+            new System.Text.Json.Nodes.JsonObject { ["question"] = "What does String.Trim remove?", ["sources"] = new System.Text.Json.Nodes.JsonArray(trim) }.ToJsonString(),
+            new System.Text.Json.Nodes.JsonObject { ["question"] = "How does String.Split cut a string?", ["sources"] = new System.Text.Json.Nodes.JsonArray(split, trim) }.ToJsonString(),
+        ]);
+        File.WriteAllText(Path.Combine(folder, "rag.json"), """{"name": "rag", "kind": "rag", "data": "rag.jsonl", "options": {"k": 3}}""");
+        var task = EvalTask.Load(Path.Combine(folder, "rag.json"));
+        var result = await EvalTasks.RunAsync(task, new EvalSubjects(new ModelVersion("quote", "0"), Chat: new QuoteFirstSource(), Retriever: retriever));
+
+        // All 3 sources are retrieved for each question: precision (1/3 + 2/3) / 2, recall 1; the quoted source supports its citation.
+        Assert.Equal(0.5, result.Metrics["context_precision"].Value, 12);
+        Assert.Equal(1.0, result.Metrics["context_recall"].Value, 12);
+        Assert.Equal(1.0, result.Metrics["citation_correctness"].Value, 12);
+        Assert.Equal(1.0, result.Metrics["faithfulness"].Value, 12);
+        Assert.Equal(2, result.Metrics["answer_relevance"].N);
     }
 }
