@@ -319,3 +319,49 @@ public sealed class RagTaskTests : IDisposable
         Assert.Equal(2, result.Metrics["answer_relevance"].N);
     }
 }
+
+/// <summary>`loom eval` pairwise tasks with a model judge named in the task file, against the same judge run in process.</summary>
+public sealed class PairwiseCliTests : IDisposable
+{
+    readonly string root = Directory.CreateTempSubdirectory("loom-eval-pairwise-").FullName;
+
+    public void Dispose() => Directory.Delete(root, recursive: true);
+
+    string SaveModel(string name, ulong seed)
+    {
+        var tokenizer = CharTokenizer.Train([new string([.. Enumerable.Range(32, 95).Select(c => (char)c), '\n'])]);
+        var config = new LlamaConfig { VocabSize = tokenizer.VocabSize, Dim = 16, Layers = 1, Heads = 2, KvHeads = 2, HiddenDim = 32, MaxSeq = 512 };
+        string folder = Path.Combine(root, name);
+        Checkpoint.Save(folder, new Transformer(config, seed), tokenizer.Save);
+        return folder;
+    }
+
+    [Fact]
+    public async Task AModelJudgeInTheTaskFileGivesTheInProcessWinRate()
+    {
+        string a = SaveModel("a", 1), b = SaveModel("b", 2);
+        SaveModel("judge", 3);
+        File.WriteAllLines(Path.Combine(root, "duel.jsonl"),
+        [
+            """{"prompt": "Capital of France?", "reference": "Paris"}""",
+            """{"prompt": "Colour of the sky?", "reference": "blue"}""",
+            """{"prompt": "Two plus two?", "reference": "four"}""",
+        ]);
+        string taskPath = Path.Combine(root, "duel.json");
+        File.WriteAllText(taskPath, """{"name": "duel", "kind": "pairwise", "data": "duel.jsonl", "options": {"judge": "model:judge", "max_tokens": 6}}""");
+        string results = Path.Combine(root, "run.json");
+        var run = CliRun.Run("eval", "--task", taskPath, "--model", a, "--against", b, "--out", results, "--threads", "1");
+        Assert.True(run.ExitCode == 0, run.Error);
+        var winRate = Assert.Single(EvalRun.Load(results).Tasks).Metrics["win_rate"];
+
+        var task = EvalTask.Load(taskPath);
+        await using var modelA = LoomModel.Load(a);
+        await using var modelB = LoomModel.Load(b);
+        await using var judge = LoomModel.Load(Path.Combine(root, "judge"));
+        var expected = await EvalTasks.PairwiseAsync(modelA.AsIChatClient(), modelB.AsIChatClient(), new ChatPairwiseJudge(judge.AsIChatClient()),
+            EvalTasks.ReadPrompts(task), task.Options);
+        Assert.Equal(expected["win_rate"].Value, winRate.Value, 12);
+        Assert.Equal(3, winRate.N);
+        Assert.Equal(expected["win_rate"].Low, winRate.Low);
+    }
+}
