@@ -213,6 +213,9 @@ internal static class EvalCommand
         return command;
     }
 
+    /// <summary>JSON lines that keep &lt;, &gt; and &amp; readable (generic type names are full of them).</summary>
+    static readonly System.Text.Json.JsonSerializerOptions Readable = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     static Command CreateQuickstartHeldOut()
     {
         var output = new Option<string>("--out") { Description = "JSONL file to write ({\"prompt\", \"reference\"} per line)", Required = true };
@@ -225,7 +228,7 @@ internal static class EvalCommand
         {
             var items = Loom.Serving.Pipeline.Quickstart.HeldOutQuestions(parseResult.GetValue(fast));
             Loom.IO.AtomicFile.WriteAllText(parseResult.GetValue(output)!, string.Concat(items.Select(item =>
-                new System.Text.Json.Nodes.JsonObject { ["prompt"] = item.Question, ["reference"] = item.Reference }.ToJsonString() + "\n")));
+                new System.Text.Json.Nodes.JsonObject { ["prompt"] = item.Question, ["reference"] = item.Reference }.ToJsonString(Readable) + "\n")));
             Console.WriteLine($"{items.Count} held-out questions written to {parseResult.GetValue(output)}");
             return 0;
         }));

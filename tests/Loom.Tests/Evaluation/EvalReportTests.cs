@@ -73,8 +73,10 @@ public sealed class EvalTrendReportTests : IDisposable
         Assert.Contains("<td>+0.25</td>", text); // acc: 0.55 - 0.3
         Assert.Contains("v6 5a1b2c3d", text);
 
-        var measure = await ReportBrowser.OpenAsync(html);
+        string screenshot = Path.Combine(GgufReferencePaths.RepoRoot(), "docs", "eval-trends.png");
+        var measure = await ReportBrowser.OpenAsync(html, screenshot);
         Assert.True(measure.ScrollWidth <= 1280, $"the page is {measure.ScrollWidth} px wide at a 1280 px viewport");
+        Assert.True(new FileInfo(screenshot).Length > 10_000);
         Assert.Equal(2, measure.MetricRows);
         Assert.Equal(measure.MetricRows, measure.ExplainedRows);
     }
