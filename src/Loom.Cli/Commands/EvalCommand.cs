@@ -25,7 +25,10 @@ internal static class EvalCommand
         var logModel = new Option<string?>("--log-model") { Description = "Log model checkpoint of `loom logs train` (for logs tasks; the model evaluated when no --model is given)" };
         var output = new Option<string?>("--out") { Description = "Write the results as JSON here" };
         var html = new Option<string?>("--html") { Description = "Write an HTML report here" };
-        var baseline = new Option<string?>("--baseline") { Description = "A previous results JSON to compare with (report) and gate on" };
+        var baseline = new Option<string[]>("--baseline")
+        {
+            Description = "A previous results JSON to compare with (report) and gate on; repeat, oldest first, for a chain: the last is the baseline, all are plotted as trends",
+        };
         var failUnder = new Option<string?>("--fail-under") { Description = "metric=tolerance[,metric=tolerance…]: exit 3 when a metric is worse than the baseline by more" };
         var cache = new Option<string?>("--cache") { Description = "Folder of cached answers, keyed by model version, prompt and options" };
         var threads = SharedOptions.Threads();
@@ -43,9 +46,9 @@ internal static class EvalCommand
             if (taskFiles.Length == 0) throw new ArgumentException("pass at least one --task FILE (or use `loom eval perplexity`)");
             string? folder = parseResult.GetValue(model), ggufPath = parseResult.GetValue(gguf), logFolder = parseResult.GetValue(logModel);
             var tolerances = ParseTolerances(parseResult.GetValue(failUnder));
-            string? baselinePath = parseResult.GetValue(baseline);
-            if (tolerances.Count > 0 && baselinePath is null) throw new ArgumentException("--fail-under needs --baseline RUN.json");
-            var baselineRun = baselinePath is null ? null : EvalRun.Load(baselinePath);
+            var history = (parseResult.GetValue(baseline) ?? []).Select(EvalRun.Load).ToList();
+            if (tolerances.Count > 0 && history.Count == 0) throw new ArgumentException("--fail-under needs --baseline RUN.json");
+            var baselineRun = history.Count > 0 ? history[^1] : null;
             var specs = taskFiles.Select(EvalTask.Load).ToList();
             int threadCount = SharedOptions.ThreadCount(parseResult, threads);
             var kinds = specs.Select(s => s.Kind).ToHashSet();
@@ -67,7 +70,7 @@ internal static class EvalCommand
                 var plots = new List<(string, byte[])>();
                 if (folder is not null && LossPlot.ReadTrainingLog(Checkpoint.Resolve(folder)) is { Train.Count: > 0 } log)
                     plots.Add(("pretraining loss of this checkpoint: train per step and its moving average, validation per evaluation", LossPlot.Png(log.Train, log.Validation)));
-                EvalReport.Build(run, baselineRun, plots).Save(htmlPath);
+                EvalReport.Build(run, baselineRun, plots, history.Count > 1 ? [.. history, run] : null).Save(htmlPath);
             }
             if (baselineRun is null) return 0;
             var failures = EvalGate.Check(run, baselineRun, tolerances);
