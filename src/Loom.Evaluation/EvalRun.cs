@@ -94,6 +94,22 @@ public static class Bootstrap
         return (Percentile(means, 0.025), Percentile(means, 0.975));
     }
 
+    /// <summary>The 2.5th and 97.5th percentiles of <paramref name="statistic"/> over resamples of <paramref name="items"/> with replacement.</summary>
+    public static (double Low, double High) StatisticInterval<T>(IReadOnlyList<T> items, Func<IEnumerable<T>, double> statistic, int resamples = 1000, int seed = 0)
+    {
+        if (items.Count == 0) return (double.NaN, double.NaN);
+        var random = new Random(seed);
+        var values = new double[resamples];
+        var sample = new T[items.Count];
+        for (int r = 0; r < resamples; r++)
+        {
+            for (int i = 0; i < sample.Length; i++) sample[i] = items[random.Next(items.Count)];
+            values[r] = statistic(sample);
+        }
+        Array.Sort(values);
+        return (Percentile(values, 0.025), Percentile(values, 0.975));
+    }
+
     static double Percentile(double[] sorted, double q)
     {
         double position = q * (sorted.Length - 1);

@@ -9,10 +9,13 @@ namespace Loom.Evaluation;
 
 /// <summary>
 /// What a task runs against; each kind needs one of them: <see cref="LogLikelihood"/> for perplexity and multiple choice,
-/// <see cref="Chat"/> for generation (and pairwise, with <see cref="Opponent"/> as model B), <see cref="Retriever"/> for retrieval.
+/// <see cref="Chat"/> for generation (and pairwise, with <see cref="Opponent"/> as model B), <see cref="Retriever"/> for retrieval
+/// (and rag, with <see cref="Chat"/>), <see cref="AnomalyDetector"/> for logs (one verdict per session, true = anomalous). <see cref="ChatJudges"/> opens a judge named "chat:DIR", "model:DIR" or "gguf:FILE" in a
+/// task's options (the caller owns and disposes it); <see cref="Compute"/> runs reward-model judges (null: the default context).
 /// </summary>
 public sealed record EvalSubjects(ModelVersion Model, ILogLikelihoodModel? LogLikelihood = null, IChatClient? Chat = null,
-    IChatClient? Opponent = null, Retriever? Retriever = null);
+    IChatClient? Opponent = null, Retriever? Retriever = null, Func<string, IChatClient>? ChatJudges = null, Loom.Tensors.ComputeContext? Compute = null,
+    Func<IReadOnlyList<EvalTasks.LogSessionItem>, CancellationToken, IReadOnlyList<bool>>? AnomalyDetector = null);
 
 /// <summary>Runs evaluation tasks: reads each task's JSONL (or text) data and computes its metrics.</summary>
 public static partial class EvalTasks
@@ -33,9 +36,12 @@ public static partial class EvalTasks
             EvalTaskKind.Perplexity => RollingPerplexity(Need(subjects.LogLikelihood, task, "a log-likelihood model"), ReadDocuments(task), cancellationToken),
             EvalTaskKind.MultipleChoice => MultipleChoice(Need(subjects.LogLikelihood, task, "a log-likelihood model"), ReadChoices(task), task.Options, cancellationToken),
             EvalTaskKind.Generate => await GenerateAsync(Need(subjects.Chat, task, "a chat client"), ReadPrompts(task), task.Options, cancellationToken),
+            EvalTaskKind.Logs => AnomalyTask(task, subjects, cancellationToken),
+            EvalTaskKind.Rag => await RagAsync(Need(subjects.Retriever, task, "a retrieval index"), Need(subjects.Chat, task, "a chat client"),
+                RagJudge(task, subjects), ReadRagQuestions(task), task.Options, cancellationToken),
             EvalTaskKind.Retrieval => await RetrievalAsync(Need(subjects.Retriever, task, "a retrieval index"), ReadQuestions(task), task.Options, cancellationToken),
             EvalTaskKind.Pairwise => await PairwiseAsync(Need(subjects.Chat, task, "a chat client"), Need(subjects.Opponent, task, "a second model (B)"),
-                ReadPrompts(task), task.Options, cancellationToken),
+                PairwiseJudge(task, subjects), ReadPrompts(task), task.Options, cancellationToken),
             _ => throw new ArgumentOutOfRangeException(nameof(task), task.Kind, "unknown task kind"),
         };
         var metrics = task.ReportedMetrics.ToDictionary(name => name, name => all[name], StringComparer.Ordinal);
@@ -44,6 +50,28 @@ public static partial class EvalTasks
 
     static T Need<T>(T? subject, EvalTask task, string what) where T : class =>
         subject ?? throw new ArgumentException($"task {task.Name} ({EvalTask.KindName(task.Kind)}) needs {what}");
+
+    /// <summary>The judge a pairwise task names: a program, a reward model, or a chat judge opened by <see cref="EvalSubjects.ChatJudges"/>.</summary>
+    public static IPairwiseJudge PairwiseJudge(EvalTask task, EvalSubjects subjects)
+    {
+        string judge = task.Options.Judge ?? "f1";
+        if (judge.StartsWith("reward:", StringComparison.Ordinal)) return RewardPairwiseJudge.Load(judge["reward:".Length..], subjects.Compute);
+        if (EvalTask.IsChatJudge(judge)) return new ChatPairwiseJudge(Need(subjects.ChatJudges, task, $"a way to open the judge {judge}")(judge));
+        return new ProgramPairwiseJudge(judge);
+    }
+
+    static Dictionary<string, MetricValue> AnomalyTask(EvalTask task, EvalSubjects subjects, CancellationToken cancellationToken)
+    {
+        var detector = Need(subjects.AnomalyDetector, task, "a log model");
+        var sessions = ReadSessions(task);
+        return AnomalyDetection(sessions, detector(sessions, cancellationToken), task.Options);
+    }
+
+    static IChatClient RagJudge(EvalTask task, EvalSubjects subjects)
+    {
+        string judge = task.Options.Judge ?? "overlap";
+        return judge == "overlap" ? new OverlapJudgeChatClient() : Need(subjects.ChatJudges, task, $"a way to open the judge {judge}")(judge);
+    }
 
     // ---- perplexity: lm-evaluation-harness's loglikelihood_rolling ----
 
@@ -173,15 +201,22 @@ public static partial class EvalTasks
         return (messages, new ChatOptions { Temperature = 0, MaxOutputTokens = options.MaxTokens ?? 64 });
     }
 
-    static async Task<Dictionary<string, MetricValue>> GenerateAsync(IChatClient chat, IReadOnlyList<PromptItem> items, EvalTaskOptions options,
-        CancellationToken cancellationToken)
+    /// <summary>
+    /// Generation metrics over the items; with <see cref="EvalTaskOptions.Schema"/>, answers are generated under that JSON Schema
+    /// (<see cref="ChatResponseFormat.ForJsonSchema"/>) and schema_valid is the share that parse and validate.
+    /// </summary>
+    public static async Task<Dictionary<string, MetricValue>> GenerateAsync(IChatClient chat, IReadOnlyList<PromptItem> items, EvalTaskOptions options,
+        CancellationToken cancellationToken = default)
     {
+        var validator = options.Schema is string schemaPath ? SchemaValidator.Load(schemaPath) : null;
         var scores = MetricCatalog.OfKind(EvalTaskKind.Generate).ToDictionary(m => m, _ => new List<double>());
         foreach (var item in items)
         {
             var (messages, chatOptions) = Request(item.Prompt, options);
+            if (validator is not null) chatOptions.ResponseFormat = ChatResponseFormat.ForJsonSchema(validator.Schema, "answer");
             string answer = (await chat.GetResponseAsync(messages, chatOptions, cancellationToken)).Text;
             foreach (var (metric, value) in ScoreAnswer(answer, item.References)) scores[metric].Add(value);
+            if (validator is not null) scores["schema_valid"].Add(validator.IsValid(answer) ? 1 : 0);
         }
         return scores.ToDictionary(pair => pair.Key, pair => Bootstrap.Mean(pair.Value, options));
     }
@@ -199,17 +234,17 @@ public static partial class EvalTasks
 
     // ---- pairwise ----
 
-    static async Task<Dictionary<string, MetricValue>> PairwiseAsync(IChatClient a, IChatClient b, IReadOnlyList<PromptItem> items, EvalTaskOptions options,
-        CancellationToken cancellationToken)
+    /// <summary>win_rate of A over B under <paramref name="judge"/>, with its bootstrap interval.</summary>
+    public static async Task<Dictionary<string, MetricValue>> PairwiseAsync(IChatClient a, IChatClient b, IPairwiseJudge judge, IReadOnlyList<PromptItem> items,
+        EvalTaskOptions options, CancellationToken cancellationToken = default)
     {
         var wins = new List<double>();
-        string judge = options.Judge ?? "f1";
         foreach (var item in items)
         {
             var (messages, chatOptions) = Request(item.Prompt, options);
             string answerA = (await a.GetResponseAsync(messages, chatOptions, cancellationToken)).Text;
             string answerB = (await b.GetResponseAsync(messages, chatOptions, cancellationToken)).Text;
-            wins.Add(Judge(judge, answerA, answerB, item.References));
+            wins.Add(await judge.CompareAsync(item.Prompt, answerA, answerB, item.References, cancellationToken));
         }
         return new Dictionary<string, MetricValue> { ["win_rate"] = Bootstrap.Mean(wins, options) };
     }

@@ -111,3 +111,35 @@ public static class MetricsPlot
         File.Move(temp, path, overwrite: true);
     }
 }
+
+/// <summary>
+/// A metric across model versions as a PNG: its value per version (a line through the points, oldest left) with the bootstrap
+/// 95% interval as a vertical bar where the run has one; versions are labelled on the x axis.
+/// </summary>
+public static class TrendPlot
+{
+    public static byte[] Png(string metric, IReadOnlyList<string> versions, IReadOnlyList<MetricValue?> values, int width = 640, int height = 300)
+    {
+        if (versions.Count != values.Count) throw new ArgumentException($"{versions.Count} versions but {values.Count} values");
+        var plot = new ScottPlot.Plot();
+        var present = Enumerable.Range(0, values.Count).Where(i => values[i] is { } v && double.IsFinite(v.Value)).ToList();
+        if (present.Count > 0)
+        {
+            var line = plot.Add.Scatter(present.Select(i => (double)i).ToArray(), present.Select(i => values[i]!.Value).ToArray());
+            line.MarkerSize = 7;
+            line.LineWidth = present.Count > 1 ? 2 : 0;
+            foreach (int i in present)
+                if (values[i] is { Low: double low, High: double high } && double.IsFinite(low) && double.IsFinite(high))
+                {
+                    var bar = plot.Add.Line(i, low, i, high);
+                    bar.LineWidth = 1.5f;
+                    bar.Color = line.Color.WithAlpha(0.6);
+                }
+        }
+        plot.Axes.Bottom.SetTicks([.. Enumerable.Range(0, versions.Count).Select(i => (double)i)], [.. versions]);
+        plot.Axes.SetLimitsX(-0.5, versions.Count - 0.5);
+        plot.XLabel("model version (oldest first)");
+        plot.YLabel(metric);
+        return plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
+    }
+}

@@ -22,6 +22,15 @@ public static class MetricCatalog
         new("hit_rate", "share of questions with a labelled source among the top k retrieved sources", true),
         new("recall", "share of each question's labelled sources found in the top k, averaged over questions", true),
         new("mrr", "mean reciprocal rank of the first labelled source within the top k (0 when none is there)", true),
+        new("schema_valid", "share of answers that parse as JSON and satisfy the task's JSON Schema", true),
+        new("context_precision", "share of the top k retrieved sources that are labelled relevant, averaged over questions (precision@k)", true),
+        new("context_recall", "share of each question's labelled sources found in the top k, averaged over questions", true),
+        new("citation_correctness", "share of citations [n] whose source supports the citing sentence (its content words or the labelled support text are in it); an answer citing nothing scores 0", true),
+        new("faithfulness", "share of the answer's sentences the judge finds supported by the retrieved context (RAGAS)", true),
+        new("answer_relevance", "the judge's 0-10 rating of how well the answer addresses the question, divided by 10", true),
+        new("anomaly_precision", "share of the sessions flagged anomalous that are labelled anomalous", true),
+        new("anomaly_recall", "share of the sessions labelled anomalous that are flagged", true),
+        new("anomaly_f1", "harmonic mean of anomaly precision and recall (DeepLog's F-measure)", true),
         new("win_rate", "share of items where model A's answer beats B's under the judge (a tie counts one half)", true),
     ];
 
@@ -29,9 +38,11 @@ public static class MetricCatalog
     {
         [EvalTaskKind.Perplexity] = ["word_perplexity", "byte_perplexity", "bits_per_byte"],
         [EvalTaskKind.MultipleChoice] = ["acc", "acc_norm"],
-        [EvalTaskKind.Generate] = ["exact_match", "f1", "squad_f1", "rouge_l", "bleu", "gleu"],
+        [EvalTaskKind.Generate] = ["exact_match", "f1", "squad_f1", "rouge_l", "bleu", "gleu", "schema_valid"],
         [EvalTaskKind.Retrieval] = ["hit_rate", "recall", "mrr"],
         [EvalTaskKind.Pairwise] = ["win_rate"],
+        [EvalTaskKind.Logs] = ["anomaly_precision", "anomaly_recall", "anomaly_f1"],
+        [EvalTaskKind.Rag] = ["context_precision", "context_recall", "citation_correctness", "faithfulness", "answer_relevance"],
     };
 
     public static IReadOnlyList<string> OfKind(EvalTaskKind kind) => ByKind[kind];

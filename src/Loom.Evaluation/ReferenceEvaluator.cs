@@ -19,7 +19,7 @@ public sealed class ReferenceContext(IReadOnlyList<string> references) : Evaluat
 /// </summary>
 public sealed class ReferenceEvaluator : IEvaluator
 {
-    public IReadOnlyCollection<string> EvaluationMetricNames => MetricCatalog.OfKind(EvalTaskKind.Generate);
+    public IReadOnlyCollection<string> EvaluationMetricNames => [.. MetricCatalog.OfKind(EvalTaskKind.Generate).Where(m => m != "schema_valid")];
 
     public ValueTask<EvaluationResult> EvaluateAsync(IEnumerable<ChatMessage> messages, ChatResponse modelResponse, ChatConfiguration? chatConfiguration = null,
         IEnumerable<EvaluationContext>? additionalContext = null, CancellationToken cancellationToken = default)

@@ -21,34 +21,43 @@ internal static class EvalCommand
         var model = new Option<string?>("--model") { Description = "Checkpoint folder to evaluate" };
         var gguf = new Option<string?>("--gguf") { Description = "GGUF file to evaluate (run by llama.cpp) instead of --model" };
         var against = new Option<string?>("--against") { Description = "Model B for pairwise tasks: a checkpoint folder or a .gguf file" };
-        var index = new Option<string?>("--index") { Description = "Retrieval index folder (for retrieval tasks)" };
+        var index = new Option<string?>("--index") { Description = "Retrieval index folder (for retrieval and rag tasks)" };
+        var logModel = new Option<string?>("--log-model") { Description = "Log model checkpoint of `loom logs train` (for logs tasks; the model evaluated when no --model is given)" };
         var output = new Option<string?>("--out") { Description = "Write the results as JSON here" };
         var html = new Option<string?>("--html") { Description = "Write an HTML report here" };
-        var baseline = new Option<string?>("--baseline") { Description = "A previous results JSON to compare with (report) and gate on" };
+        var baseline = new Option<string[]>("--baseline")
+        {
+            Description = "A previous results JSON to compare with (report) and gate on; repeat, oldest first, for a chain: the last is the baseline, all are plotted as trends",
+        };
         var failUnder = new Option<string?>("--fail-under") { Description = "metric=tolerance[,metric=tolerance…]: exit 3 when a metric is worse than the baseline by more" };
         var cache = new Option<string?>("--cache") { Description = "Folder of cached answers, keyed by model version, prompt and options" };
         var threads = SharedOptions.Threads();
         var command = new Command("eval", "Evaluate a model on task files; with --baseline, exit 3 when a metric got worse beyond its tolerance.")
         {
-            tasks, model, gguf, against, index, output, html, baseline, failUnder, cache, threads,
+            tasks, model, gguf, against, index, logModel, output, html, baseline, failUnder, cache, threads,
         };
         command.Subcommands.Add(CreatePerplexity());
         command.Subcommands.Add(CreateDocsChoices());
+        command.Subcommands.Add(CreateReport());
+        command.Subcommands.Add(CreateQuickstartHeldOut());
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("eval", async () =>
         {
             var taskFiles = parseResult.GetValue(tasks) ?? [];
             if (taskFiles.Length == 0) throw new ArgumentException("pass at least one --task FILE (or use `loom eval perplexity`)");
-            string? folder = parseResult.GetValue(model), ggufPath = parseResult.GetValue(gguf);
-            if ((folder is null) == (ggufPath is null)) throw new ArgumentException("pass exactly one of --model DIR and --gguf FILE");
+            string? folder = parseResult.GetValue(model), ggufPath = parseResult.GetValue(gguf), logFolder = parseResult.GetValue(logModel);
             var tolerances = ParseTolerances(parseResult.GetValue(failUnder));
-            string? baselinePath = parseResult.GetValue(baseline);
-            if (tolerances.Count > 0 && baselinePath is null) throw new ArgumentException("--fail-under needs --baseline RUN.json");
-            var baselineRun = baselinePath is null ? null : EvalRun.Load(baselinePath);
+            var history = (parseResult.GetValue(baseline) ?? []).Select(EvalRun.Load).ToList();
+            if (tolerances.Count > 0 && history.Count == 0) throw new ArgumentException("--fail-under needs --baseline RUN.json");
+            var baselineRun = history.Count > 0 ? history[^1] : null;
             var specs = taskFiles.Select(EvalTask.Load).ToList();
             int threadCount = SharedOptions.ThreadCount(parseResult, threads);
             var kinds = specs.Select(s => s.Kind).ToHashSet();
+            bool logsOnly = kinds.All(k => k == EvalTaskKind.Logs);
+            if (folder is not null && ggufPath is not null) throw new ArgumentException("pass one of --model DIR and --gguf FILE, not both");
+            if (folder is null && ggufPath is null && !logsOnly) throw new ArgumentException("pass --model DIR or --gguf FILE");
+            if (kinds.Contains(EvalTaskKind.Logs) && logFolder is null) throw new ArgumentException("logs tasks need --log-model DIR");
 
-            await using var subjects = await Subjects.OpenAsync(folder, ggufPath, parseResult.GetValue(against), parseResult.GetValue(index), parseResult.GetValue(cache),
+            await using var subjects = await Subjects.OpenAsync(folder, ggufPath, logFolder, parseResult.GetValue(against), parseResult.GetValue(index), parseResult.GetValue(cache),
                 kinds, threadCount, cancellationToken);
             var run = await EvalTasks.RunAsync(specs, subjects.Value, subjects.OpponentVersion, cancellationToken);
             foreach (var task in run.Tasks)
@@ -61,7 +70,7 @@ internal static class EvalCommand
                 var plots = new List<(string, byte[])>();
                 if (folder is not null && LossPlot.ReadTrainingLog(Checkpoint.Resolve(folder)) is { Train.Count: > 0 } log)
                     plots.Add(("pretraining loss of this checkpoint: train per step and its moving average, validation per evaluation", LossPlot.Png(log.Train, log.Validation)));
-                EvalReport.Build(run, baselineRun, plots).Save(htmlPath);
+                EvalReport.Build(run, baselineRun, plots, history.Count > 1 ? [.. history, run] : null).Save(htmlPath);
             }
             if (baselineRun is null) return 0;
             var failures = EvalGate.Check(run, baselineRun, tolerances);
@@ -97,13 +106,13 @@ internal static class EvalCommand
         public ModelVersion? OpponentVersion { get; private set; }
         public ResponseCacheChatClient? Cache { get; private set; }
 
-        public static async Task<Subjects> OpenAsync(string? folder, string? gguf, string? against, string? indexFolder, string? cacheFolder,
+        public static async Task<Subjects> OpenAsync(string? folder, string? gguf, string? logFolder, string? against, string? indexFolder, string? cacheFolder,
             HashSet<EvalTaskKind> kinds, int threads, CancellationToken cancellationToken)
         {
             var subjects = new Subjects();
             try
             {
-                var version = ModelVersion.Of(folder is null ? gguf! : Checkpoint.Resolve(folder));
+                var version = ModelVersion.Of(folder is not null ? Checkpoint.Resolve(folder) : gguf ?? Checkpoint.Resolve(logFolder!));
                 ILogLikelihoodModel? logLikelihood = null;
                 if (kinds.Contains(EvalTaskKind.Perplexity) || kinds.Contains(EvalTaskKind.MultipleChoice))
                 {
@@ -122,7 +131,7 @@ internal static class EvalCommand
                     }
                 }
                 IChatClient? chat = null, opponent = null;
-                if (kinds.Contains(EvalTaskKind.Generate) || kinds.Contains(EvalTaskKind.Pairwise))
+                if (kinds.Contains(EvalTaskKind.Generate) || kinds.Contains(EvalTaskKind.Pairwise) || kinds.Contains(EvalTaskKind.Rag))
                 {
                     chat = subjects.Chat(folder, gguf, threads, version, cacheFolder, primary: true);
                     if (kinds.Contains(EvalTaskKind.Pairwise))
@@ -134,14 +143,23 @@ internal static class EvalCommand
                     }
                 }
                 Retriever? retriever = null;
-                if (kinds.Contains(EvalTaskKind.Retrieval))
+                if (kinds.Contains(EvalTaskKind.Retrieval) || kinds.Contains(EvalTaskKind.Rag))
                 {
-                    if (indexFolder is null) throw new ArgumentException("retrieval tasks need --index DIR");
+                    if (indexFolder is null) throw new ArgumentException("retrieval and rag tasks need --index DIR");
                     var index = await RetrievalIndex.OpenAsync(indexFolder, null, null, create: false, cancellationToken);
                     subjects.disposals.Add(() => { index.Dispose(); return ValueTask.CompletedTask; });
                     retriever = index.Retriever;
                 }
-                subjects.Value = new EvalSubjects(version, logLikelihood, chat, opponent, retriever);
+                var judgeCompute = new ComputeContext(threads);
+                subjects.disposals.Add(() => { judgeCompute.Dispose(); return ValueTask.CompletedTask; });
+                Func<IReadOnlyList<EvalTasks.LogSessionItem>, CancellationToken, IReadOnlyList<bool>>? detector = null;
+                if (kinds.Contains(EvalTaskKind.Logs))
+                {
+                    var logs = Loom.Logs.LogModel.Load(logFolder!, judgeCompute);
+                    detector = (sessions, token) => [.. Loom.Logs.AnomalyDetector.Detect(logs,
+                        [.. sessions.Select(s => new Loom.Logs.LogSession(s.Id, s.Events, new long[s.Events.Count], s.Anomalous))]).Select(v => v.Anomalous)];
+                }
+                subjects.Value = new EvalSubjects(version, logLikelihood, chat, opponent, retriever, subjects.Judge(threads, cacheFolder), judgeCompute, detector);
                 return subjects;
             }
             catch
@@ -149,6 +167,20 @@ internal static class EvalCommand
                 await subjects.DisposeAsync();
                 throw;
             }
+        }
+
+        /// <summary>Opens chat judges named "chat:DIR", "model:DIR" or "gguf:FILE" once each; they are disposed with the subjects.</summary>
+        Func<string, IChatClient> Judge(int threads, string? cacheFolder)
+        {
+            var opened = new Dictionary<string, IChatClient>(StringComparer.Ordinal);
+            return spec =>
+            {
+                if (opened.TryGetValue(spec, out var judge)) return judge;
+                string path = spec[(spec.IndexOf(':') + 1)..];
+                bool isGguf = spec.StartsWith("gguf:", StringComparison.Ordinal);
+                var version = ModelVersion.Of(isGguf ? path : Checkpoint.Resolve(path));
+                return opened[spec] = Chat(isGguf ? null : path, isGguf ? path : null, threads, version, cacheFolder, primary: false);
+            };
         }
 
         IChatClient Chat(string? folder, string? gguf, int threads, ModelVersion version, string? cacheFolder, bool primary)
@@ -167,6 +199,43 @@ internal static class EvalCommand
             for (int i = disposals.Count - 1; i >= 0; i--) await disposals[i]();
             disposals.Clear();
         }
+    }
+
+    static Command CreateReport()
+    {
+        var runs = new Argument<string[]>("runs") { Description = "Results JSON files of `loom eval --out`, oldest first", Arity = ArgumentArity.OneOrMore };
+        var html = new Option<string>("--html") { Description = "Write the HTML report here", Required = true };
+        var command = new Command("report", "One HTML report of several evaluation runs: each metric per version, its change, and a plot of its trend.") { runs, html };
+        command.SetAction(parseResult => UserErrors.Run(() =>
+        {
+            var loaded = parseResult.GetValue(runs)!.Select(EvalRun.Load).ToList();
+            EvalReport.BuildTrends(loaded).Save(parseResult.GetValue(html)!);
+            Console.WriteLine($"{loaded.Count} runs reported in {parseResult.GetValue(html)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>JSON lines that keep &lt;, &gt; and &amp; readable (generic type names are full of them).</summary>
+    static readonly System.Text.Json.JsonSerializerOptions Readable = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    static Command CreateQuickstartHeldOut()
+    {
+        var output = new Option<string>("--out") { Description = "JSONL file to write ({\"prompt\", \"reference\"} per line)", Required = true };
+        var fast = new Option<bool>("--fast") { Description = "The held-out questions of `loom quickstart --fast`" };
+        var command = new Command("quickstart-heldout", "Write the quickstart's held-out questions and reference answers (a generate task's data) from the installed SDK's docs.")
+        {
+            output, fast,
+        };
+        command.SetAction(parseResult => UserErrors.Run(() =>
+        {
+            var items = Loom.Serving.Pipeline.Quickstart.HeldOutQuestions(parseResult.GetValue(fast));
+            Loom.IO.AtomicFile.WriteAllText(parseResult.GetValue(output)!, string.Concat(items.Select(item =>
+                new System.Text.Json.Nodes.JsonObject { ["prompt"] = item.Question, ["reference"] = item.Reference }.ToJsonString(Readable) + "\n")));
+            Console.WriteLine($"{items.Count} held-out questions written to {parseResult.GetValue(output)}");
+            return 0;
+        }));
+        return command;
     }
 
     static Command CreateDocsChoices()

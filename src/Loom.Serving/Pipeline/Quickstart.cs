@@ -117,7 +117,7 @@ public static class Quickstart
         var tokenizer = Tokenizer.Load(pretrained.CheckpointFolder);
         var perplexity = stages.Run("evaluate perplexity", log => ValidationPerplexity(model, tokenizer, tokens.Folder, plan, compute, log, cancellationToken));
 
-        var heldOut = heldOutMembers.Select(m => new HeldOutItem(InstructionData.Question(m), InstructionData.FirstSentence(m.Text))).ToList();
+        var heldOut = heldOutMembers.Select(HeldOut).ToList();
         var answerOptions = new AnswerStageOptions { MaxTokens = plan.AnswerTokens, Compute = compute };
         var before = await stages.RunAsync("answer held-out questions (pretrained)",
             log => AnswerStage.RunAsync(model, tokenizer, heldOut, answerOptions, log, cancellationToken));
@@ -169,6 +169,19 @@ public static class Quickstart
         stages.Run("write the report", _ => QuickstartReport.Write(result));
         return result with { Timings = stages.Timings.ToList() };
     }
+
+    /// <summary>
+    /// The held-out questions a quickstart run answers before and after tuning (the same members, in the same order, with
+    /// their reference answers), as read from the installed .NET SDK's docs; <paramref name="fast"/> as <see cref="QuickstartOptions.Fast"/>.
+    /// </summary>
+    public static IReadOnlyList<HeldOutItem> HeldOutQuestions(bool fast, CancellationToken cancellationToken = default)
+    {
+        var members = ReadMembers(QuickstartPlan.For(fast), new Progress<string>(), cancellationToken);
+        Shuffle(members, new Random(1337));
+        return [.. members.Take(QuickstartPlan.For(fast).HeldOut).Select(HeldOut)];
+    }
+
+    static HeldOutItem HeldOut(DocMember member) => new(InstructionData.Question(member), InstructionData.FirstSentence(member.Text));
 
     static List<DocMember> ReadMembers(QuickstartPlan plan, IProgress<string> log, CancellationToken cancellationToken)
     {

@@ -73,6 +73,15 @@ public sealed class EvalCommandTests : IDisposable
         var strict = CliRun.Run("eval", "--task", perplexityTask, "--model", damaged, "--baseline", baseline, "--fail-under", "word_perplexity=0.5", "--threads", "1");
         Assert.Equal(EvalCommand.GateFailed, strict.ExitCode);
         Assert.Contains("corpus/word_perplexity", strict.Error);
+
+        // A chain of baselines (oldest first): the gate compares with the last, the report plots every metric across all of them.
+        string second = Path.Combine(root, "second.json"), chained = Path.Combine(root, "chain.html");
+        Assert.Equal(0, CliRun.Run("eval", "--task", perplexityTask, "--model", good, "--out", second, "--threads", "1").ExitCode);
+        var chain = CliRun.Run("eval", "--task", perplexityTask, "--model", damaged, "--baseline", baseline, "--baseline", second, "--html", chained, "--threads", "1");
+        Assert.Equal(EvalCommand.GateFailed, chain.ExitCode);
+        string report = File.ReadAllText(chained);
+        Assert.Contains("Trends across 3 versions", report);
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(report, "<figcaption>corpus: \\w+ across versions \\(v1 [0-9a-f]{8}, v2 [0-9a-f]{8}, v3 [0-9a-f]{8}\\)").Count);
     }
 
     [Fact]

@@ -41,6 +41,57 @@ public sealed class EvalReportTests : IDisposable
     }
 }
 
+/// <summary>Several runs in one report: a value per version, the change, and a trend plot per metric.</summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
+public sealed class EvalTrendReportTests : IDisposable
+{
+    readonly string folder = Directory.CreateTempSubdirectory("loom-eval-trends-").FullName;
+
+    public void Dispose() => Directory.Delete(folder, recursive: true);
+
+    static EvalRun Version(int i) => new(
+        new ModelVersion($"runs/quickstart-dotnet-docs-bpe8192-dim256-layers6-heads8-kv2-ctx512-lr3e-4-v{i}-tuned-sft-lora-r16-alpha32-epochs3/checkpoint", $"{i}a1b2c3d4e5f6071829"),
+        DateTimeOffset.UnixEpoch.AddDays(i),
+        [
+            new TaskResult("tinyshakespeare", "perplexity", "/data/tinyshakespeare.txt", new Dictionary<string, MetricValue> { ["bits_per_byte"] = new(2.0 - 0.1 * i, 1) }),
+            new TaskResult("docs", "multiple_choice", "/data/docs.jsonl",
+                new Dictionary<string, MetricValue> { ["acc"] = new(0.3 + 0.05 * i, 200, 0.25 + 0.05 * i, 0.35 + 0.05 * i) }),
+        ]);
+
+    [SkippableFact]
+    public async Task TrendReportPlotsEveryMetricAndFitsAt1280Pixels()
+    {
+        ReportBrowser.RequireChromium();
+        var runs = Enumerable.Range(0, 6).Select(Version).ToList();
+        var paths = runs.Select((run, i) => { string p = Path.Combine(folder, $"run{i}.json"); run.Save(p); return p; }).ToArray();
+        string html = Path.Combine(folder, "trends.html");
+        var result = CliRun.Run(["eval", "report", .. paths, "--html", html]);
+        Assert.True(result.ExitCode == 0, result.Error);
+        string text = File.ReadAllText(html);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(text, "data:image/png;base64,").Count); // one plot per metric
+        Assert.Contains("<td>-0.5</td>", text);  // bits_per_byte: 1.5 - 2.0
+        Assert.Contains("<td>+0.25</td>", text); // acc: 0.55 - 0.3
+        Assert.Contains("v6 5a1b2c3d", text);
+
+        string screenshot = Path.Combine(GgufReferencePaths.RepoRoot(), "docs", "eval-trends.png");
+        var measure = await ReportBrowser.OpenAsync(html, screenshot);
+        Assert.True(measure.ScrollWidth <= 1280, $"the page is {measure.ScrollWidth} px wide at a 1280 px viewport");
+        Assert.True(new FileInfo(screenshot).Length > 10_000);
+        Assert.Equal(2, measure.MetricRows);
+        Assert.Equal(measure.MetricRows, measure.ExplainedRows);
+    }
+
+    [Fact]
+    public void ATrendPlotIsAPngOfTheRequestedSize()
+    {
+        byte[] png = TrendPlot.Png("acc", ["v1", "v2", "v3"], [new MetricValue(0.3, 10, 0.2, 0.4), null, new MetricValue(0.5, 10)], 400, 200);
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
+        Assert.Equal(400, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(16)));
+        Assert.Equal(200, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(20)));
+        Assert.Throws<ArgumentException>(() => TrendPlot.Png("acc", ["v1"], []));
+    }
+}
+
 internal static class GgufReferencePaths
 {
     public static string RepoRoot() => Loom.Tests.Models.GgufReference.RepoRoot();

@@ -14,7 +14,7 @@ public class ShippedTasksTests
     public void EveryShippedTaskLoadsAndItsDataParses()
     {
         var tasks = Directory.GetFiles(Folder, "*.json").Order().Select(EvalTask.Load).ToDictionary(t => t.Name);
-        Assert.Equal(["dotnet-members-choice", "retrieval-questions", "tinyshakespeare"], tasks.Keys.Order());
+        Assert.Equal(["dotnet-members-choice", "hdfs-dev", "quickstart-heldout", "retrieval-questions", "tinyshakespeare"], tasks.Keys.Order());
         var shakespeare = EvalTasks.ReadDocuments(tasks["tinyshakespeare"]);
         Assert.Equal(20_000, Assert.Single(shakespeare).Length);
         Assert.StartsWith(File.ReadAllText(GgufReference.Shakespeare())[(int)(1_115_394 * 0.9)..][..50], shakespeare[0]);
@@ -23,6 +23,18 @@ public class ShippedTasksTests
         Assert.All(choices, c => Assert.Equal(4, c.Choices.Distinct().Count()));
         Assert.InRange(choices.Count(c => c.Answer == 0), 25, 75); // answer positions are spread
         Assert.Equal(386, EvalTasks.ReadQuestions(tasks["retrieval-questions"]).Count);
+        Assert.Equal(50, EvalTasks.ReadPrompts(tasks["quickstart-heldout"]).Count);
+    }
+
+    [Fact]
+    public void TheShippedQuickstartQuestionsAreTheOnesTheQuickstartHoldsOut()
+    {
+        var task = EvalTask.Load(Path.Combine(Folder, "quickstart-heldout.json"));
+        var shipped = EvalTasks.ReadPrompts(task);
+        var heldOut = Loom.Serving.Pipeline.Quickstart.HeldOutQuestions(fast: false);
+        Assert.Equal(heldOut.Select(h => h.Question), shipped.Select(p => p.Prompt));
+        Assert.Equal(heldOut.Select(h => h.Reference), shipped.Select(p => Assert.Single(p.References)));
+        Assert.Equal(Loom.Serving.Pipeline.QuickstartPlan.For(false).AnswerTokens, task.Options.MaxTokens);
     }
 
     [Fact]
