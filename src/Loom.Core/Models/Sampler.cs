@@ -108,7 +108,10 @@ public sealed class Sampler
         double sum = 0;
         for (int i = 0; i < count; i++)
         {
-            float p = MathF.Exp((logits[candidates[i]] - max) * invTemperature);
+            // A masked token (structured output, logit_bias -inf) has probability 0: no call into exp, whose special
+            // case for -inf is many times slower than its common path.
+            float logit = logits[candidates[i]];
+            float p = logit == float.NegativeInfinity ? 0f : MathF.Exp((logit - max) * invTemperature);
             probs[i] = p;
             sum += p;
         }
