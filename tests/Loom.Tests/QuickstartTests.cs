@@ -116,6 +116,7 @@ public sealed class QuickstartLibraryRun : IAsyncLifetime
     }
 }
 
+[Trait(TestCategories.Category, TestCategories.Slow)]
 [Collection(Training.SerialTrainingCollection.Name)]
 public sealed class QuickstartLibraryTests(QuickstartLibraryRun run) : IClassFixture<QuickstartLibraryRun>
 {

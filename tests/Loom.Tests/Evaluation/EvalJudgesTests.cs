@@ -321,6 +321,7 @@ public sealed class RagTaskTests : IDisposable
 }
 
 /// <summary>`loom eval` pairwise tasks with a model judge named in the task file, against the same judge run in process.</summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
 public sealed class PairwiseCliTests : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("loom-eval-pairwise-").FullName;

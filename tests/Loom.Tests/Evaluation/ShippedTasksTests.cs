@@ -27,6 +27,7 @@ public class ShippedTasksTests
     }
 
     [Fact]
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     public void TheShippedQuickstartQuestionsAreTheOnesTheQuickstartHoldsOut()
     {
         var task = EvalTask.Load(Path.Combine(Folder, "quickstart-heldout.json"));

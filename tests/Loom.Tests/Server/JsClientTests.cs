@@ -7,6 +7,7 @@ namespace Loom.Tests.Server;
 /// (installed by `npm ci` there; .ci/run does it). Without node or the installed packages the cases skip, except under CI=true
 /// where that is a failure.
 /// </summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
 public class JsClientTests(ClientFixture server) : IClassFixture<ClientFixture>
 {
     [SkippableFact] public Task Chat() => Run("chat");
