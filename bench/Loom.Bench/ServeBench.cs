@@ -8,9 +8,6 @@ using Loom.Server;
 using Loom.Serving;
 using Loom.Tensors;
 using Loom.Text;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace Loom.Bench;
 
@@ -50,7 +47,7 @@ public static class ServeBench
         await using var model = LoomModel.Create("bench", transformer, tokenizer, new LoomModelOptions { Slots = concurrency.Max() });
         await using var app = LoomServer.Build(new ServedModel(model.Engine), new ServerOptions { Port = 0 });
         await app.StartAsync();
-        var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        var address = LoomServer.Addresses(app)[0];
         using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(10) };
         Console.WriteLine($"serve bench: preset {preset} ({config.ParameterCount / 1e6:F1}M parameters), {tokens} tokens per request, {ComputeContext.Default.ThreadCount} threads, median of {repeats}");
 

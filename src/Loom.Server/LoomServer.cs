@@ -5,6 +5,8 @@ using Loom.Retrieval;
 using Loom.Serving;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.AI;
@@ -34,6 +36,10 @@ public sealed record ServedModel(ITextGenerator Generator)
 /// </summary>
 public static class LoomServer
 {
+    /// <summary>The addresses a started server listens on (with port 0, the port the system chose).</summary>
+    public static IReadOnlyList<Uri> Addresses(WebApplication app) =>
+        [.. app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Select(a => new Uri(a))];
+
     public static WebApplication Build(ServedModel served, ServerOptions options, Action<ILoggingBuilder>? logging = null)
     {
         if (RequestGuards.BindingProblem(options) is { } problem) throw new ArgumentException(problem, nameof(options));

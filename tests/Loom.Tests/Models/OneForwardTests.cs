@@ -5,9 +5,6 @@ using Loom.Serving;
 using Loom.Tensors;
 using Loom.Text;
 using Loom.Training.Tuning;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace Loom.Tests.Models;
 
@@ -154,7 +151,7 @@ public class OneForwardTests
         // (e') the same engine behind the HTTP server: /v1/completions at temperature 0.
         await using var app = LoomServer.Build(new ServedModel(loom.Engine), new ServerOptions { Port = 0 });
         await app.StartAsync();
-        var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        var address = LoomServer.Addresses(app)[0];
         using var http = new HttpClient { BaseAddress = address };
         var body = new JsonObject { ["model"] = "one-forward", ["prompt"] = Tokenizer.Decode(prompt), ["max_tokens"] = Continuation, ["temperature"] = 0 };
         using var reply = await http.PostAsync("/v1/completions", new StringContent(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));

@@ -7,9 +7,6 @@ using Loom.Models;
 using Loom.Serving;
 using Loom.Server;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using OpenAI;
 using OpenAI.Chat;
 
@@ -32,7 +29,7 @@ public sealed class RequestGuardTests : IAsyncLifetime
         model = LoomModel.Create(ServerFixture.ModelName, transformer, tokenizer, new LoomModelOptions { Slots = 2 });
         app = LoomServer.Build(new ServedModel(model.Engine), new ServerOptions { Port = 0, MaxTokensLimit = 8 });
         await app.StartAsync();
-        address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        address = LoomServer.Addresses(app)[0];
     }
 
     public async Task DisposeAsync()
