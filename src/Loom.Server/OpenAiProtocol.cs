@@ -82,7 +82,7 @@ public static class OpenAiProtocol
         }
         catch (JsonException e)
         {
-            throw new ApiException(400, $"malformed JSON in the request body: {e.Message.ReplaceLineEndings(" ")}");
+            throw new ApiException(400, $"malformed JSON in the request body: {e.Message}");
         }
     }
 

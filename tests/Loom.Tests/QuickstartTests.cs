@@ -1,3 +1,5 @@
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
 using Loom.Models;
 using Loom.Retrieval;
 using Loom.Serving.Pipeline;
@@ -235,16 +237,16 @@ public sealed class QuickstartLibraryTests(QuickstartLibraryRun run) : IClassFix
 
         using var serve = await Server.ServeProcess.StartAsync("--model", model, "--port", "0", "--threads", "1", "--index", Result.IndexFolder);
         using var http = new HttpClient { BaseAddress = serve.Address, Timeout = TimeSpan.FromSeconds(120) };
-        string name = (string)System.Text.Json.Nodes.JsonNode.Parse(await http.GetStringAsync("/v1/models"))!["data"]![0]!["id"]!;
+        string name = (string)JsonNode.Parse(await http.GetStringAsync("/v1/models"))!["data"]![0]!["id"]!;
         foreach (var demo in Result.Answers)
         {
-            using var response = await System.Net.Http.Json.HttpClientJsonExtensions.PostAsJsonAsync(http, "/v1/chat/completions", new System.Text.Json.Nodes.JsonObject
+            using var response = await http.PostAsJsonAsync("/v1/chat/completions", new JsonObject
             {
                 ["model"] = name + "+rag",
-                ["messages"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["role"] = "user", ["content"] = demo.Question }),
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = demo.Question }),
                 ["temperature"] = 0,
             });
-            var body = System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+            var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
             Assert.True(response.IsSuccessStatusCode, body.ToJsonString());
             var sources = body["sources"]!.AsArray();
             Assert.NotEmpty(sources);

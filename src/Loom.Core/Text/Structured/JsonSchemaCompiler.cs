@@ -185,10 +185,11 @@ internal sealed class JsonSchemaCompiler
     bool Disjoint(JsonElement a, JsonElement b)
     {
         if (a.ValueKind != JsonValueKind.Object || b.ValueKind != JsonValueKind.Object) return false;
-        if (Literals(a) is { } la && Literals(b) is { } lb) return !la.Overlaps(lb);
-        if (Kinds(a) is { } ka && Kinds(b) is { } kb && !ka.Overlaps(kb)) return true;
-        if (Literals(a) is { } only && Kinds(b) is { } kinds && only.All(v => !kinds.Contains(KindOf(v)))) return true;
-        if (Literals(b) is { } only2 && Kinds(a) is { } kinds2 && only2.All(v => !kinds2.Contains(KindOf(v)))) return true;
+        var (literalsA, literalsB, kindsA, kindsB) = (Literals(a), Literals(b), Kinds(a), Kinds(b));
+        if (literalsA is not null && literalsB is not null) return !literalsA.Overlaps(literalsB);
+        if (kindsA is not null && kindsB is not null && !kindsA.Overlaps(kindsB)) return true;
+        if (literalsA is not null && kindsB is not null && literalsA.All(v => !kindsB.Contains(KindOf(v)))) return true;
+        if (literalsB is not null && kindsA is not null && literalsB.All(v => !kindsA.Contains(KindOf(v)))) return true;
         return ObjectsDisjoint(a, b) || ObjectsDisjoint(b, a);
     }
 
