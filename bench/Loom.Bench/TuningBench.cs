@@ -1,7 +1,6 @@
 using Loom.IO;
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Loom.Models;
@@ -22,61 +21,6 @@ namespace Loom.Bench;
 /// </summary>
 public static class TuningBench
 {
-    static readonly string[] Products =
-    [
-        "blender", "lamp", "kettle", "backpack", "headphones", "toaster", "chair", "jacket", "keyboard", "mouse", "tent", "watch",
-        "camera", "speaker", "mug", "pillow", "drill", "bicycle", "charger", "umbrella", "desk", "scarf", "printer", "stove",
-    ];
-    static readonly string[] Openers =
-    [
-        "Write a review of the {0}.", "Review the {0} you bought.", "How was the {0}?", "Tell me about the {0}.", "Share your thoughts on the {0}.",
-    ];
-    static readonly string[] Aspects = ["the price", "the design", "the finish", "the delivery", "the packaging", "the size", "the quality", "the color"];
-    static readonly string[] Positive = ["great", "excellent", "sturdy", "lovely", "reliable", "superb", "solid", "perfect"];
-    static readonly string[] Negative = ["awful", "flimsy", "poor", "terrible", "cheap", "broken", "useless", "disappointing"];
-    static readonly string[] Neutral = ["okay", "average", "plain", "normal"];
-    static readonly HashSet<string> PositiveWords = [.. Positive, "recommend"];
-    static readonly HashSet<string> NegativeWords = [.. Negative, "return"];
-
-    /// <summary>The judge: #positive − #negative words (lower-cased letter runs).</summary>
-    public static int Judge(string response)
-    {
-        int score = 0;
-        foreach (var word in Words(response))
-        {
-            if (PositiveWords.Contains(word)) score++;
-            else if (NegativeWords.Contains(word)) score--;
-        }
-        return score;
-    }
-
-    static IEnumerable<string> Words(string text)
-    {
-        var word = new StringBuilder();
-        foreach (char c in text.ToLowerInvariant() + " ")
-        {
-            if (char.IsLetter(c)) word.Append(c);
-            else if (word.Length > 0) { yield return word.ToString(); word.Clear(); }
-        }
-    }
-
-    /// <summary>A mixed-sentiment review: three aspect sentences (positive / negative / neutral with 0.4 / 0.4 / 0.2) and a closing verdict.</summary>
-    static string Review(DeterministicRandom random)
-    {
-        string Pick(string[] list) => list[random.NextInt64(list.Length)];
-        var text = new StringBuilder();
-        var aspects = TuningLoop.Shuffle(Aspects.Length, random);
-        for (int i = 0; i < 3; i++)
-        {
-            double u = random.NextDouble();
-            string adjective = u < 0.4 ? Pick(Positive) : u < 0.8 ? Pick(Negative) : Pick(Neutral);
-            text.Append(Aspects[aspects[i]]).Append(" is ").Append(adjective).Append(". ");
-        }
-        double v = random.NextDouble();
-        text.Append(v < 0.4 ? "i would recommend it." : v < 0.8 ? "i would return it." : "i might keep it.");
-        return text.ToString();
-    }
-
     public static int Run(string[] args)
     {
         var total = Stopwatch.StartNew();
@@ -94,23 +38,9 @@ public static class TuningBench
         }
 
         // ---- data: prompts split into train and held-out; SFT corpus of mixed reviews for the train prompts.
-        var random = new DeterministicRandom(20261129);
-        var allPrompts = Products.SelectMany(p => Openers.Select(o => string.Format(CultureInfo.InvariantCulture, o, p))).ToList();
-        var order = TuningLoop.Shuffle(allPrompts.Count, random);
-        var heldOut = order.Take(40).Select(i => allPrompts[i]).ToList();
-        var trainPrompts = order.Skip(40).Select(i => allPrompts[i]).ToList();
-        var sftExamples = new List<SupervisedExample>();
-        for (int i = 0; i < 3000; i++)
-        {
-            string prompt = trainPrompts[(int)random.NextInt64(trainPrompts.Count)];
-            sftExamples.Add(new SupervisedExample([new ChatTurn("user", prompt), new ChatTurn("assistant", Review(random))], $"synthetic:{i}"));
-        }
-        var tokenizer = BpeTrainer.Train(sftExamples.SelectMany(e => e.Turns.Select(turn => turn.Content)), 420);
-        var config = new LlamaConfig
-        {
-            VocabSize = tokenizer.VocabSize, Dim = 64, Layers = 2, Heads = 4, KvHeads = 4, HiddenDim = 192, MaxSeq = 96,
-            BosId = tokenizer.BosId ?? -1, EosId = tokenizer.EosId ?? -1,
-        };
+        var task = ReviewTask.Create();
+        var (tokenizer, trainPrompts, heldOut, sftExamples) = (task.Tokenizer, task.TrainPrompts, task.HeldOutPrompts, task.SftExamples);
+        var config = task.ModelConfig();
         Console.WriteLine($"tuning bench: {threads} threads; vocab {tokenizer.VocabSize}, model {config.ParameterCount:N0} parameters, " +
             $"{trainPrompts.Count} train prompts, {heldOut.Count} held-out prompts, {sftExamples.Count} SFT examples");
         Stage("data_s");
@@ -123,7 +53,7 @@ public static class TuningBench
         }, e => { if (e.Evaluation || e.Step % 100 == 0) Console.WriteLine("  sft " + e); });
         Stage("sft_s");
         int stopId = SequenceLogProbs.EndId(tokenizer);
-        const int maxNew = 40;
+        const int maxNew = ReviewTask.MaxNewTokens;
         IReadOnlyList<ChatTurn> Turns(string prompt) => [new ChatTurn("user", prompt)];
         int[] PromptIds(string prompt) => ChatTemplate.Encode(Turns(prompt), tokenizer, addGenerationPrompt: true).Ids;
         string Text(int[] ids) => tokenizer.Decode(ids, skipSpecialTokens: true).Trim();
@@ -140,7 +70,7 @@ public static class TuningBench
             for (int k = 0; k < perPrompt; k += 2)
             {
                 string a = Text(samples[p * perPrompt + k]), b = Text(samples[p * perPrompt + k + 1]);
-                int sa = Judge(a), sb = Judge(b);
+                int sa = ReviewTask.Judge(a), sb = ReviewTask.Judge(b);
                 sampleScores.Add(sa);
                 sampleScores.Add(sb);
                 if (sa == sb) { ties++; continue; }
@@ -179,7 +109,7 @@ public static class TuningBench
                 for (int b = a + 1; b < 4; b++)
                 {
                     string x = Text(heldSamples[p * 4 + a]), y = Text(heldSamples[p * 4 + b]);
-                    int sx = Judge(x), sy = Judge(y);
+                    int sx = ReviewTask.Judge(x), sy = ReviewTask.Judge(y);
                     if (sx == sy) continue;
                     var (chosen, rejected) = sx > sy ? (x, y) : (y, x);
                     heldPairs.Add((TokenSequence.FromResponse(Turns(heldOut[p]), chosen, tokenizer), TokenSequence.FromResponse(Turns(heldOut[p]), rejected, tokenizer)));
@@ -202,7 +132,7 @@ public static class TuningBench
         const int evalSamples = 5;
         var heldIds = heldOut.Select(PromptIds).ToList();
         int[] JudgeAll(Transformer model, ulong seed) =>
-            [.. new PolicySampler(model, compute).Sample(heldIds, evalSamples, maxNew, 1f, stopId, new DeterministicRandom(seed)).Select(s => Judge(Text(s)))];
+            [.. new PolicySampler(model, compute).Sample(heldIds, evalSamples, maxNew, 1f, stopId, new DeterministicRandom(seed)).Select(s => ReviewTask.Judge(Text(s)))];
         var sftScores = JudgeAll(sft, 101);
         var dpoScores = JudgeAll(dpo, 102);
         var rlScores = JudgeAll(rl, 103);
@@ -211,16 +141,16 @@ public static class TuningBench
         var bestScores = new List<int>();
         foreach (var prompt in heldOut)
             for (int k = 0; k < evalSamples; k++)
-                bestScores.Add(Judge(bestOf.Generate(Turns(prompt), 4, maxNew, 1f, bestRandom)[0].Response));
+                bestScores.Add(ReviewTask.Judge(bestOf.Generate(Turns(prompt), 4, maxNew, 1f, bestRandom)[0].Response));
         var reference = TuningLoop.FrozenCopy(sft);
         float dpoKl = SequenceLogProbs.SampledKl(dpo, reference, [.. heldIds, .. heldIds], maxNew, stopId, 201, compute);
         float rlKl = SequenceLogProbs.SampledKl(rl, reference, [.. heldIds, .. heldIds], maxNew, stopId, 202, compute);
         Stage("evaluation_s");
 
-        var (dpoWin, dpoTie) = WinRate(dpoScores, sftScores);
-        var (rlWin, rlTie) = WinRate(rlScores, sftScores);
-        var (bestWin, bestTie) = WinRate([.. bestScores], sftScores);
-        var (sftSelf, sftSelfTie) = WinRate(JudgeAll(sft, 105), sftScores);
+        var (dpoWin, dpoTie) = ReviewTask.WinRate(dpoScores, sftScores);
+        var (rlWin, rlTie) = ReviewTask.WinRate(rlScores, sftScores);
+        var (bestWin, bestTie) = ReviewTask.WinRate([.. bestScores], sftScores);
+        var (sftSelf, sftSelfTie) = ReviewTask.WinRate(JudgeAll(sft, 105), sftScores);
         double totalSeconds = total.Elapsed.TotalSeconds;
 
         Console.WriteLine();
@@ -271,19 +201,6 @@ public static class TuningBench
         AtomicFile.WriteAllText(path, result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"wrote {path}");
         return 0;
-    }
-
-    /// <summary>Win rate of a over b, pairing scores by index; ties count half. Also the share of ties.</summary>
-    static (double Win, double Tie) WinRate(IReadOnlyList<int> a, IReadOnlyList<int> b)
-    {
-        double wins = 0;
-        int ties = 0;
-        for (int i = 0; i < a.Count; i++)
-        {
-            if (a[i] > b[i]) wins += 1;
-            else if (a[i] == b[i]) { wins += 0.5; ties++; }
-        }
-        return (wins / a.Count, (double)ties / a.Count);
     }
 
     static void WritePairs(string path, IEnumerable<PreferencePair> pairs)
