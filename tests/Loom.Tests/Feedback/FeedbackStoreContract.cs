@@ -547,3 +547,60 @@ public sealed class SqliteFeedbackStoreTests : FeedbackStoreContract
         Assert.DoesNotContain("secret", exception.Message);
     }
 }
+
+/// <summary>
+/// Runs against the server in env LOOM_TEST_POSTGRES (a connection string); each test works in its own schemas and
+/// drops them. Without the variable the tests skip, except under CI=true where they fail.
+/// </summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
+public sealed class PostgresFeedbackStoreTests : FeedbackStoreContract
+{
+    readonly string? connectionString = PostgresTestServer.ConnectionString();
+    readonly string schemaPrefix = "loom_test_" + Guid.NewGuid().ToString("N")[..12] + "_";
+    readonly HashSet<string> schemas = [];
+
+    protected override async Task<IFeedbackStore> OpenCoreAsync(string name)
+    {
+        Skip.If(connectionString is null, PostgresTestServer.SkipMessage);
+        schemas.Add(schemaPrefix + name);
+        return await PostgresFeedbackStore.OpenAsync(connectionString!, schemaPrefix + name, default);
+    }
+
+    [SkippableFact]
+    public async Task ASchemaThatIsNotAFeedbackStoreIsRefusedNamingIt()
+    {
+        Skip.If(connectionString is null, PostgresTestServer.SkipMessage);
+        string schema = schemaPrefix + "other";
+        schemas.Add(schema);
+        await using (var dataSource = Npgsql.NpgsqlDataSource.Create(connectionString!))
+        {
+            await using var command = dataSource.CreateCommand($"CREATE SCHEMA {schema}; CREATE TABLE {schema}.recipes(name text)");
+            await command.ExecuteNonQueryAsync();
+        }
+        var exception = await Assert.ThrowsAsync<InvalidDataException>(() => PostgresFeedbackStore.OpenAsync(connectionString!, schema, default));
+        Assert.Equal($"PostgreSQL schema {schema}: not a Loom feedback store (it holds other tables)", exception.Message);
+        var badName = await Assert.ThrowsAsync<ArgumentException>(() => PostgresFeedbackStore.OpenAsync(connectionString!, "Bad-Name", default));
+        Assert.StartsWith("PostgreSQL schema 'Bad-Name'", badName.Message);
+    }
+
+    [SkippableFact]
+    public async Task FeedbackStoresOpensPostgresForAConnectionString()
+    {
+        Skip.If(connectionString is null, PostgresTestServer.SkipMessage);
+        // FeedbackStores opens the default schema; it is created when missing and left as it was found.
+        await using var dataSource = Npgsql.NpgsqlDataSource.Create(connectionString!);
+        await using var exists = dataSource.CreateCommand($"SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{PostgresFeedbackStore.DefaultSchema}'");
+        bool existed = Convert.ToInt64(await exists.ExecuteScalarAsync()) > 0;
+        using (var store = await FeedbackStores.OpenAsync(connectionString!, default))
+            Assert.Equal(PostgresFeedbackStore.DefaultSchema, Assert.IsType<PostgresFeedbackStore>(store).Schema);
+        if (!existed)
+            await PostgresFeedbackStore.DropAsync(connectionString!, PostgresFeedbackStore.DefaultSchema, default);
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        foreach (string schema in schemas)
+            PostgresFeedbackStore.DropAsync(connectionString!, schema, default).GetAwaiter().GetResult();
+    }
+}
