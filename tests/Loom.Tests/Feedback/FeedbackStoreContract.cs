@@ -152,7 +152,7 @@ public abstract class FeedbackStoreContract : IDisposable
         Assert.Null(await store.GetItemAsync("missing", default));
 
         // The same ids again (one with new text) and one new item: only the new one is added, the stored text stays.
-        var changed = items[1] with { Responses = [new("different", "v9")], Created = Start.AddMinutes(-5) };
+        var changed = items[1] with { Responses = [new("different", "v9"), new("also different", "v8")], Created = Start.AddMinutes(-5) };
         var fresh = Item("item-3", "t", minute: 3);
         Assert.Equal(1, await store.AddItemsAsync([items[0], changed, fresh, fresh], default));
         AssertSame(items[1], await store.GetItemAsync("item-1", default));
@@ -166,7 +166,12 @@ public abstract class FeedbackStoreContract : IDisposable
         Assert.StartsWith("FeedbackItem.TaskId 'nope'", exception.Message);
         Assert.Null(await store.GetItemAsync("a", default));
         exception = await Assert.ThrowsAsync<ArgumentException>(() => store.AddItemsAsync([Item("c", "t", responses: 0)], default));
-        Assert.StartsWith("FeedbackItem.Responses", exception.Message);
+        Assert.StartsWith("FeedbackItem.Responses of item 'c' must hold at least one response", exception.Message);
+        exception = await Assert.ThrowsAsync<ArgumentException>(() => store.AddItemsAsync([Item("d", "t"), Item("e", "t", responses: 1)], default));
+        Assert.Equal("FeedbackItem.Responses of item 'e' must hold at least 2 responses for Pairwise task 't', got 1", exception.Message);
+        exception = await Assert.ThrowsAsync<ArgumentException>(() => store.AddItemsAsync([Item("f", "t") with { Prompt = [new("user", "half \uD83D of an emoji")] }], default));
+        Assert.Equal("FeedbackItem.Prompt[0].Content holds a lone UTF-16 surrogate (U+D83D) at index 5", exception.Message);
+        Assert.Equal(["item-0", "item-1", "item-2", "item-3"], (await store.ListItemsAsync("t", default)).Select(item => item.Id));
     }
 
     [SkippableFact]
@@ -243,6 +248,7 @@ public abstract class FeedbackStoreContract : IDisposable
         { "task-mismatch", "Judgement.TaskId 'other' does not match item 'item-0'" },
         { "kind-mismatch", "Judgement.Kind Rating does not match task 't'" },
         { "nul-comment", "Judgement.Comment must not hold the NUL character" },
+        { "surrogate-annotator", "Judgement.Annotator holds a lone UTF-16 surrogate (U+DC00) at index 1" },
     };
 
     [SkippableTheory]
@@ -253,7 +259,7 @@ public abstract class FeedbackStoreContract : IDisposable
         string kindName = variant.Split('-')[0];
         var kind = variant switch
         {
-            "empty-annotator" or "empty-item" or "missing-item" or "missing-task" or "task-mismatch" or "kind-mismatch" or "nul-comment" => JudgementKind.Thumbs,
+            "empty-annotator" or "empty-item" or "missing-item" or "missing-task" or "task-mismatch" or "kind-mismatch" or "nul-comment" or "surrogate-annotator" => JudgementKind.Thumbs,
             _ => Enum.Parse<JudgementKind>(kindName, ignoreCase: true),
         };
         await store.SaveTaskAsync(Task("t", kind), default);
@@ -283,6 +289,7 @@ public abstract class FeedbackStoreContract : IDisposable
             "task-mismatch" => valid with { TaskId = "other" },
             "kind-mismatch" => valid with { Kind = JudgementKind.Rating, ThumbsUp = null, Rating = 3 },
             "nul-comment" => valid with { Comment = "a\0b" },
+            "surrogate-annotator" => valid with { Annotator = "a\uDC00" },
             _ => throw new ArgumentOutOfRangeException(nameof(variant)),
         };
         var exception = await Assert.ThrowsAsync<ArgumentException>(() => store.SubmitAsync(bad, default));
