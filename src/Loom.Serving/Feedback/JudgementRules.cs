@@ -230,5 +230,8 @@ public static partial class JudgementRules
         }
     }
 
-    static string Quote(string? value) => value is null ? "null" : System.Text.Json.JsonSerializer.Serialize(value);
+    /// <summary>The value in quotes on one line: control characters, surrogates, quotes and backslashes as \uXXXX.</summary>
+    static string Quote(string? value) => value is null
+        ? "null"
+        : "\"" + string.Concat(value.Select(c => char.IsControl(c) || char.IsSurrogate(c) || c is '"' or '\\' ? $"\\u{(int)c:X4}" : c.ToString())) + "\"";
 }

@@ -133,13 +133,15 @@ public abstract class FeedbackStoreContract : IDisposable
 
     [SkippableTheory]
     [InlineData("", "FeedbackTask.Id")]
-    [InlineData("has space", "FeedbackTask.Id")]
+    [InlineData("has space", "FeedbackTask.Id must be 1–128 letters, digits, '-' or '_', got \"has space\"")]
+    [InlineData("two\nlines", "FeedbackTask.Id must be 1–128 letters, digits, '-' or '_', got \"two\\u000Alines\"")]
     [InlineData("ok", "FeedbackTask.Overlap must be at least 1, got 0")]
     public async Task BadTaskIsRefusedNamingTheField(string id, string message)
     {
         var store = await OpenAsync();
         var exception = await Assert.ThrowsAsync<ArgumentException>(() => store.SaveTaskAsync(Task(id, JudgementKind.Rating, overlap: id == "ok" ? 0 : 1), default));
         Assert.StartsWith(message, exception.Message);
+        Assert.DoesNotContain('\n', exception.Message);
         Assert.Empty(await store.ListTasksAsync(default));
     }
 
