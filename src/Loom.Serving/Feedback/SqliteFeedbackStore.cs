@@ -32,7 +32,7 @@ public sealed class SqliteFeedbackStore : IFeedbackStore
     /// <summary>
     /// Opens the database, creating it (and its folder) when missing. A file that is not a Loom feedback database (not
     /// SQLite, or SQLite holding other tables, or a newer schema) is refused with an <see cref="InvalidDataException"/>
-    /// naming the file.
+    /// naming the file; one that cannot be opened (a folder, no permission) gives an <see cref="IOException"/> naming it.
     /// </summary>
     public static SqliteFeedbackStore Open(string databasePath)
     {
@@ -94,6 +94,11 @@ public sealed class SqliteFeedbackStore : IFeedbackStore
         {
             connection.Dispose();
             throw new InvalidDataException($"{path}: not a Loom feedback database (not a SQLite file)", exception);
+        }
+        catch (SqliteException exception)
+        {
+            connection.Dispose();
+            throw new IOException($"{path}: {exception.Message}", exception);
         }
         catch
         {

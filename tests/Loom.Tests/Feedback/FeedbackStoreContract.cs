@@ -508,6 +508,12 @@ public sealed class SqliteFeedbackStoreTests : FeedbackStoreContract
         }
         exception = await Assert.ThrowsAsync<InvalidDataException>(() => FeedbackStores.OpenAsync(newer, default));
         Assert.Equal($"{newer}: feedback database schema version 99, this Loom reads version 1", exception.Message);
+
+        string folder = Path.Combine(Folder, "a-folder");
+        Directory.CreateDirectory(folder);
+        var ioException = await Assert.ThrowsAsync<IOException>(() => FeedbackStores.OpenAsync(folder, default));
+        Assert.StartsWith($"{folder}: SQLite Error 14", ioException.Message);
+        Assert.DoesNotContain('\n', ioException.Message);
     }
 
     [Fact]
