@@ -32,6 +32,7 @@ public sealed class FeedbackCommandTests : IDisposable
     static IFeedbackStore Open(string path) => FeedbackStores.OpenAsync(path, CancellationToken.None).GetAwaiter().GetResult();
 
     [Fact]
+    [Trait(TestCategories.Category, TestCategories.Slow)]
     public async Task QueuesJudgesAndReportsAPairwiseTask()
     {
         string first = SaveCheckpoint("first", 1), second = SaveCheckpoint("second", 2);
@@ -97,6 +98,33 @@ public sealed class FeedbackCommandTests : IDisposable
             var items = await store.ListItemsAsync("cmp", default);
             Assert.Equal(items.Select(i => (i.Responses[0].Text, i.Responses[1].Text)), data.Pairs.Select(p => (p.Chosen, p.Rejected)));
         }
+    }
+
+    [Fact]
+    [Trait(TestCategories.Category, TestCategories.Slow)]
+    public async Task RankItemsHoldEveryResponseAndRatingItemsOneEach()
+    {
+        string model = SaveCheckpoint("only", 3);
+        string prompts = Path.Combine(directory, "prompts.jsonl");
+        File.WriteAllLines(prompts, ["""{"prompt":"the dog"}"""]);
+        Assert.Equal(0, RunFeedback("task", "--id", "rank", "--kind", "rank").ExitCode);
+        Assert.Equal(0, RunFeedback("task", "--id", "rate", "--kind", "rating").ExitCode);
+        string[] common = ["--prompts", prompts, "--model", model, "--max-tokens", "8", "--temperature", "1.5", "--threads", "1"];
+        var (code, _, error) = RunFeedback(["queue", "--task", "rank", "--responses", "3", .. common]);
+        Assert.True(code == 0, error);
+        (code, _, error) = RunFeedback(["queue", "--task", "rate", "--responses", "2", .. common]);
+        Assert.True(code == 0, error);
+        using var store = Open(StorePath);
+        var ranked = Assert.Single(await store.ListItemsAsync("rank", default));
+        Assert.Equal("rank:1", ranked.Id);
+        Assert.Equal(3, ranked.Responses.Count);
+        // Seeds 0, 1, 2: three samples of one model, not one sample three times.
+        Assert.True(ranked.Responses.Select(r => r.Text).Distinct().Count() > 1);
+        var rated = await store.ListItemsAsync("rate", default);
+        Assert.Equal(["rate:1:0", "rate:1:1"], rated.Select(i => i.Id));
+        Assert.All(rated, i => Assert.Single(i.Responses));
+        // The rating items hold the same samples as the first two of the ranking (same seeds).
+        Assert.Equal(ranked.Responses.Take(2).Select(r => r.Text), rated.Select(i => i.Responses[0].Text));
     }
 
     [Fact]
