@@ -63,6 +63,40 @@ public static class FeedbackExport
     public static FeedbackExportResult ToData(IReadOnlyList<FeedbackItem> items, IReadOnlyList<Judgement> judgements, ExportOptions? options = null)
     {
         var (lines, ids) = Lines(items, judgements, options);
+        return Result(lines, ids, []);
+    }
+
+    /// <summary>
+    /// Writes the four JSONL files into <paramref name="directory"/> (each atomically; a kind with nothing to export
+    /// gets an empty file, so no stale file of an earlier export is left) and returns the data they hold.
+    /// </summary>
+    public static FeedbackExportResult WriteJsonl(IReadOnlyList<FeedbackItem> items, IReadOnlyList<Judgement> judgements, string directory, ExportOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        var (lines, ids) = Lines(items, judgements, options);
+        var files = new List<string>();
+        Type[] kinds = [typeof(ComparisonLine), typeof(RankingLine), typeof(RatingLine), typeof(CorrectionLine)];
+        for (int f = 0; f < FileNames.Count; f++)
+        {
+            string path = Path.Combine(directory, FileNames[f]);
+            var ofKind = lines.Where(l => l.GetType() == kinds[f]).ToList();
+            AtomicFile.Write(path, stream =>
+            {
+                foreach (var line in ofKind)
+                {
+                    using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+                        WriteLine(writer, line);
+                    stream.WriteByte((byte)'\n');
+                }
+            });
+            files.Add(path);
+        }
+        return Result(lines, ids, files);
+    }
+
+    /// <summary>The data the lines hold, read as <see cref="FeedbackDatasets.Read(string, bool)"/> reads their JSONL.</summary>
+    static FeedbackExportResult Result(List<Line> lines, SortedSet<long> ids, IReadOnlyList<string> files)
+    {
         var data = new FeedbackData();
         foreach (var line in lines)
         {
@@ -86,47 +120,17 @@ public static class FeedbackExport
             }
         }
         FeedbackDatasets.PairRatings(data);
-        return Result(data, lines, ids, []);
-    }
-
-    /// <summary>
-    /// Writes the four JSONL files into <paramref name="directory"/> (each atomically; a kind with nothing to export
-    /// gets an empty file, so no stale file of an earlier export is left) and returns the data they hold.
-    /// </summary>
-    public static FeedbackExportResult WriteJsonl(IReadOnlyList<FeedbackItem> items, IReadOnlyList<Judgement> judgements, string directory, ExportOptions? options = null)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
-        var (lines, _) = Lines(items, judgements, options);
-        var files = new List<string>();
-        Type[] kinds = [typeof(ComparisonLine), typeof(RankingLine), typeof(RatingLine), typeof(CorrectionLine)];
-        for (int f = 0; f < FileNames.Count; f++)
+        return new FeedbackExportResult
         {
-            string path = Path.Combine(directory, FileNames[f]);
-            var ofKind = lines.Where(l => l.GetType() == kinds[f]).ToList();
-            AtomicFile.Write(path, stream =>
-            {
-                foreach (var line in ofKind)
-                {
-                    using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-                        WriteLine(writer, line);
-                    stream.WriteByte((byte)'\n');
-                }
-            });
-            files.Add(path);
-        }
-        return ToData(items, judgements, options) with { Files = files };
+            Data = data,
+            JudgementIds = [.. ids],
+            Comparisons = lines.Count(l => l is ComparisonLine),
+            Rankings = lines.Count(l => l is RankingLine),
+            Ratings = lines.Count(l => l is RatingLine),
+            Corrections = lines.Count(l => l is CorrectionLine),
+            Files = files,
+        };
     }
-
-    static FeedbackExportResult Result(FeedbackData data, List<Line> lines, SortedSet<long> ids, IReadOnlyList<string> files) => new()
-    {
-        Data = data,
-        JudgementIds = [.. ids],
-        Comparisons = lines.Count(l => l is ComparisonLine),
-        Rankings = lines.Count(l => l is RankingLine),
-        Ratings = lines.Count(l => l is RatingLine),
-        Corrections = lines.Count(l => l is CorrectionLine),
-        Files = files,
-    };
 
     static void WriteLine(Utf8JsonWriter writer, Line line)
     {
