@@ -179,4 +179,36 @@ public class AgreementTests
         Assert.Equal(100.0 / 3, result.PercentAgreement!.Value, 9);
         Assert.Equal(Agreement.CohenKappa([5, 1, 3], [4, 1, 2]), Assert.Single(result.Pairs).CohenKappa!.Value, 9);
     }
+
+    [Fact]
+    public void ThumbsAndCorrectionsCompareLabelsAndOtherTasksAreLeftOut()
+    {
+        var thumbsTask = Task("traffic", JudgementKind.Thumbs);
+        var items = Enumerable.Range(0, 3).Select(i => Item($"t{i}", "traffic", $"q{i}", ($"a{i}", "v1"))).ToList();
+        bool[][] votes = [[true, true], [false, false], [true, false]];
+        long id = 1;
+        var judgements = items.SelectMany((item, i) => new[]
+        {
+            Judge(id++, item, "alice", JudgementKind.Thumbs, [0], thumbsUp: votes[i][0]),
+            Judge(id++, item, "bob", JudgementKind.Thumbs, [0], thumbsUp: votes[i][1]),
+        }).ToList();
+        // A judgement of another task on the same item id is not this task's.
+        judgements.Add(Judge(id++, items[0] with { TaskId = "other" }, "carol", JudgementKind.Thumbs, [0], thumbsUp: false));
+        var thumbs = Agreement.ForTask(thumbsTask, items, judgements);
+        Assert.Equal(6, thumbs.Judgements);
+        Assert.Equal(100 * 2.0 / 3, thumbs.PercentAgreement!.Value, 9);
+        Assert.Equal(Agreement.CohenKappa([true, false, true], [true, false, false]), Assert.Single(thumbs.Pairs).CohenKappa!.Value, 9);
+
+        var fixTask = Task("fix", JudgementKind.Correction);
+        var fix = Item("c0", "fix", "3+4?", ("8", "v1"));
+        var corrections = Agreement.ForTask(fixTask, [fix],
+        [
+            Judge(1, fix, "alice", JudgementKind.Correction, [0], correction: "7"),
+            Judge(2, fix, "bob", JudgementKind.Correction, [0], correction: " 7\n"),
+            Judge(3, fix, "carol", JudgementKind.Correction, [0], correction: "seven"),
+        ]);
+        // Trimmed texts "7", "7", "seven": one agreeing pair of three.
+        Assert.Equal(100.0 / 3, corrections.PercentAgreement!.Value, 9);
+        Assert.Equal(AlphaMetric.Nominal, corrections.AlphaMetric);
+    }
 }
