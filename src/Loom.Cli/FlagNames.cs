@@ -41,6 +41,10 @@ internal static class FlagNames
         ["QuickstartOptions.Corpus"] = "--corpus",
         ["QuickstartOptions.Threads"] = "--threads",
         ["QuickstartOptions.Minutes"] = "--minutes",
+        ["ExportOptions.MinAgree"] = "--min-agree",
+        ["QueueOptions.Responses"] = "--responses",
+        ["QueueOptions.MaxTokens"] = "--max-tokens",
+        ["BradleyTerryOptions.Resamples"] = "--resamples",
     };
 
     /// <summary>The message with every known option property replaced by its flag; anything else is left as it is.</summary>
