@@ -71,6 +71,8 @@ public sealed class ImproveCommandTests : IDisposable
         string home = Path.Combine(directory, "home");
         string heldOut = Path.Combine(directory, "heldout.jsonl");
         File.WriteAllLines(heldOut, ["{\"prompt\":\"review 4\"}"]);
+        string withReferences = Path.Combine(directory, "references.jsonl");
+        File.WriteAllLines(withReferences, ["{\"prompt\":\"review 4\",\"reference\":\"great\"}"]);
         var cases = new (string[] Args, string Expected)[]
         {
             (["improve", "init", "--home", home, "--model", Path.Combine(directory, "missing")], "missing"),
@@ -78,6 +80,8 @@ public sealed class ImproveCommandTests : IDisposable
             (["improve", "run", "--home", home, "--store", Path.Combine(directory, "f.db"), "--heldout", heldOut, "--judge", "bogus"], "--judge is \"bogus\""),
             (["improve", "run", "--home", home, "--store", Path.Combine(directory, "f.db"), "--heldout", heldOut, "--judge", "contains"], "needs a \"reference\""),
             (["improve", "run", "--home", home, "--store", Path.Combine(directory, "f.db"), "--heldout", Path.Combine(directory, "none.jsonl"), "--judge", "f1"], "none.jsonl"),
+            (["improve", "run", "--home", home, "--store", Path.Combine(directory, "f.db"), "--heldout", heldOut, "--judge", "reward:" + directory], directory),
+            (["improve", "run", "--home", home, "--store", Path.Combine(directory, "f.db"), "--heldout", withReferences, "--judge", "f1", "--margin", "0.7"], "--margin must be in [0, 0.5), got 0.7"),
             (["improve", "rollback", "--home", home, "--to", "v0"], "no version is served"),
             (["improve", "promote", "--home", home, "--version", "../x"], "version name '../x'"),
         };

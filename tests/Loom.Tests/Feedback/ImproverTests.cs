@@ -158,6 +158,38 @@ public sealed class ImproverTests : IDisposable
     }
 
     [Fact]
+    public async Task CorrectionsTrainSupervisedAndGrpoRunsOnARewardModel()
+    {
+        var registry = ModelRegistry.Init(Path.Combine(directory, "home"), ImproveData.BaseCheckpoint(directory));
+        using var store = SqliteFeedbackStore.Open(Path.Combine(directory, "feedback.db"));
+        await store.SaveTaskAsync(new FeedbackTask { Id = "fixes", Name = "Fixes", Kind = JudgementKind.Correction, Created = DateTimeOffset.UtcNow }, default);
+        for (int i = 0; i < 6; i++)
+        {
+            var item = new FeedbackItem
+            {
+                Id = $"fix-{i}", TaskId = "fixes", Prompt = [new FeedbackMessage("user", $"review {i % 4}")],
+                Responses = [new FeedbackResponse($"it is {ImproveData.Bad[i % 3]}.", "v0")], Created = DateTimeOffset.UtcNow,
+            };
+            await store.AddItemsAsync([item], default);
+            await store.SubmitAsync(new Judgement
+            {
+                ItemId = item.Id, TaskId = "fixes", Annotator = "ann", Kind = JudgementKind.Correction, At = DateTimeOffset.UtcNow,
+                Prompt = item.Prompt, Shown = item.Responses, Correction = $"it is {ImproveData.Good[i % 3]}.",
+            }, default);
+        }
+        var options = ImproveData.Options() with { Method = ImproveMethod.Grpo, SftSteps = 10, RewardSteps = 10, GrpoSteps = 3, Batch = 2 };
+
+        var report = await Improver.RunAsync(registry, store, options);
+        Assert.Equal((6, 6, 6), (report.Judgements, report.Corrections, report.Pairs)); // each correction is also the pair corrected ≻ shown
+        var lineage = registry.Lineage(report.Candidate!);
+        Assert.Equal("sft+reward+grpo", lineage.Method);
+        Assert.Equal(new LineageData(6, 6, 6, 12, 0), lineage.Data); // 6 corrections + 6 chosen answers
+        Assert.Equal((10, 0, 10, 3), (lineage.Training!.SftSteps, lineage.Training.DpoSteps, lineage.Training.RewardSteps, lineage.Training.GrpoSteps));
+        Assert.All(new[] { "sft.loss", "reward.loss", "grpo.loss", "grpo.reward" }, key => Assert.True(float.IsFinite(lineage.Training.Metrics[key]), key));
+        Assert.Equal(report.Decision == ImproveDecision.Promoted, lineage.Promoted);
+    }
+
+    [Fact]
     public async Task BadOptionsNameTheProperty()
     {
         var registry = new ModelRegistry(Path.Combine(directory, "home"));
