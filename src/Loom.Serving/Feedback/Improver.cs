@@ -176,6 +176,7 @@ public static class Improver
         try
         {
             var (checkpoint, method, metrics) = Train(registry.CheckpointOf(parent), data, options, work, Tell, cancellationToken);
+            cancellationToken.ThrowIfCancellationRequested(); // a tuner stops early when cancelled; its half-trained model is not a candidate
             Stage("train");
 
             Tell($"evaluate: {name} against {parent} on {options.HeldOutPrompts.Count} held-out prompt(s)");

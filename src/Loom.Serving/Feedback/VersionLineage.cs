@@ -40,6 +40,7 @@ public sealed record VersionLineage
         WriteIndented = true,
         Converters = { new JsonStringEnumConverter() },
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals, // a metric may be NaN
     };
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
