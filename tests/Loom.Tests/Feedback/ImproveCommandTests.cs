@@ -17,6 +17,7 @@ public sealed class ImproveCommandTests : IDisposable
     static (int Code, string Output, string Error) Cli(params string[] args) => CliRun.Run(args);
 
     [Fact]
+    [Trait(TestCategories.Category, TestCategories.Slow)] // trains a tiny model: a few seconds
     public async Task InitRunVersionsRollbackAndPromote()
     {
         string home = Path.Combine(directory, "home"), storePath = Path.Combine(directory, "feedback.db");

@@ -88,6 +88,7 @@ public sealed class ImproverTests : IDisposable
     public void Dispose() => Directory.Delete(directory, recursive: true);
 
     [Fact]
+    [Trait(TestCategories.Category, TestCategories.Slow)] // trains a tiny model: a few seconds
     public async Task ConsistentFeedbackIsPromotedAndTheNextRoundTakesOnlyNewerJudgements()
     {
         var registry = ModelRegistry.Init(Path.Combine(directory, "home"), ImproveData.BaseCheckpoint(directory));
@@ -140,6 +141,7 @@ public sealed class ImproverTests : IDisposable
     }
 
     [Fact]
+    [Trait(TestCategories.Category, TestCategories.Slow)] // trains a tiny model: a few seconds
     public async Task AdversarialFeedbackLosesAndIsKeptButNotPromoted()
     {
         var registry = ModelRegistry.Init(Path.Combine(directory, "home"), ImproveData.BaseCheckpoint(directory));
@@ -158,6 +160,7 @@ public sealed class ImproverTests : IDisposable
     }
 
     [Fact]
+    [Trait(TestCategories.Category, TestCategories.Slow)] // trains a tiny model: a few seconds
     public async Task CorrectionsTrainSupervisedAndGrpoRunsOnARewardModel()
     {
         var registry = ModelRegistry.Init(Path.Combine(directory, "home"), ImproveData.BaseCheckpoint(directory));
