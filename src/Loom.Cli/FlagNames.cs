@@ -45,6 +45,20 @@ internal static class FlagNames
         ["QueueOptions.Responses"] = "--responses",
         ["QueueOptions.MaxTokens"] = "--max-tokens",
         ["BradleyTerryOptions.Resamples"] = "--resamples",
+        ["ImproveOptions.Margin"] = "--margin",
+        ["ImproveOptions.MinAgree"] = "--min-agree",
+        ["ImproveOptions.MinPairs"] = "--min-pairs",
+        ["ImproveOptions.AfterId"] = "--after",
+        ["ImproveOptions.SftSteps"] = "--sft-steps",
+        ["ImproveOptions.DpoSteps"] = "--dpo-steps",
+        ["ImproveOptions.RewardSteps"] = "--reward-steps",
+        ["ImproveOptions.GrpoSteps"] = "--grpo-steps",
+        ["ImproveOptions.Beta"] = "--beta",
+        ["ImproveOptions.LearningRate"] = "--lr",
+        ["ImproveOptions.Batch"] = "--batch",
+        ["ImproveOptions.SamplesPerPrompt"] = "--samples",
+        ["ImproveOptions.Temperature"] = "--temperature",
+        ["ImproveOptions.MaxNewTokens"] = "--max-new-tokens",
     };
 
     /// <summary>The message with every known option property replaced by its flag; anything else is left as it is.</summary>
