@@ -36,11 +36,12 @@ internal static class ServeCommand
         var allowedHosts = new Option<string[]>("--allowed-host") { Description = "Host header name answered besides the bound address (NAME or NAME:PORT, repeatable)", Arity = ArgumentArity.ZeroOrMore };
         var corsOrigin = new Option<string?>("--cors-origin") { Description = "The one browser origin granted CORS access (none by default)" };
         var allowUnauthenticated = new Option<bool>("--allow-unauthenticated") { Description = "Serve a non-loopback --host without --api-key" };
+        var feedback = new Option<string?>("--feedback") { Description = "Feedback store (a SQLite file, or a PostgreSQL connection string): record every chat completion and enable POST /v1/feedback" };
         var registry = new Option<string?>("--registry") { Description = "Model registry folder: serve the version HOME/current names and switch when it changes (hot swap), instead of --model" };
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics; log detection with --log-model).")
         {
             model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings, top, answerTokens, logModel, logPreset, logSessionId,
-            allowedHosts, corsOrigin, allowUnauthenticated, registry,
+            allowedHosts, corsOrigin, allowUnauthenticated, registry, feedback,
         };
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("serve", async () =>
         {
@@ -93,6 +94,9 @@ internal static class ServeCommand
                     })
                     : null,
             };
+            using var feedbackStore = parseResult.GetValue(feedback) is { } storeLocation ? await FeedbackStores.OpenAsync(storeLocation, cancellationToken) : null;
+            if (feedbackStore is not null)
+                served = served with { Feedback = new TrafficFeedback(feedbackStore, new TrafficFeedbackOptions { Logger = loggers.CreateLogger("Loom.Serving.Feedback.TrafficFeedback") }) };
             await using var app = LoomServer.Build(served, options);
             await app.StartAsync(cancellationToken);
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;

@@ -14,6 +14,8 @@ public sealed record ServedVersionsOptions
     public LoomModelOptions? Model { get; init; }
     /// <summary>How often HOME/current is read besides the file-system watcher's events; default 1 s.</summary>
     public TimeSpan? PollInterval { get; init; }
+    /// <summary>Whether HOME/current is watched (default true); false leaves switching to <see cref="ServedVersions.RefreshAsync"/>.</summary>
+    public bool Watch { get; init; } = true;
     /// <summary>Where swaps and versions that fail to load are reported.</summary>
     public ILogger? Logger { get; init; }
 }
@@ -87,7 +89,7 @@ public sealed class ServedVersions : ITextGenerator, IAsyncDisposable
     readonly ModelRegistry registry;
     readonly ServedVersionsOptions options;
     readonly ILogger? logger;
-    readonly FileSystemWatcher watcher;
+    readonly FileSystemWatcher? watcher;
     readonly SemaphoreSlim changed = new(0);
     readonly SemaphoreSlim swapGate = new(1);
     readonly CancellationTokenSource stopping = new();
@@ -96,6 +98,7 @@ public sealed class ServedVersions : ITextGenerator, IAsyncDisposable
     Loaded current;
     string? failedVersion;
     long swaps, loadFailures;
+    int disposed;
 
     ServedVersions(ModelRegistry registry, ServedVersionsOptions options, string version, LoomModel model)
     {
@@ -104,6 +107,11 @@ public sealed class ServedVersions : ITextGenerator, IAsyncDisposable
         logger = options.Logger;
         current = new Loaded(version, model, this);
         ModelName = model.Name;
+        if (!options.Watch)
+        {
+            watching = Task.CompletedTask;
+            return;
+        }
         watcher = new FileSystemWatcher(registry.Home) { Filter = Path.GetFileName(registry.CurrentFile), IncludeSubdirectories = false };
         watcher.Changed += (_, _) => Signal();
         watcher.Created += (_, _) => Signal();
@@ -238,11 +246,12 @@ public sealed class ServedVersions : ITextGenerator, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        watcher.Dispose();
+        if (Interlocked.Exchange(ref disposed, 1) != 0) return;
+        watcher?.Dispose();
         await stopping.CancelAsync().ConfigureAwait(false);
         try { await watching.ConfigureAwait(false); }
         catch (OperationCanceledException) { }
-        Interlocked.Exchange(ref current, current).Release();
+        Volatile.Read(ref current).Release();
         Task[] pending;
         lock (retiring) pending = [.. retiring];
         await Task.WhenAll(pending).ConfigureAwait(false);
