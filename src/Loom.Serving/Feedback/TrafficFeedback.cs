@@ -20,7 +20,10 @@ public sealed record FeedbackSubmission
 /// <summary>How served traffic is recorded; null means the default.</summary>
 public sealed record TrafficFeedbackOptions
 {
-    /// <summary>The task traffic items go to, created on first use (thumbs, overlap 1); default "traffic".</summary>
+    /// <summary>
+    /// The task traffic items go to, created on first use (thumbs, overlap 1); default "traffic". Ratings and corrections
+    /// go to the tasks ID-rating and ID-correction (a store keeps one kind per task), on a copy of the item.
+    /// </summary>
     public string? TaskId { get; init; }
     /// <summary>Where a response that could not be recorded is reported; null logs nothing (the failure is still counted).</summary>
     public ILogger? Logger { get; init; }
@@ -45,7 +48,10 @@ public sealed class DuplicateJudgementException(string responseId, string annota
 /// Served responses as feedback items, and the feedback people give on them: every response becomes a
 /// <see cref="FeedbackItem"/> of the traffic task (id = the response id, prompt = the messages as given, one response:
 /// the final text and the model version that wrote it, source "traffic"), and <see cref="SubmitAsync"/> turns a thumbs,
-/// rating or correction on a response id into a <see cref="Judgement"/> of what was shown. One instance is shared by every
+/// rating or correction on a response id into a <see cref="Judgement"/> of what was shown. A store keeps one judgement kind
+/// per task, so thumbs are judgements of the traffic item itself, and a rating or correction is a judgement of a copy of
+/// it (id RESPONSE_ID#rating or RESPONSE_ID#correction) in the task <see cref="RatingTaskId"/> or
+/// <see cref="CorrectionTaskId"/>; each person gives one judgement per response. One instance is shared by every
 /// <see cref="FeedbackCaptureChatClient"/> over the same store (all model versions of a server). Thread-safe.
 /// </summary>
 public sealed class TrafficFeedback(IFeedbackStore store, TrafficFeedbackOptions? options = null)
@@ -54,12 +60,18 @@ public sealed class TrafficFeedback(IFeedbackStore store, TrafficFeedbackOptions
     public const string Source = "traffic";
 
     readonly SemaphoreSlim taskGate = new(1);
-    volatile bool taskReady;
+    readonly HashSet<string> readyTasks = [];
     long recorded, recordFailures;
 
     public IFeedbackStore Store { get; } = store;
 
     public string TaskId { get; } = options?.TaskId ?? "traffic";
+
+    /// <summary>The task of ratings on traffic (TaskId-rating).</summary>
+    public string RatingTaskId => TaskId + "-rating";
+
+    /// <summary>The task of corrections of traffic (TaskId-correction).</summary>
+    public string CorrectionTaskId => TaskId + "-correction";
 
     /// <summary>Responses recorded.</summary>
     public long Recorded => Interlocked.Read(ref recorded);
@@ -73,7 +85,7 @@ public sealed class TrafficFeedback(IFeedbackStore store, TrafficFeedbackOptions
     public async Task RecordAsync(string responseId, IEnumerable<FeedbackMessage> prompt, string text, string modelVersion, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(responseId);
-        await EnsureTaskAsync(cancellationToken).ConfigureAwait(false);
+        await EnsureTaskAsync(TaskId, JudgementKind.Thumbs, cancellationToken).ConfigureAwait(false);
         await Store.AddItemsAsync([new FeedbackItem
         {
             Id = responseId,
@@ -112,15 +124,23 @@ public sealed class TrafficFeedback(IFeedbackStore store, TrafficFeedbackOptions
             throw new ArgumentException("FeedbackSubmission.Correction must not be empty", nameof(submission));
 
         var item = await Store.GetItemAsync(responseId, cancellationToken).ConfigureAwait(false);
-        if (item is null || item.Source != Source) throw new UnknownResponseException(responseId);
-        if (await JudgedAsync(item, submission.Annotator, cancellationToken).ConfigureAwait(false))
+        if (item is null || item.TaskId != TaskId) throw new UnknownResponseException(responseId);
+        if (await JudgedAsync(responseId, submission.Annotator, cancellationToken).ConfigureAwait(false))
             throw new DuplicateJudgementException(responseId, submission.Annotator);
+        var kind = submission.ThumbsUp is not null ? JudgementKind.Thumbs : submission.Rating is not null ? JudgementKind.Rating : JudgementKind.Correction;
+        if (kind != JudgementKind.Thumbs)
+        {
+            string task = kind == JudgementKind.Rating ? RatingTaskId : CorrectionTaskId;
+            await EnsureTaskAsync(task, kind, cancellationToken).ConfigureAwait(false);
+            item = item with { Id = CopyId(responseId, kind), TaskId = task };
+            await Store.AddItemsAsync([item], cancellationToken).ConfigureAwait(false);
+        }
         var judgement = new Judgement
         {
             ItemId = item.Id,
             TaskId = item.TaskId,
             Annotator = submission.Annotator,
-            Kind = submission.ThumbsUp is not null ? JudgementKind.Thumbs : submission.Rating is not null ? JudgementKind.Rating : JudgementKind.Correction,
+            Kind = kind,
             At = DateTimeOffset.UtcNow,
             Prompt = item.Prompt,
             Shown = item.Responses,
@@ -136,33 +156,53 @@ public sealed class TrafficFeedback(IFeedbackStore store, TrafficFeedbackOptions
         catch (ArgumentException)
         {
             // Two submissions of one annotator raced past the check above; the store kept the first.
-            if (await JudgedAsync(item, submission.Annotator, CancellationToken.None).ConfigureAwait(false))
+            if (await JudgedAsync(responseId, submission.Annotator, CancellationToken.None).ConfigureAwait(false))
                 throw new DuplicateJudgementException(responseId, submission.Annotator);
             throw;
         }
     }
 
-    async Task<bool> JudgedAsync(FeedbackItem item, string annotator, CancellationToken cancellationToken) =>
-        (await Store.ListJudgementsAsync(new JudgementQuery { ItemId = item.Id, Annotator = annotator }, cancellationToken).ConfigureAwait(false)).Count > 0;
-
-    async Task EnsureTaskAsync(CancellationToken cancellationToken)
+    /// <summary>The id of the copy of a traffic item that a rating or correction judges.</summary>
+    public static string CopyId(string responseId, JudgementKind kind) => kind switch
     {
-        if (taskReady) return;
+        JudgementKind.Rating => responseId + "#rating",
+        JudgementKind.Correction => responseId + "#correction",
+        _ => responseId,
+    };
+
+    /// <summary>Whether the annotator has judged the response, in any of the three kinds.</summary>
+    async Task<bool> JudgedAsync(string responseId, string annotator, CancellationToken cancellationToken)
+    {
+        foreach (var kind in new[] { JudgementKind.Thumbs, JudgementKind.Rating, JudgementKind.Correction })
+            if ((await Store.ListJudgementsAsync(new JudgementQuery { ItemId = CopyId(responseId, kind), Annotator = annotator }, cancellationToken)
+                    .ConfigureAwait(false)).Count > 0)
+                return true;
+        return false;
+    }
+
+    async Task EnsureTaskAsync(string id, JudgementKind kind, CancellationToken cancellationToken)
+    {
+        lock (readyTasks)
+            if (readyTasks.Contains(id)) return;
         await taskGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (taskReady) return;
-            if (await Store.GetTaskAsync(TaskId, cancellationToken).ConfigureAwait(false) is null)
+            if (await Store.GetTaskAsync(id, cancellationToken).ConfigureAwait(false) is null)
                 await Store.SaveTaskAsync(new FeedbackTask
                 {
-                    Id = TaskId,
-                    Name = "Live traffic",
-                    Kind = JudgementKind.Thumbs,
-                    Guidelines = "Responses the server gave; judge whether each answers its prompt well.",
+                    Id = id,
+                    Name = kind switch
+                    {
+                        JudgementKind.Rating => "Live traffic: ratings",
+                        JudgementKind.Correction => "Live traffic: corrections",
+                        _ => "Live traffic",
+                    },
+                    Kind = kind,
+                    Guidelines = "Responses the server gave, judged by the people who got them.",
                     Overlap = 1,
                     Created = DateTimeOffset.UtcNow,
                 }, cancellationToken).ConfigureAwait(false);
-            taskReady = true;
+            lock (readyTasks) readyTasks.Add(id);
         }
         finally { taskGate.Release(); }
     }

@@ -127,6 +127,15 @@ public class FeedbackApiTests(FeedbackServerFixture server) : IClassFixture<Feed
         return ((string)body["id"]!, ChatHttp.Answer(body).Text);
     }
 
+    /// <summary>Every judgement on a response: thumbs on its item, ratings and corrections on their copies of it.</summary>
+    async Task<IReadOnlyList<Judgement>> JudgementsOn(string responseId)
+    {
+        var all = new List<Judgement>();
+        foreach (var kind in new[] { JudgementKind.Thumbs, JudgementKind.Rating, JudgementKind.Correction })
+            all.AddRange(await server.Store.ListJudgementsAsync(new JudgementQuery { ItemId = TrafficFeedback.CopyId(responseId, kind) }, default));
+        return all;
+    }
+
     [Fact]
     public async Task ThumbsRatingAndCorrectionAreStoredWithThePromptTheShownTextAndTheVersion()
     {
@@ -150,7 +159,7 @@ public class FeedbackApiTests(FeedbackServerFixture server) : IClassFixture<Feed
         Assert.Equal(HttpStatusCode.OK, rating.Status);
         Assert.Equal(HttpStatusCode.OK, correction.Status);
 
-        var judgements = (await server.Store.ListJudgementsAsync(new JudgementQuery { ItemId = id }, default)).ToDictionary(j => j.Id);
+        var judgements = (await JudgementsOn(id)).ToDictionary(j => j.Id);
         Assert.Equal(3, judgements.Count);
         var byThumbs = judgements[(long)thumbs.Body["id"]!];
         Assert.Equal(JudgementKind.Thumbs, byThumbs.Kind);
@@ -161,13 +170,15 @@ public class FeedbackApiTests(FeedbackServerFixture server) : IClassFixture<Feed
         Assert.Equal(JudgementKind.Rating, byRating.Kind);
         Assert.Equal(2, byRating.Rating);
         Assert.Equal("alice", byRating.Annotator);
+        Assert.Equal((id + "#rating", "traffic-rating"), (byRating.ItemId, byRating.TaskId));
         var byCorrection = judgements[(long)correction.Body["id"]!];
         Assert.Equal(JudgementKind.Correction, byCorrection.Kind);
         Assert.Equal("Hello! How can I help?", byCorrection.Correction);
         Assert.Equal("bob", byCorrection.Annotator);
+        Assert.Equal((id + "#correction", "traffic-correction"), (byCorrection.ItemId, byCorrection.TaskId));
+        Assert.Equal((id, "traffic"), (byThumbs.ItemId, byThumbs.TaskId));
         foreach (var judgement in judgements.Values)
         {
-            Assert.Equal("traffic", judgement.TaskId);
             Assert.Equal(item.Prompt, judgement.Prompt);
             Assert.Equal([new FeedbackResponse(text, Model)], judgement.Shown);
         }
@@ -195,12 +206,12 @@ public class FeedbackApiTests(FeedbackServerFixture server) : IClassFixture<Feed
         await Refused(HttpStatusCode.BadRequest, "thumbs", new JsonObject { ["response_id"] = id, ["comment"] = "no verdict" });
         await Refused(HttpStatusCode.BadRequest, "stars", new JsonObject { ["response_id"] = id, ["stars"] = 5 });
         await Refused(HttpStatusCode.BadRequest, "user", new JsonObject { ["response_id"] = id, ["thumbs"] = "up", ["user"] = "" });
-        Assert.Empty(await server.Store.ListJudgementsAsync(new JudgementQuery { ItemId = id }, default));
+        Assert.Empty(await JudgementsOn(id));
 
         var first = await ChatHttp.PostAsync(client, FeedbackEndpoint.Path, new JsonObject { ["response_id"] = id, ["thumbs"] = "up", ["user"] = "carol" });
         Assert.Equal(HttpStatusCode.OK, first.Status);
         await Refused(HttpStatusCode.Conflict, "user", new JsonObject { ["response_id"] = id, ["rating"] = 5, ["user"] = "carol" });
-        Assert.Single(await server.Store.ListJudgementsAsync(new JudgementQuery { ItemId = id }, default));
+        Assert.Single(await JudgementsOn(id));
 
         using var anonymous = Client(key: null);
         var refused = await ChatHttp.PostAsync(anonymous, FeedbackEndpoint.Path, new JsonObject { ["response_id"] = id, ["thumbs"] = "up" });
@@ -272,7 +283,7 @@ public class FeedbackApiTests(FeedbackServerFixture server) : IClassFixture<Feed
 
             var capture = chat.GetService<FeedbackCaptureChatClient>()!;
             long judgementId = await capture.SubmitAsync(response.ResponseId!, new FeedbackSubmission { Annotator = "app-user", Rating = 4 });
-            var judgement = Assert.Single(await store.ListJudgementsAsync(new JudgementQuery { ItemId = response.ResponseId }, default));
+            var judgement = Assert.Single(await store.ListJudgementsAsync(new JudgementQuery { TaskId = feedback.RatingTaskId }, default));
             Assert.Equal(judgementId, judgement.Id);
             Assert.Equal(JudgementKind.Rating, judgement.Kind);
             Assert.Equal(4, judgement.Rating);

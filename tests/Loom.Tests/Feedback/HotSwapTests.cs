@@ -87,10 +87,17 @@ public sealed class HotSwapTests : IDisposable
             }
         }
         var clients = Enumerable.Range(0, 4).Select(n => Task.Run(() => Client(n))).ToArray();
-        await Task.Delay(TimeSpan.FromSeconds(1));
+        // Swap while the clients are busy: after some answers from v0, and on until some came from v1.
+        async Task Answers(string version, int count)
+        {
+            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            while (answered.Count(a => a.Version == version) < count && !clients.Any(c => c.IsFaulted))
+                await Task.Delay(50, limit.Token);
+        }
+        await Answers("v0", 8);
         registry.SetCurrent("v1");
         await swapped.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        await Task.Delay(TimeSpan.FromSeconds(1));
+        await Answers("v1", 8);
         await stop.CancelAsync();
         await Task.WhenAll(clients);
 
