@@ -114,6 +114,24 @@ public sealed class HotSwapTests : IDisposable
         Assert.Equal("assistant", (string?)health["model"]);
     }
 
+    [Trait(TestCategories.Category, TestCategories.Slow)]
+    [Fact]
+    public async Task LoomServeRegistrySwitchesWhenCurrentChanges()
+    {
+        using var serve = await ServeProcess.StartAsync("--registry", registry.Home, "--port", "0", "--threads", "1", "--slots", "2");
+        using var client = ChatHttp.Client(serve.Address, null);
+        var (status, body, response) = await ChatHttp.PostAsync(client, "/v1/chat/completions", ChatHttp.Greedy("assistant", Prompt, MaxTokens));
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(("v0", await Greedy("v0")), ((string)body["system_fingerprint"]!, ChatHttp.Answer(body).Text));
+        registry.SetCurrent("v1");
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while ((string?)JsonNode.Parse(await client.GetStringAsync("/health"))!["version"] != "v1")
+            await Task.Delay(100, limit.Token);
+        (status, body, response) = await ChatHttp.PostAsync(client, "/v1/chat/completions", ChatHttp.Greedy("assistant", Prompt, MaxTokens));
+        Assert.Equal(("v1", await Greedy("v1")), ((string)body["system_fingerprint"]!, ChatHttp.Answer(body).Text));
+        Assert.Equal("v1", response.Headers.GetValues(LoomServer.VersionHeader).Single());
+    }
+
     [Fact]
     public async Task ARequestKeepsItsVersionAfterTheSwapAndABrokenVersionLeavesTheOldOneServing()
     {
