@@ -104,7 +104,8 @@ public static class LoomServer
         });
 
         app.MapGet("/health", () => Results.Json(new { status = "ok", model = served.Generator.ModelName, version = versions?.Current ?? served.Generator.ModelName }));
-        app.MapGet("/metrics", () => Results.Text(metrics.Render(served.Generator.ActiveSequences, chatMetrics.Snapshot()), "text/plain; version=0.0.4"));
+        app.MapGet("/metrics", () => Results.Text(metrics.Render(served.Generator.ActiveSequences, chatMetrics.Snapshot()) + FeedbackMetrics(served.Feedback, versions),
+            "text/plain; version=0.0.4"));
         app.MapGet("/v1/models", () =>
         {
             var data = new JsonArray { ModelEntry(served.Generator.ModelName) };
@@ -179,6 +180,25 @@ public static class LoomServer
 
         app.MapFallback(context => throw new ApiException(404, $"no route for {context.Request.Method} {context.Request.Path}", code: "not_found"));
         return app;
+    }
+
+    /// <summary>The feedback and hot-swap counters, in Prometheus text; empty when the server has neither.</summary>
+    static string FeedbackMetrics(TrafficFeedback? feedback, ServedVersions? versions)
+    {
+        var text = new StringBuilder();
+        void Counter(string name, string help, long value) => text.Append(System.Globalization.CultureInfo.InvariantCulture,
+            $"# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+        if (feedback is not null)
+        {
+            Counter("loom_feedback_recorded_total", "Responses recorded for feedback.", feedback.Recorded);
+            Counter("loom_feedback_record_failures_total", "Responses answered but not recorded (the feedback store failed).", feedback.RecordFailures);
+        }
+        if (versions is not null)
+        {
+            Counter("loom_version_swaps_total", "Switches to a new model version.", versions.Swaps);
+            Counter("loom_version_load_failures_total", "Model versions that failed to load (the old one kept serving).", versions.LoadFailures);
+        }
+        return text.ToString();
     }
 
     /// <summary>The name of the response header that names the model version which answered.</summary>

@@ -182,6 +182,9 @@ public class FeedbackApiTests(FeedbackServerFixture server) : IClassFixture<Feed
             Assert.Equal(item.Prompt, judgement.Prompt);
             Assert.Equal([new FeedbackResponse(text, Model)], judgement.Shown);
         }
+        string metrics = await client.GetStringAsync("/metrics");
+        Assert.Contains($"loom_feedback_recorded_total {server.Feedback.Recorded}\n", metrics);
+        Assert.Contains("loom_feedback_record_failures_total 0\n", metrics);
     }
 
     [Fact]
