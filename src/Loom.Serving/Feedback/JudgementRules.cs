@@ -178,7 +178,7 @@ public static partial class JudgementRules
             CheckText(message.Role, $"{field}[{i}].Role");
             if (message.Content is null)
                 throw new ArgumentException($"{field}[{i}].Content must not be null");
-            CheckStorable(message.Content, $"{field}[{i}].Content");
+            CheckStorable(message.Content, $"{field}[{i}].Content", storedAsJson: true);
         }
     }
 
@@ -189,7 +189,7 @@ public static partial class JudgementRules
             var response = responses[i] ?? throw new ArgumentException($"{field}[{i}] must not be null");
             if (response.Text is null)
                 throw new ArgumentException($"{field}[{i}].Text must not be null");
-            CheckStorable(response.Text, $"{field}[{i}].Text");
+            CheckStorable(response.Text, $"{field}[{i}].Text", storedAsJson: true);
             if (response.ModelVersion is null)
                 throw new ArgumentException($"{field}[{i}].ModelVersion must not be null (empty when unknown)");
             CheckStorable(response.ModelVersion, $"{field}[{i}].ModelVersion");
@@ -215,11 +215,12 @@ public static partial class JudgementRules
 
     /// <summary>
     /// Text every store keeps exactly: PostgreSQL text cannot hold U+0000, and a lone surrogate half has no UTF-8
-    /// form (it would come back as U+FFFD), so no store takes either and the stores behave alike.
+    /// form (it would come back as U+FFFD), so no store takes either and the stores behave alike. Prompts and responses
+    /// are stored as JSON, which writes U+0000 as an escape, so they may hold it (a model can emit the byte 0).
     /// </summary>
-    static void CheckStorable(string value, string field)
+    static void CheckStorable(string value, string field, bool storedAsJson = false)
     {
-        if (value.Contains('\0'))
+        if (!storedAsJson && value.Contains('\0'))
             throw new ArgumentException($"{field} must not hold the NUL character (U+0000)");
         for (int i = 0; i < value.Length; i++)
         {

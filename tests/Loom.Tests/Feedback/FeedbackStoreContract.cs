@@ -177,6 +177,26 @@ public abstract class FeedbackStoreContract : IDisposable
     }
 
     [SkippableFact]
+    public async Task AModelsNulByteInAPromptOrResponseIsKeptExactly()
+    {
+        // Byte-level vocabularies hold the byte 0, so served text can carry U+0000; prompts and responses keep it.
+        var store = await OpenAsync();
+        await store.SaveTaskAsync(Task("t", JudgementKind.Thumbs), default);
+        var item = Item("nul", "t", responses: 1) with { Prompt = [new("user", "say \0 this")], Responses = [new("pac wa\0\uFFFD end", "v1")] };
+        Assert.Equal(1, await store.AddItemsAsync([item], default));
+        AssertSame(item, await store.GetItemAsync("nul", default));
+        var judgement = new Judgement
+        {
+            ItemId = "nul", TaskId = "t", Annotator = "ann", Kind = JudgementKind.Thumbs, At = Start, Prompt = item.Prompt, Shown = item.Responses, ThumbsUp = false,
+        };
+        long id = await store.SubmitAsync(judgement, default);
+        var stored = Assert.Single(await store.ListJudgementsAsync(new JudgementQuery { ItemId = "nul" }, default));
+        Assert.Equal(id, stored.Id);
+        Assert.Equal("pac wa\0\uFFFD end", stored.Shown[0].Text);
+        Assert.Equal("say \0 this", stored.Prompt[0].Content);
+    }
+
+    [SkippableFact]
     public async Task ItemsComeOldestFirstWhateverTheInsertOrder()
     {
         var store = await OpenAsync();
