@@ -150,8 +150,8 @@ public static class FeedbackDatasets
         }
     }
 
-    /// <summary>Responses to the same prompt with different ratings: the higher-rated one is chosen.</summary>
-    static void PairRatings(FeedbackData data)
+    /// <summary>Adds a pair for every two ratings of the same prompt that differ: the higher-rated response is chosen.</summary>
+    public static void PairRatings(FeedbackData data)
     {
         foreach (var group in data.Ratings.GroupBy(r => ChatTemplate.Format(r.Prompt, addGenerationPrompt: false)))
         {
