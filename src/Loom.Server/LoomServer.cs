@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Loom.Retrieval;
 using Loom.Serving;
+using Loom.Server.Studio;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -27,6 +28,8 @@ public sealed record ServedModel(ITextGenerator Generator)
     public RetrievalChatOptions? Retrieval { get; init; }
     /// <summary>Judges posted log lines; enables <see cref="LogEndpoint.Path"/>.</summary>
     public Loom.Logs.LiveDetector? LogDetector { get; init; }
+    /// <summary>Feedback store behind the studio; enables <see cref="StudioApp.Path"/>.</summary>
+    public Loom.Serving.Feedback.IFeedbackStore? Studio { get; init; }
 }
 
 /// <summary>
@@ -49,6 +52,7 @@ public static class LoomServer
         builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);
         builder.Services.AddSingleton(new ServerMetrics());
+        if (served.Studio is not null) builder.Services.AddStudio();
         var app = builder.Build();
         var metrics = app.Services.GetRequiredService<ServerMetrics>();
         string ragName = served.Generator.ModelName + "+rag";
@@ -160,6 +164,7 @@ public static class LoomServer
         });
 
         if (served.LogDetector is not null) LogEndpoint.Map(app, served.LogDetector, options);
+        if (served.Studio is not null) app.MapStudio(served.Studio);
 
         app.MapFallback(context => throw new ApiException(404, $"no route for {context.Request.Method} {context.Request.Path}", code: "not_found"));
         return app;
