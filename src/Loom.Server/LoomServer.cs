@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Loom.Retrieval;
 using Loom.Serving;
-using Loom.Server.Studio;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -22,14 +21,14 @@ public sealed record ServedModel(ITextGenerator Generator)
     public IEmbeddingGenerator<string, Embedding<float>>? Embeddings { get; init; }
     /// <summary>Name under which <see cref="Embeddings"/> is served (OpenAI "model").</summary>
     public string EmbeddingModelName { get; init; } = "all-MiniLM-L6-v2";
+    /// <summary>Feedback store behind the studio; enables <see cref="Loom.Server.Studio.StudioApp.Path"/>.</summary>
+    public Loom.Serving.Feedback.IFeedbackStore? Studio { get; init; }
     /// <summary>Grounds answers in retrieved sources; enables the model alias NAME+rag.</summary>
     public Retriever? Retriever { get; init; }
     /// <summary>How NAME+rag searches and budgets its prompt.</summary>
     public RetrievalChatOptions? Retrieval { get; init; }
     /// <summary>Judges posted log lines; enables <see cref="LogEndpoint.Path"/>.</summary>
     public Loom.Logs.LiveDetector? LogDetector { get; init; }
-    /// <summary>Feedback store behind the studio; enables <see cref="StudioApp.Path"/>.</summary>
-    public Loom.Serving.Feedback.IFeedbackStore? Studio { get; init; }
 }
 
 /// <summary>
@@ -52,9 +51,10 @@ public static class LoomServer
         builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);
         builder.Services.AddSingleton(new ServerMetrics());
-        if (served.Studio is not null) builder.Services.AddStudio();
+        if (served.Studio is not null) Studio.StudioApp.AddStudio(builder.Services);
         var app = builder.Build();
         var metrics = app.Services.GetRequiredService<ServerMetrics>();
+        if (served.Studio is not null) Studio.StudioApp.MapStudio(app, served.Studio);
         string ragName = served.Generator.ModelName + "+rag";
         var chatMetrics = new ChatMetrics();
         var limits = new ChatLimits { MaxOutputTokens = options.MaxTokensLimit };
@@ -164,7 +164,6 @@ public static class LoomServer
         });
 
         if (served.LogDetector is not null) LogEndpoint.Map(app, served.LogDetector, options);
-        if (served.Studio is not null) app.MapStudio(served.Studio);
 
         app.MapFallback(context => throw new ApiException(404, $"no route for {context.Request.Method} {context.Request.Path}", code: "not_found"));
         return app;
