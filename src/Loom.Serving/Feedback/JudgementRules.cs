@@ -50,6 +50,13 @@ public static partial class JudgementRules
             throw new ArgumentException("FeedbackItem.Source must not be null (empty is fine)");
     }
 
+    /// <summary>An item of a Pairwise or Rank task needs at least two responses, or no judgement could fit it.</summary>
+    public static void CheckItemFitsTask(FeedbackItem item, FeedbackTask task)
+    {
+        if (task.Kind is JudgementKind.Pairwise or JudgementKind.Rank && item.Responses.Count < 2)
+            throw new ArgumentException($"FeedbackItem.Responses of item '{item.Id}' must hold at least 2 responses for {task.Kind} task '{task.Id}', got {item.Responses.Count}");
+    }
+
     /// <summary>Checks an annotator before it is saved.</summary>
     public static void CheckAnnotator(Annotator annotator, string passwordHash)
     {
@@ -115,7 +122,7 @@ public static partial class JudgementRules
                 RequireShown(judgement, shown == 1, "exactly 1");
                 if (string.IsNullOrWhiteSpace(judgement.Correction))
                     throw new ArgumentException("Judgement.Correction must be non-empty text for a Correction judgement");
-                CheckNoNul(judgement.Correction, "Judgement.Correction");
+                CheckStorable(judgement.Correction, "Judgement.Correction");
                 break;
             case JudgementKind.Thumbs:
                 RequireShown(judgement, shown == 1, "exactly 1");
@@ -129,7 +136,7 @@ public static partial class JudgementRules
         RequireUnset(judgement, judgement.Correction is not null, JudgementKind.Correction, "Correction");
         RequireUnset(judgement, judgement.ThumbsUp is not null, JudgementKind.Thumbs, "ThumbsUp");
         if (judgement.Comment is not null)
-            CheckNoNul(judgement.Comment, "Judgement.Comment");
+            CheckStorable(judgement.Comment, "Judgement.Comment");
     }
 
     /// <summary>Checks a judgement against what is stored: its task and item exist, agree, and the kind is the task's.</summary>
@@ -171,7 +178,7 @@ public static partial class JudgementRules
             CheckText(message.Role, $"{field}[{i}].Role");
             if (message.Content is null)
                 throw new ArgumentException($"{field}[{i}].Content must not be null");
-            CheckNoNul(message.Content, $"{field}[{i}].Content");
+            CheckStorable(message.Content, $"{field}[{i}].Content");
         }
     }
 
@@ -182,10 +189,10 @@ public static partial class JudgementRules
             var response = responses[i] ?? throw new ArgumentException($"{field}[{i}] must not be null");
             if (response.Text is null)
                 throw new ArgumentException($"{field}[{i}].Text must not be null");
-            CheckNoNul(response.Text, $"{field}[{i}].Text");
+            CheckStorable(response.Text, $"{field}[{i}].Text");
             if (response.ModelVersion is null)
                 throw new ArgumentException($"{field}[{i}].ModelVersion must not be null (empty when unknown)");
-            CheckNoNul(response.ModelVersion, $"{field}[{i}].ModelVersion");
+            CheckStorable(response.ModelVersion, $"{field}[{i}].ModelVersion");
         }
     }
 
@@ -194,6 +201,7 @@ public static partial class JudgementRules
     {
         if (string.IsNullOrWhiteSpace(value))
             throw new ArgumentException($"{field} must not be empty");
+        CheckStorable(value, field);
         if (value.Any(char.IsControl))
             throw new ArgumentException($"{field} {Quote(value)} must not hold control characters");
     }
@@ -202,14 +210,24 @@ public static partial class JudgementRules
     {
         if (string.IsNullOrWhiteSpace(value))
             throw new ArgumentException($"{field} must not be empty");
-        CheckNoNul(value, field);
+        CheckStorable(value, field);
     }
 
-    /// <summary>PostgreSQL text cannot hold U+0000, so no store takes it (the stores behave alike).</summary>
-    static void CheckNoNul(string value, string field)
+    /// <summary>
+    /// Text every store keeps exactly: PostgreSQL text cannot hold U+0000, and a lone surrogate half has no UTF-8
+    /// form (it would come back as U+FFFD), so no store takes either and the stores behave alike.
+    /// </summary>
+    static void CheckStorable(string value, string field)
     {
         if (value.Contains('\0'))
             throw new ArgumentException($"{field} must not hold the NUL character (U+0000)");
+        for (int i = 0; i < value.Length; i++)
+        {
+            if (char.IsHighSurrogate(value[i]) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]))
+                i++;
+            else if (char.IsSurrogate(value[i]))
+                throw new ArgumentException($"{field} holds a lone UTF-16 surrogate (U+{(int)value[i]:X4}) at index {i}");
+        }
     }
 
     static string Quote(string? value) => value is null ? "null" : System.Text.Json.JsonSerializer.Serialize(value);

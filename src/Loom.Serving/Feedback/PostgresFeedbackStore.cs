@@ -138,10 +138,13 @@ public sealed partial class PostgresFeedbackStore : IFeedbackStore
             JudgementRules.CheckItem(item);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        foreach (string taskId in items.Select(item => item.TaskId).Distinct())
+        var tasks = new Dictionary<string, FeedbackTask>();
+        foreach (var item in items)
         {
-            if (await ReadTaskAsync(connection, transaction, taskId, cancellationToken) is null)
-                throw new ArgumentException($"FeedbackItem.TaskId '{taskId}' is not a stored task");
+            if (!tasks.TryGetValue(item.TaskId, out var task))
+                tasks[item.TaskId] = task = await ReadTaskAsync(connection, transaction, item.TaskId, cancellationToken)
+                    ?? throw new ArgumentException($"FeedbackItem.TaskId '{item.TaskId}' is not a stored task");
+            JudgementRules.CheckItemFitsTask(item, task);
         }
         int added = 0;
         foreach (var item in items)

@@ -158,17 +158,19 @@ public sealed class SqliteFeedbackStore : IFeedbackStore
         return WithGateAsync(() =>
         {
             using var transaction = connection.BeginTransaction(deferred: false);
-            foreach (string taskId in items.Select(item => item.TaskId).Distinct())
+            var tasks = new Dictionary<string, FeedbackTask>();
+            foreach (var item in items)
             {
-                if (ReadTask(taskId, transaction) is null)
-                    throw new ArgumentException($"FeedbackItem.TaskId '{taskId}' is not a stored task");
+                if (!tasks.TryGetValue(item.TaskId, out var task))
+                    tasks[item.TaskId] = task = ReadTask(item.TaskId, transaction) ?? throw new ArgumentException($"FeedbackItem.TaskId '{item.TaskId}' is not a stored task");
+                JudgementRules.CheckItemFitsTask(item, task);
             }
             using var command = Command("""
                 INSERT INTO items(id, task_id, prompt, responses, source, created) VALUES ($id, $task, $prompt, $responses, $source, $created)
                 ON CONFLICT(id) DO NOTHING
                 """, transaction);
             var id = command.Parameters.Add("$id", SqliteType.Text);
-            var task = command.Parameters.Add("$task", SqliteType.Text);
+            var taskId = command.Parameters.Add("$task", SqliteType.Text);
             var prompt = command.Parameters.Add("$prompt", SqliteType.Text);
             var responses = command.Parameters.Add("$responses", SqliteType.Text);
             var source = command.Parameters.Add("$source", SqliteType.Text);
@@ -177,7 +179,7 @@ public sealed class SqliteFeedbackStore : IFeedbackStore
             foreach (var item in items)
             {
                 id.Value = item.Id;
-                task.Value = item.TaskId;
+                taskId.Value = item.TaskId;
                 prompt.Value = FeedbackCodec.Messages(item.Prompt);
                 responses.Value = FeedbackCodec.Responses(item.Responses);
                 source.Value = item.Source;

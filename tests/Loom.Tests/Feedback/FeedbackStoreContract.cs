@@ -152,7 +152,7 @@ public abstract class FeedbackStoreContract : IDisposable
         Assert.Null(await store.GetItemAsync("missing", default));
 
         // The same ids again (one with new text) and one new item: only the new one is added, the stored text stays.
-        var changed = items[1] with { Responses = [new("different", "v9")], Created = Start.AddMinutes(-5) };
+        var changed = items[1] with { Responses = [new("different", "v9"), new("also different", "v8")], Created = Start.AddMinutes(-5) };
         var fresh = Item("item-3", "t", minute: 3);
         Assert.Equal(1, await store.AddItemsAsync([items[0], changed, fresh, fresh], default));
         AssertSame(items[1], await store.GetItemAsync("item-1", default));
@@ -166,7 +166,12 @@ public abstract class FeedbackStoreContract : IDisposable
         Assert.StartsWith("FeedbackItem.TaskId 'nope'", exception.Message);
         Assert.Null(await store.GetItemAsync("a", default));
         exception = await Assert.ThrowsAsync<ArgumentException>(() => store.AddItemsAsync([Item("c", "t", responses: 0)], default));
-        Assert.StartsWith("FeedbackItem.Responses", exception.Message);
+        Assert.StartsWith("FeedbackItem.Responses of item 'c' must hold at least one response", exception.Message);
+        exception = await Assert.ThrowsAsync<ArgumentException>(() => store.AddItemsAsync([Item("d", "t"), Item("e", "t", responses: 1)], default));
+        Assert.Equal("FeedbackItem.Responses of item 'e' must hold at least 2 responses for Pairwise task 't', got 1", exception.Message);
+        exception = await Assert.ThrowsAsync<ArgumentException>(() => store.AddItemsAsync([Item("f", "t") with { Prompt = [new("user", "half \uD83D of an emoji")] }], default));
+        Assert.Equal("FeedbackItem.Prompt[0].Content holds a lone UTF-16 surrogate (U+D83D) at index 5", exception.Message);
+        Assert.Equal(["item-0", "item-1", "item-2", "item-3"], (await store.ListItemsAsync("t", default)).Select(item => item.Id));
     }
 
     [SkippableFact]
@@ -243,6 +248,7 @@ public abstract class FeedbackStoreContract : IDisposable
         { "task-mismatch", "Judgement.TaskId 'other' does not match item 'item-0'" },
         { "kind-mismatch", "Judgement.Kind Rating does not match task 't'" },
         { "nul-comment", "Judgement.Comment must not hold the NUL character" },
+        { "surrogate-annotator", "Judgement.Annotator holds a lone UTF-16 surrogate (U+DC00) at index 1" },
     };
 
     [SkippableTheory]
@@ -253,7 +259,7 @@ public abstract class FeedbackStoreContract : IDisposable
         string kindName = variant.Split('-')[0];
         var kind = variant switch
         {
-            "empty-annotator" or "empty-item" or "missing-item" or "missing-task" or "task-mismatch" or "kind-mismatch" or "nul-comment" => JudgementKind.Thumbs,
+            "empty-annotator" or "empty-item" or "missing-item" or "missing-task" or "task-mismatch" or "kind-mismatch" or "nul-comment" or "surrogate-annotator" => JudgementKind.Thumbs,
             _ => Enum.Parse<JudgementKind>(kindName, ignoreCase: true),
         };
         await store.SaveTaskAsync(Task("t", kind), default);
@@ -283,6 +289,7 @@ public abstract class FeedbackStoreContract : IDisposable
             "task-mismatch" => valid with { TaskId = "other" },
             "kind-mismatch" => valid with { Kind = JudgementKind.Rating, ThumbsUp = null, Rating = 3 },
             "nul-comment" => valid with { Comment = "a\0b" },
+            "surrogate-annotator" => valid with { Annotator = "a\uDC00" },
             _ => throw new ArgumentOutOfRangeException(nameof(variant)),
         };
         var exception = await Assert.ThrowsAsync<ArgumentException>(() => store.SubmitAsync(bad, default));
@@ -545,5 +552,62 @@ public sealed class SqliteFeedbackStoreTests : FeedbackStoreContract
         Assert.StartsWith("PostgreSQL URI parameter 'nonsense'", exception.Message);
         exception = Assert.Throws<ArgumentException>(() => FeedbackStores.ToNpgsql("postgres://u:secret@/x"));
         Assert.DoesNotContain("secret", exception.Message);
+    }
+}
+
+/// <summary>
+/// Runs against the server in env LOOM_TEST_POSTGRES (a connection string); each test works in its own schemas and
+/// drops them. Without the variable the tests skip, except under CI=true where they fail.
+/// </summary>
+[Trait(TestCategories.Category, TestCategories.Slow)]
+public sealed class PostgresFeedbackStoreTests : FeedbackStoreContract
+{
+    readonly string? connectionString = PostgresTestServer.ConnectionString();
+    readonly string schemaPrefix = "loom_test_" + Guid.NewGuid().ToString("N")[..12] + "_";
+    readonly HashSet<string> schemas = [];
+
+    protected override async Task<IFeedbackStore> OpenCoreAsync(string name)
+    {
+        Skip.If(connectionString is null, PostgresTestServer.SkipMessage);
+        schemas.Add(schemaPrefix + name);
+        return await PostgresFeedbackStore.OpenAsync(connectionString!, schemaPrefix + name, default);
+    }
+
+    [SkippableFact]
+    public async Task ASchemaThatIsNotAFeedbackStoreIsRefusedNamingIt()
+    {
+        Skip.If(connectionString is null, PostgresTestServer.SkipMessage);
+        string schema = schemaPrefix + "other";
+        schemas.Add(schema);
+        await using (var dataSource = Npgsql.NpgsqlDataSource.Create(connectionString!))
+        {
+            await using var command = dataSource.CreateCommand($"CREATE SCHEMA {schema}; CREATE TABLE {schema}.recipes(name text)");
+            await command.ExecuteNonQueryAsync();
+        }
+        var exception = await Assert.ThrowsAsync<InvalidDataException>(() => PostgresFeedbackStore.OpenAsync(connectionString!, schema, default));
+        Assert.Equal($"PostgreSQL schema {schema}: not a Loom feedback store (it holds other tables)", exception.Message);
+        var badName = await Assert.ThrowsAsync<ArgumentException>(() => PostgresFeedbackStore.OpenAsync(connectionString!, "Bad-Name", default));
+        Assert.StartsWith("PostgreSQL schema 'Bad-Name'", badName.Message);
+    }
+
+    [SkippableFact]
+    public async Task FeedbackStoresOpensPostgresForAConnectionString()
+    {
+        Skip.If(connectionString is null, PostgresTestServer.SkipMessage);
+        // FeedbackStores opens the default schema; it is created when missing and left as it was found.
+        await using var dataSource = Npgsql.NpgsqlDataSource.Create(connectionString!);
+        await using var exists = dataSource.CreateCommand($"SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{PostgresFeedbackStore.DefaultSchema}'");
+        bool existed = Convert.ToInt64(await exists.ExecuteScalarAsync()) > 0;
+        using (var store = await FeedbackStores.OpenAsync(connectionString!, default))
+            Assert.Equal(PostgresFeedbackStore.DefaultSchema, Assert.IsType<PostgresFeedbackStore>(store).Schema);
+        if (!existed)
+            await PostgresFeedbackStore.DropAsync(connectionString!, PostgresFeedbackStore.DefaultSchema, default);
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        foreach (string schema in schemas)
+            PostgresFeedbackStore.DropAsync(connectionString!, schema, default).GetAwaiter().GetResult();
     }
 }
