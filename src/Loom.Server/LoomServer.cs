@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Loom.Retrieval;
 using Loom.Serving;
+using Loom.Serving.Feedback;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -15,7 +16,10 @@ using Microsoft.Extensions.Logging;
 
 namespace Loom.Server;
 
-/// <summary>What one server serves: a generator, and optionally embeddings and retrieval.</summary>
+/// <summary>
+/// What one server serves: a generator, and optionally embeddings, retrieval and feedback. A generator that is a
+/// <see cref="ServedVersions"/> is served version by version: each request on the version current at its start.
+/// </summary>
 public sealed record ServedModel(ITextGenerator Generator)
 {
     public IEmbeddingGenerator<string, Embedding<float>>? Embeddings { get; init; }
@@ -29,6 +33,8 @@ public sealed record ServedModel(ITextGenerator Generator)
     public RetrievalChatOptions? Retrieval { get; init; }
     /// <summary>Judges posted log lines; enables <see cref="LogEndpoint.Path"/>.</summary>
     public Loom.Logs.LiveDetector? LogDetector { get; init; }
+    /// <summary>Records every chat completion for feedback and enables <see cref="FeedbackEndpoint.Path"/>.</summary>
+    public TrafficFeedback? Feedback { get; init; }
 }
 
 /// <summary>
@@ -58,10 +64,15 @@ public static class LoomServer
         string ragName = served.Generator.ModelName + "+rag";
         var chatMetrics = new ChatMetrics();
         var limits = new ChatLimits { MaxOutputTokens = options.MaxTokensLimit };
-        // The two chat pipelines, built once: the model, and the model grounded in retrieval (NAME+rag).
-        var layers = new LoomPipelineOptions { Metrics = chatMetrics, Limits = limits };
-        var chat = LoomPipeline.Build(served.Generator, layers);
-        var grounded = served.Retriever is null ? null : LoomPipeline.Build(served.Generator, layers with { Retriever = served.Retriever, Retrieval = served.Retrieval });
+        // The two chat pipelines of a version: the model, and the model grounded in retrieval (NAME+rag), each recording
+        // its responses for feedback under the version's name. A request takes one version at its start (a lease) and
+        // finishes on it; a hot swap only changes what later requests take.
+        var layers = new LoomPipelineOptions { Metrics = chatMetrics, Limits = limits, Feedback = served.Feedback };
+        var versions = served.Generator as ServedVersions;
+        VersionLease Acquire() => versions?.Acquire() ?? VersionLease.Fixed(served.Generator);
+        IChatClient Pipeline(VersionLease lease, bool rag) => LoomPipeline.Build(lease.Generator, rag
+            ? layers with { ModelVersion = lease.Version, Retriever = served.Retriever, Retrieval = served.Retrieval }
+            : layers with { ModelVersion = lease.Version });
 
         app.Use(async (context, next) =>
         {
@@ -96,12 +107,12 @@ public static class LoomServer
             }
         });
 
-        app.MapGet("/health", () => Results.Json(new { status = "ok", model = served.Generator.ModelName }));
+        app.MapGet("/health", () => Results.Json(new { status = "ok", model = served.Generator.ModelName, version = versions?.Current ?? served.Generator.ModelName }));
         app.MapGet("/metrics", () => Results.Text(metrics.Render(served.Generator.ActiveSequences, chatMetrics.Snapshot()), "text/plain; version=0.0.4"));
         app.MapGet("/v1/models", () =>
         {
             var data = new JsonArray { ModelEntry(served.Generator.ModelName) };
-            if (grounded is not null) data.Add(ModelEntry(ragName));
+            if (served.Retriever is not null) data.Add(ModelEntry(ragName));
             if (served.Embeddings is not null && served.EmbeddingModelName != served.Generator.ModelName) data.Add(ModelEntry(served.EmbeddingModelName));
             return Results.Json(new JsonObject { ["object"] = "list", ["data"] = data });
         });
@@ -109,12 +120,15 @@ public static class LoomServer
         app.MapPost("/v1/chat/completions", async context =>
         {
             var call = OpenAiProtocol.ParseCompletion(await ReadBody(context, options), chat: true);
-            var pipeline = call.Model == ragName && grounded is not null ? grounded : chat;
-            CheckModel(call.Model, served.Generator.ModelName, rag: pipeline == grounded);
+            bool rag = call.Model == ragName && served.Retriever is not null;
+            CheckModel(call.Model, served.Generator.ModelName, rag);
             CheckChoices(call, options);
             var messages = call.Messages!.ToList();
-            await Respond(context, call, chat: true,
-                (choice, ct) => pipeline.GetStreamingResponseAsync(messages, Options(call, choice), ct), Answer(pipeline, messages, call));
+            using var lease = Acquire();
+            var pipeline = Pipeline(lease, rag);
+            string id = NewId(chat: true);
+            await Respond(context, call, id, lease.Version, chat: true,
+                (choice, ct) => pipeline.GetStreamingResponseAsync(messages, Options(call, choice, ChoiceId(id, choice)), ct), Answer(pipeline, messages, call, id));
         });
 
         // A raw prompt, no chat template: straight to the generator, through the same limits, metrics and formatting as chat.
@@ -123,9 +137,10 @@ public static class LoomServer
             var call = OpenAiProtocol.ParseCompletion(await ReadBody(context, options), chat: false);
             CheckModel(call.Model, served.Generator.ModelName, rag: false);
             CheckChoices(call, options);
+            using var lease = Acquire();
             IAsyncEnumerable<ChatResponseUpdate> Stream(int choice, CancellationToken ct) => chatMetrics.ObserveAsync(
-                LoomChatClient.StreamAsync(served.Generator, LoomChatClient.Request(served.Generator, call.Prompt!, limits.Apply(Options(call, choice))), ct), ct);
-            await Respond(context, call, chat: false, Stream, Collect(Stream));
+                LoomChatClient.StreamAsync(lease.Generator, LoomChatClient.Request(lease.Generator, call.Prompt!, limits.Apply(Options(call, choice, null))), ct), ct);
+            await Respond(context, call, NewId(chat: false), lease.Version, chat: false, Stream, Collect(Stream));
         });
 
         app.MapPost("/v1/embeddings", async context =>
@@ -164,19 +179,29 @@ public static class LoomServer
         });
 
         if (served.LogDetector is not null) LogEndpoint.Map(app, served.LogDetector, options);
+        FeedbackEndpoint.Map(app, served.Feedback, options);
 
         app.MapFallback(context => throw new ApiException(404, $"no route for {context.Request.Method} {context.Request.Path}", code: "not_found"));
         return app;
     }
 
+    /// <summary>The name of the response header that names the model version which answered.</summary>
+    public const string VersionHeader = "Loom-Model-Version";
+
+    static string NewId(bool chat) => (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
+
+    /// <summary>The id under which choice <paramref name="choice"/> of response <paramref name="id"/> is recorded: ID for the first, ID-1, ID-2, … for the others.</summary>
+    public static string ChoiceId(string id, int choice) => choice == 0 ? id : $"{id}-{choice}";
+
     /// <summary>
     /// Answers a chat or completion call with its n choices, streamed as server-sent events or as one JSON body:
-    /// the OpenAI formatting shared by both endpoints. A refused request fails before any byte is sent.
+    /// the OpenAI formatting shared by both endpoints. A refused request fails before any byte is sent. The model
+    /// version that answers is named in system_fingerprint (every chunk too) and the <see cref="VersionHeader"/> header.
     /// </summary>
-    static async Task Respond(HttpContext context, CompletionCall call, bool chat,
+    static async Task Respond(HttpContext context, CompletionCall call, string id, string version, bool chat,
         Func<int, CancellationToken, IAsyncEnumerable<ChatResponseUpdate>> stream, Func<int, CancellationToken, Task<ChatResponse>> complete)
     {
-        string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
+        context.Response.Headers[VersionHeader] = version;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string kind = chat ? "chat.completion" : "text_completion";
         // Ends the other choices' generation when one fails or the response is done.
@@ -205,7 +230,7 @@ public static class LoomServer
             }
             var response = new JsonObject
             {
-                ["id"] = id, ["object"] = kind, ["created"] = created, ["model"] = call.Model, ["choices"] = array,
+                ["id"] = id, ["object"] = kind, ["created"] = created, ["model"] = call.Model, ["system_fingerprint"] = version, ["choices"] = array,
                 ["usage"] = Usage(responses[0].Usage?.InputTokenCount ?? 0, responses.Sum(r => r.Usage?.OutputTokenCount ?? 0)),
             };
             if (responses[0].GetSources() is { Given.Count: > 0 } sources) response["sources"] = Sources(sources);
@@ -243,7 +268,11 @@ public static class LoomServer
                 choice["logprobs"] = Logprobs.Json(logprobs, chat, textOffsets[index]);
                 if (logprobs is not null) textOffsets[index] += logprobs.Sum(t => t.Chosen.Token.Length);
                 choice["finish_reason"] = update?.FinishReason?.Value;
-                var chunk = new JsonObject { ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : kind, ["created"] = created, ["model"] = call.Model, ["choices"] = new JsonArray(choice) };
+                var chunk = new JsonObject
+                {
+                    ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : kind, ["created"] = created, ["model"] = call.Model,
+                    ["system_fingerprint"] = version, ["choices"] = new JsonArray(choice),
+                };
                 if (update?.GetSources() is { Given.Count: > 0 } sources) chunk["sources"] = Sources(sources);
                 return chunk;
             }
@@ -272,7 +301,7 @@ public static class LoomServer
                 await Send(new JsonObject
                 {
                     ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : kind, ["created"] = created, ["model"] = call.Model,
-                    ["choices"] = new JsonArray(), ["usage"] = Usage(promptTokens, completionTokens),
+                    ["system_fingerprint"] = version, ["choices"] = new JsonArray(), ["usage"] = Usage(promptTokens, completionTokens),
                 });
             await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
         }
@@ -285,15 +314,15 @@ public static class LoomServer
     }
 
     /// <summary>One choice answered by the pipeline in one piece.</summary>
-    static Func<int, CancellationToken, Task<ChatResponse>> Answer(IChatClient pipeline, List<ChatMessage> messages, CompletionCall call) =>
-        (choice, ct) => pipeline.GetResponseAsync(messages, Options(call, choice), ct);
+    static Func<int, CancellationToken, Task<ChatResponse>> Answer(IChatClient pipeline, List<ChatMessage> messages, CompletionCall call, string id) =>
+        (choice, ct) => pipeline.GetResponseAsync(messages, Options(call, choice, ChoiceId(id, choice)), ct);
 
     /// <summary>One choice's stream, collected into one response.</summary>
     static Func<int, CancellationToken, Task<ChatResponse>> Collect(Func<int, CancellationToken, IAsyncEnumerable<ChatResponseUpdate>> stream) =>
         (choice, ct) => LoomChatClient.CollectAsync(stream(choice, ct), ct);
 
-    /// <summary>Options of one choice: the call's sampling, each choice with its own seed.</summary>
-    static ChatOptions Options(CompletionCall call, int choice) => new()
+    /// <summary>Options of one choice: the call's sampling, each choice with its own seed, and the id it is recorded under.</summary>
+    static ChatOptions Options(CompletionCall call, int choice, string? responseId) => new()
     {
         MaxOutputTokens = call.MaxTokens,
         Temperature = call.Temperature,
@@ -305,14 +334,15 @@ public static class LoomServer
         ResponseFormat = call.ResponseFormat,
         Tools = call.Tools,
         ToolMode = call.ToolMode,
-        AdditionalProperties = Extra(call),
+        AdditionalProperties = Extra(call, responseId),
     };
 
-    /// <summary>The options with no ChatOptions property of their own: log-probabilities and logit bias.</summary>
-    static AdditionalPropertiesDictionary? Extra(CompletionCall call)
+    /// <summary>The options with no ChatOptions property of their own: log-probabilities, logit bias and the response id.</summary>
+    static AdditionalPropertiesDictionary? Extra(CompletionCall call, string? responseId)
     {
-        if (call.TopLogprobs is null && call.LogitBias is null) return null;
+        if (call.TopLogprobs is null && call.LogitBias is null && responseId is null) return null;
         var extra = new AdditionalPropertiesDictionary();
+        if (responseId is not null) extra[FeedbackCaptureChatClient.ResponseIdKey] = responseId;
         if (call.TopLogprobs is int top) extra[LoomChatClient.TopLogprobsKey] = top;
         if (call.LogitBias is { } bias) extra[LoomChatClient.LogitBiasKey] = bias;
         return extra;

@@ -14,6 +14,10 @@ public sealed record LoomPipelineOptions
     public Retriever? Retriever { get; init; }
     /// <summary>How the retrieval layer searches and budgets the prompt (used with <see cref="Retriever"/>).</summary>
     public RetrievalChatOptions? Retrieval { get; init; }
+    /// <summary>Records every answered request as a traffic item that people can give feedback on.</summary>
+    public Feedback.TrafficFeedback? Feedback { get; init; }
+    /// <summary>The model version recorded with each response (used with <see cref="Feedback"/>); null records the model's name.</summary>
+    public string? ModelVersion { get; init; }
 }
 
 /// <summary>
@@ -22,13 +26,15 @@ public sealed record LoomPipelineOptions
 /// </summary>
 public static class LoomPipeline
 {
-    /// <summary>The pipeline over a generator: metrics, then limits, then retrieval, then the model.</summary>
+    /// <summary>The pipeline over a generator: metrics, then limits, then feedback capture, then retrieval, then the model.</summary>
     public static IChatClient Build(ITextGenerator generator, LoomPipelineOptions? options = null)
     {
         options ??= new LoomPipelineOptions();
         var builder = generator.AsIChatClient().AsBuilder();
         if (options.Metrics is not null) builder.UseMetrics(options.Metrics);
         if (options.Limits is not null) builder.UseLimits(options.Limits);
+        // Outside retrieval, so the prompt recorded is the messages as given and the text is the grounded answer.
+        if (options.Feedback is not null) builder.UseFeedbackCapture(options.Feedback, options.ModelVersion);
         if (options.Retriever is not null) builder.UseRetrieval(options.Retriever, options.Retrieval);
         return builder.Build();
     }
@@ -50,6 +56,10 @@ public static class LoomPipeline
     /// <summary>Adds <see cref="LimitsChatClient"/>: request validation and the output cap.</summary>
     public static ChatClientBuilder UseLimits(this ChatClientBuilder builder, ChatLimits limits) =>
         builder.Use(inner => new LimitsChatClient(inner, limits));
+
+    /// <summary>Adds <see cref="Feedback.FeedbackCaptureChatClient"/>: every answered request recorded for feedback.</summary>
+    public static ChatClientBuilder UseFeedbackCapture(this ChatClientBuilder builder, Feedback.TrafficFeedback feedback, string? modelVersion = null) =>
+        builder.Use(inner => new Feedback.FeedbackCaptureChatClient(inner, feedback, modelVersion));
 
     /// <summary>Adds <see cref="MetricsChatClient"/>: requests, tokens and latency counted into <paramref name="metrics"/>.</summary>
     public static ChatClientBuilder UseMetrics(this ChatClientBuilder builder, ChatMetrics metrics) =>

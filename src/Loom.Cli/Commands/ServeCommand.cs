@@ -2,10 +2,13 @@ using System.CommandLine;
 using Loom.Retrieval;
 using Loom.Server;
 using Loom.Serving;
+using Loom.Serving.Feedback;
+using Loom.Tensors;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace Loom.Cli.Commands;
 
@@ -33,10 +36,12 @@ internal static class ServeCommand
         var allowedHosts = new Option<string[]>("--allowed-host") { Description = "Host header name answered besides the bound address (NAME or NAME:PORT, repeatable)", Arity = ArgumentArity.ZeroOrMore };
         var corsOrigin = new Option<string?>("--cors-origin") { Description = "The one browser origin granted CORS access (none by default)" };
         var allowUnauthenticated = new Option<bool>("--allow-unauthenticated") { Description = "Serve a non-loopback --host without --api-key" };
+        var feedback = new Option<string?>("--feedback") { Description = "Feedback store (a SQLite file, or a PostgreSQL connection string): record every chat completion and enable POST /v1/feedback" };
+        var registry = new Option<string?>("--registry") { Description = "Model registry folder: serve the version HOME/current names and switch when it changes (hot swap), instead of --model" };
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics; log detection with --log-model).")
         {
             model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings, top, answerTokens, logModel, logPreset, logSessionId,
-            allowedHosts, corsOrigin, allowUnauthenticated,
+            allowedHosts, corsOrigin, allowUnauthenticated, registry, feedback,
         };
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("serve", async () =>
         {
@@ -62,7 +67,14 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"loom serve: --host {options.Host} is not a loopback address and no --api-key is given: anyone who can reach it could use the model; give --api-key KEY, or --allow-unauthenticated");
                 return 2;
             }
-            await using var generator = GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), threadCount, slotCount);
+            using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(c => c.SingleLine = true)
+                .AddConsole(c => c.LogToStandardErrorThreshold = LogLevel.Trace));
+            string? registryHome = parseResult.GetValue(registry);
+            if (registryHome is not null && (parseResult.GetValue(model) is not null || parseResult.GetValue(gguf) is not null))
+                throw new ArgumentException("pass either --registry HOME or one of --model DIR and --gguf FILE");
+            await using var generator = registryHome is null
+                ? GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), threadCount, slotCount)
+                : await OpenRegistry(registryHome, threadCount, slotCount, loggers.CreateLogger("Loom.Serving.Feedback.ServedVersions"), cancellationToken);
             string? indexFolder = parseResult.GetValue(index);
             using var retrievalIndex = indexFolder is null ? null
                 : await RetrievalIndex.OpenAsync(indexFolder, null, null, create: false, cancellationToken);
@@ -82,11 +94,15 @@ internal static class ServeCommand
                     })
                     : null,
             };
+            using var feedbackStore = parseResult.GetValue(feedback) is { } storeLocation ? await FeedbackStores.OpenAsync(storeLocation, cancellationToken) : null;
+            if (feedbackStore is not null)
+                served = served with { Feedback = new TrafficFeedback(feedbackStore, new TrafficFeedbackOptions { Logger = loggers.CreateLogger("Loom.Serving.Feedback.TrafficFeedback") }) };
             await using var app = LoomServer.Build(served, options);
             await app.StartAsync(cancellationToken);
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
             // Tests and scripts read this line to find the port.
-            Console.Out.WriteLine($"loom serve: model '{generator.Generator.ModelName}' listening on {string.Join(", ", addresses)}");
+            string version = generator.Generator is ServedVersions versions ? $" version '{versions.Current}'" : "";
+            Console.Out.WriteLine($"loom serve: model '{generator.Generator.ModelName}'{version} listening on {string.Join(", ", addresses)}");
             Console.Out.Flush();
             var stopped = new TaskCompletionSource();
             using var registration = cancellationToken.Register(() => stopped.TrySetResult());
@@ -95,5 +111,29 @@ internal static class ServeCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>The registry's current version, swapped when HOME/current changes; the handle owns its compute threads.</summary>
+    static async Task<GeneratorHandle> OpenRegistry(string home, int threads, int slots, ILogger logger, CancellationToken cancellationToken)
+    {
+        var compute = new ComputeContext(threads);
+        try
+        {
+            var versions = await ServedVersions.StartAsync(new ModelRegistry(home), new ServedVersionsOptions
+            {
+                Model = new LoomModelOptions { Slots = slots, Compute = compute },
+                Logger = logger,
+            }, cancellationToken);
+            return new GeneratorHandle(versions, async () =>
+            {
+                await versions.DisposeAsync();
+                compute.Dispose();
+            });
+        }
+        catch
+        {
+            compute.Dispose();
+            throw;
+        }
     }
 }
