@@ -124,6 +124,7 @@ public static class StudioApp
         owner.MapGet("/tasks/{taskId}/judgements", api.AllJudgements);
         owner.MapGet("/tasks/{taskId}/agreement", api.Agreement);
         owner.MapGet("/tasks/{taskId}/export", api.Export);
+        owner.MapGet("/leaderboard", (Delegate)api.Leaderboard);
         return app;
     }
 

@@ -17,6 +17,13 @@ internal sealed partial class StudioApi
         return Results.Json(Serving.Feedback.Agreement.ForTask(task, items, judgements), StudioApp.Json);
     }
 
+    /// <summary>The arena: Bradley–Terry ratings of the model versions from every pairwise judgement, best first, with 95% bootstrap intervals.</summary>
+    public async Task<IResult> Leaderboard(HttpContext context)
+    {
+        var judgements = await store.ListJudgementsAsync(new JudgementQuery(), context.RequestAborted);
+        return Results.Json(BradleyTerry.Leaderboard(judgements), StudioApp.Json);
+    }
+
     /// <summary>
     /// The task's training data as the JSONL file <c>loom finetune</c> reads for its kind (comparisons, rankings, ratings
     /// or corrections; see <see cref="FeedbackExport"/>), keeping only items where at least <c>minAgree</c> annotators agree.

@@ -232,6 +232,13 @@ public sealed class StudioBrowserTests(StudioFixture studio)
                 Assert.Equal(HttpStatusCode.OK, vote.StatusCode);
             }
         var owner = await studio.LoginAsync(StudioFixture.Owner);
+        await owner.Keyboard.PressAsync("l");
+        var expected = BradleyTerry.Leaderboard(await studio.Store.ListJudgementsAsync(new JudgementQuery(), CancellationToken.None));
+        var rows = owner.Locator("#leaderboard tbody tr");
+        await Expect(rows).ToHaveCountAsync(expected.Count);
+        await Expect(rows.First.Locator("td").Nth(1)).ToHaveTextAsync(expected[0].Version);
+        await Expect(rows.First.Locator("td").Nth(2)).ToHaveTextAsync(expected[0].Rating.ToString("F0", System.Globalization.CultureInfo.InvariantCulture));
+        await StudioFixture.ScreenshotAsync(owner, "studio-leaderboard.png");
         await owner.GotoAsync(studio.StudioAddress.AbsoluteUri + $"#/owner/{task.Id}");
         await Expect(owner.Locator("#stat-items .value")).ToHaveTextAsync("0");
 

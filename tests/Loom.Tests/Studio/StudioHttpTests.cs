@@ -92,7 +92,7 @@ public sealed class StudioHttpTests(StudioFixture studio)
         {
             using (var vote = await StudioFixture.PostAsync(first, ItemPath(items[0]), new { choice = "Second" }, firstCsrf))
                 Assert.Equal(HttpStatusCode.OK, vote.StatusCode);
-            foreach (string path in new[] { $"/studio/api/tasks/{task.Id}/judgements", $"/studio/api/tasks/{task.Id}/agreement", $"/studio/api/tasks/{task.Id}/export" })
+            foreach (string path in new[] { $"/studio/api/tasks/{task.Id}/judgements", $"/studio/api/tasks/{task.Id}/agreement", $"/studio/api/tasks/{task.Id}/export", "/studio/api/leaderboard" })
             {
                 using var refused = await second.GetAsync(path);
                 Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);

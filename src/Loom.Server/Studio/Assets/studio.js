@@ -413,10 +413,10 @@ async function leaderboardView() {
     el('p', { class: 'muted' }, 'Bradley–Terry ratings from every pairwise judgement (ties count half, both-bad is left out), with 95 % bootstrap intervals.'),
     rows.length === 0 ? el('p', { class: 'muted' }, 'No pairwise judgements yet.') : el('table', { id: 'leaderboard' },
       el('thead', {}, el('tr', {}, el('th', {}, '#'), el('th', {}, 'Model version'), el('th', { class: 'num' }, 'Rating'),
-        el('th', { class: 'num' }, '95 % interval'), el('th', { class: 'num' }, 'Games'), el('th', { class: 'num' }, 'Wins'))),
+        el('th', { class: 'num' }, '95 % interval'), el('th', { class: 'num' }, 'Games'), el('th', { class: 'num' }, 'Wins'), el('th', { class: 'num' }, 'Ties'))),
       el('tbody', {}, rows.map((row, index) => el('tr', {}, el('td', {}, String(index + 1)), el('td', {}, row.version),
         el('td', { class: 'num' }, fmt(row.rating, 0)), el('td', { class: 'num' }, `${fmt(row.low, 0)} – ${fmt(row.high, 0)}`),
-        el('td', { class: 'num' }, String(row.games)), el('td', { class: 'num' }, fmt(row.wins, 1)))))));
+        el('td', { class: 'num' }, String(row.games)), el('td', { class: 'num' }, String(row.wins)), el('td', { class: 'num' }, String(row.ties)))))));
   shortcuts([]);
 }
 
