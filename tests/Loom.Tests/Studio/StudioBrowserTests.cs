@@ -49,7 +49,9 @@ public sealed class StudioBrowserTests(StudioFixture studio)
     [SkippableFact]
     public async Task CompareWithKeysOnlyIsBlindUntilTheVote()
     {
-        var (task, items) = await studio.AddTaskAsync(JudgementKind.Pairwise, 2);
+        var (task, items) = await studio.AddTaskAsync(JudgementKind.Pairwise, 2, response: (_, r) => r == 0
+            ? "Paris."
+            : "The capital of France is Paris, on the Seine; it has been the seat of government for most of the last thousand years.");
         var page = await studio.LoginAsync(StudioFixture.First);
         await OpenWithKeysAsync(page, task.Id);
         await Expect(page.Locator("#guidelines")).ToContainTextAsync(task.Guidelines);
@@ -167,6 +169,7 @@ public sealed class StudioBrowserTests(StudioFixture studio)
         await Expect(page.Locator("#status")).ToHaveTextAsync("");
         await page.Keyboard.PressAsync("-");
         await Expect(page.Locator("#status")).ToHaveTextAsync("Saved. Enter: next item.");
+        await StudioFixture.ScreenshotAsync(page, "studio-thumbs.png");
         Assert.True(Assert.Single(await Stored(items[0].Id)).ThumbsUp);
         Assert.False(Assert.Single(await Stored(items[1].Id)).ThumbsUp);
         await studio.CloseAsync(page);
@@ -208,6 +211,7 @@ public sealed class StudioBrowserTests(StudioFixture studio)
         Assert.DoesNotContain("model: v", text);
         await second.GotoAsync(studio.StudioAddress.AbsoluteUri + $"#/owner/{task.Id}");
         await Expect(second.Locator("#forbidden")).ToBeVisibleAsync();
+        await StudioFixture.ScreenshotAsync(second, "studio-annotator-forbidden.png");
         // The browser's own session asking the API directly gets nothing more.
         var judgements = await second.EvaluateAsync<int>($"fetch('/studio/api/tasks/{task.Id}/judgements').then(r => r.status)");
         Assert.Equal((int)HttpStatusCode.Forbidden, judgements);
