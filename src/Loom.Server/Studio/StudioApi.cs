@@ -33,6 +33,17 @@ internal sealed partial class StudioApi(IFeedbackStore store)
     public static Annotator Caller(ClaimsPrincipal user) =>
         new(user.Identity?.Name ?? "", Enum.Parse<AnnotatorRole>(user.FindFirstValue(ClaimTypes.Role) ?? nameof(AnnotatorRole.Annotator)));
 
+    /// <summary>The claim that ties a session to the password it was opened with: a new password ends older sessions.</summary>
+    public const string PasswordClaim = "loom_password_stamp";
+
+    /// <summary>A short digest of the stored hash (never the hash itself, which stays out of the cookie).</summary>
+    public static string PasswordStamp(string passwordHash) =>
+        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(passwordHash)))[..16];
+
+    public static ClaimsPrincipal Principal(Annotator annotator, string passwordHash) => new(new ClaimsIdentity(
+        [new Claim(ClaimTypes.NameIdentifier, annotator.Name), new Claim(ClaimTypes.Name, annotator.Name), new Claim(ClaimTypes.Role, annotator.Role.ToString()), new Claim(PasswordClaim, PasswordStamp(passwordHash))],
+        StudioApp.Scheme));
+
     static object User(Annotator annotator) => new { name = annotator.Name, role = annotator.Role.ToString() };
 
     static string Token(HttpContext context) => context.RequestServices.GetRequiredService<IAntiforgery>().GetAndStoreTokens(context).RequestToken!;
@@ -52,8 +63,7 @@ internal sealed partial class StudioApi(IFeedbackStore store)
         var found = await store.GetAnnotatorAsync(request.Name, context.RequestAborted);
         bool valid = PasswordHasher.Verify(request.Password, found?.PasswordHash ?? Decoy.Value);
         if (found is not { } known || !valid) return StudioApp.Error(401, "unknown name or wrong password");
-        var principal = new ClaimsPrincipal(new ClaimsIdentity(
-            [new Claim(ClaimTypes.Name, known.Annotator.Name), new Claim(ClaimTypes.Role, known.Annotator.Role.ToString())], StudioApp.Scheme));
+        var principal = Principal(known.Annotator, known.PasswordHash);
         await context.SignInAsync(StudioApp.Scheme, principal);
         // The anti-forgery token is bound to the user: the signed-in page needs a new one.
         context.User = principal;

@@ -1,3 +1,4 @@
+using System.Security.Claims;
 using System.Text.Json;
 using Loom.Serving.Feedback;
 using Microsoft.AspNetCore.Antiforgery;
@@ -114,7 +115,7 @@ public static class StudioApp
         var open = app.MapGroup(Path + "/api").AddEndpointFilter(Refusals);
         open.MapGet("/session", (Delegate)api.Session);
         open.MapPost("/login", (Delegate)api.Login).AddEndpointFilter(RequireToken);
-        var signedIn = app.MapGroup(Path + "/api").AddEndpointFilter(Refusals).AddEndpointFilter(RequireSession).AddEndpointFilter(RequireToken);
+        var signedIn = app.MapGroup(Path + "/api").AddEndpointFilter(Refusals).AddEndpointFilter((invocation, next) => RequireSession(store, invocation, next)).AddEndpointFilter(RequireToken);
         signedIn.MapPost("/logout", (Delegate)api.Logout);
         signedIn.MapGet("/tasks", (Delegate)api.Tasks);
         signedIn.MapGet("/tasks/{taskId}/next", api.Next);
@@ -135,12 +136,20 @@ public static class StudioApp
         catch (StudioRequestException e) { return Error(StatusCodes.Status400BadRequest, e.Message); }
     }
 
-    static async ValueTask<object?> RequireSession(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
+    /// <summary>
+    /// A valid session cookie, whose person is still in the store: the role comes from the store on every request, so
+    /// a change of role (or a new password) takes effect at once rather than when the cookie expires.
+    /// </summary>
+    static async ValueTask<object?> RequireSession(IFeedbackStore store, EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
         var result = await context.AuthenticateAsync(Scheme);
         if (!result.Succeeded) return Error(StatusCodes.Status401Unauthorized, "log in first (no studio session)");
-        context.User = result.Principal;
+        var session = StudioApi.Caller(result.Principal);
+        var known = await store.GetAnnotatorAsync(session.Name, context.RequestAborted);
+        if (known is not { } found || result.Principal.FindFirstValue(StudioApi.PasswordClaim) != StudioApi.PasswordStamp(found.PasswordHash))
+            return Error(StatusCodes.Status401Unauthorized, "log in again (the studio session is no longer valid)");
+        context.User = StudioApi.Principal(found.Annotator, found.PasswordHash);
         return await next(invocation);
     }
 

@@ -170,6 +170,28 @@ public sealed class StudioHttpTests(StudioFixture studio)
     }
 
     [Fact]
+    public async Task RoleAndPasswordChangesTakeEffectOnOpenSessions()
+    {
+        var (task, _) = await studio.AddTaskAsync(JudgementKind.Pairwise, 1);
+        const string name = "carol";
+        await studio.Store.SaveAnnotatorAsync(new Annotator(name, AnnotatorRole.Owner), PasswordHasher.Hash(StudioFixture.Password(name)), CancellationToken.None);
+        var (client, _) = await studio.ApiLoginAsync(name);
+        using (client)
+        {
+            using (var asOwner = await client.GetAsync($"/studio/api/tasks/{task.Id}/agreement"))
+                Assert.Equal(HttpStatusCode.OK, asOwner.StatusCode);
+            await studio.Store.SaveAnnotatorAsync(new Annotator(name, AnnotatorRole.Annotator), (await studio.Store.GetAnnotatorAsync(name, CancellationToken.None))!.Value.PasswordHash, CancellationToken.None);
+            using (var demoted = await client.GetAsync($"/studio/api/tasks/{task.Id}/agreement"))
+                Assert.Equal(HttpStatusCode.Forbidden, demoted.StatusCode);
+            using (var stillIn = await client.GetAsync("/studio/api/tasks"))
+                Assert.Equal(HttpStatusCode.OK, stillIn.StatusCode);
+            await studio.Store.SaveAnnotatorAsync(new Annotator(name, AnnotatorRole.Annotator), PasswordHasher.Hash("a new password"), CancellationToken.None);
+            using var afterReset = await client.GetAsync("/studio/api/tasks");
+            Assert.Equal(HttpStatusCode.Unauthorized, afterReset.StatusCode);
+        }
+    }
+
+    [Fact]
     public async Task PagesCarrySecurityHeadersAndNoInlineScript()
     {
         using var client = studio.NewClient();
