@@ -26,6 +26,7 @@ public static class Program
         root.Subcommands.Add(LogsCommand.Create());
         root.Subcommands.Add(FeedbackCommand.Create());
         root.Subcommands.Add(ImproveCommand.Create());
+        root.Subcommands.Add(StudioCommand.Create());
         var parseResult = root.Parse(args);
         if (parseResult.Errors.Count > 0)
         {

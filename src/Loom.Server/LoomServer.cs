@@ -25,6 +25,8 @@ public sealed record ServedModel(ITextGenerator Generator)
     public IEmbeddingGenerator<string, Embedding<float>>? Embeddings { get; init; }
     /// <summary>Name under which <see cref="Embeddings"/> is served (OpenAI "model").</summary>
     public string EmbeddingModelName { get; init; } = "all-MiniLM-L6-v2";
+    /// <summary>Feedback store behind the studio; enables <see cref="Loom.Server.Studio.StudioApp.Path"/>.</summary>
+    public Loom.Serving.Feedback.IFeedbackStore? Studio { get; init; }
     /// <summary>Grounds answers in retrieved sources; enables the model alias NAME+rag.</summary>
     public Retriever? Retriever { get; init; }
     /// <summary>How NAME+rag searches and budgets its prompt.</summary>
@@ -55,8 +57,10 @@ public static class LoomServer
         builder.WebHost.UseUrls($"http://{(options.Host.Contains(':') ? $"[{options.Host}]" : options.Host)}:{options.Port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);
         builder.Services.AddSingleton(new ServerMetrics());
+        if (served.Studio is not null) Studio.StudioApp.AddStudio(builder.Services);
         var app = builder.Build();
         var metrics = app.Services.GetRequiredService<ServerMetrics>();
+        if (served.Studio is not null) Studio.StudioApp.MapStudio(app, served.Studio);
         string ragName = served.Generator.ModelName + "+rag";
         var chatMetrics = new ChatMetrics();
         var limits = new ChatLimits { MaxOutputTokens = options.MaxTokensLimit };

@@ -37,11 +37,12 @@ internal static class ServeCommand
         var corsOrigin = new Option<string?>("--cors-origin") { Description = "The one browser origin granted CORS access (none by default)" };
         var allowUnauthenticated = new Option<bool>("--allow-unauthenticated") { Description = "Serve a non-loopback --host without --api-key" };
         var feedback = new Option<string?>("--feedback") { Description = "Feedback store (a SQLite file, or a PostgreSQL connection string): record every chat completion and enable POST /v1/feedback" };
+        var studio = new Option<bool>("--studio") { Description = "Also serve the feedback studio at /studio over the --feedback store (see loom studio)" };
         var registry = new Option<string?>("--registry") { Description = "Model registry folder: serve the version HOME/current names and switch when it changes (hot swap), instead of --model" };
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics; log detection with --log-model).")
         {
             model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings, top, answerTokens, logModel, logPreset, logSessionId,
-            allowedHosts, corsOrigin, allowUnauthenticated, registry, feedback,
+            allowedHosts, corsOrigin, allowUnauthenticated, registry, feedback, studio,
         };
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("serve", async () =>
         {
@@ -97,6 +98,8 @@ internal static class ServeCommand
             using var feedbackStore = parseResult.GetValue(feedback) is { } storeLocation ? await FeedbackStores.OpenAsync(storeLocation, cancellationToken) : null;
             if (feedbackStore is not null)
                 served = served with { Feedback = new TrafficFeedback(feedbackStore, new TrafficFeedbackOptions { Logger = loggers.CreateLogger("Loom.Serving.Feedback.TrafficFeedback") }) };
+            if (parseResult.GetValue(studio))
+                served = served with { Studio = feedbackStore ?? throw new ArgumentException("--studio needs --feedback STORE (the store the studio shows)") };
             await using var app = LoomServer.Build(served, options);
             await app.StartAsync(cancellationToken);
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
