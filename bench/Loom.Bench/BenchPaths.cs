@@ -17,4 +17,17 @@ public static class BenchPaths
 
     /// <summary>A file of the shared reference data (../shared/data beside the checkout).</summary>
     public static string SharedData(string name) => Path.Combine(RepositoryRoot(), "..", "shared", "data", name);
+
+    /// <summary>The CPU model from /proc/cpuinfo ("unknown" when it cannot be read).</summary>
+    public static string CpuModel()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/cpuinfo"))
+                if (line.StartsWith("model name", StringComparison.Ordinal)) return line[(line.IndexOf(':') + 1)..].Trim();
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return "unknown";
+    }
 }

@@ -18,8 +18,9 @@ public static class Program
             case "eval-cache": return EvalCacheBench.RunAsync(args[1..]).GetAwaiter().GetResult();
             case "fuzz": return FuzzBench.Run(args[1..]);
             case "soak": return SoakBench.Run(args[1..]);
+            case "loop": return LoopBench.Run(args[1..]);
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs, structured, eval-cache, fuzz, soak");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs, structured, eval-cache, fuzz, soak, loop");
                 return 2;
         }
     }

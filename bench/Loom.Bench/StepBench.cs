@@ -67,13 +67,13 @@ internal static class StepBench
         }
         if (rows)
         {
-            Console.WriteLine($"CPU: {CpuModel()}, {Environment.ProcessorCount} logical processors; {samples} samples per thread count, alternating 1 and 2 threads");
+            Console.WriteLine($"CPU: {BenchPaths.CpuModel()}, {Environment.ProcessorCount} logical processors; {samples} samples per thread count, alternating 1 and 2 threads");
             foreach (var row in Rows) CompareThreads(row.Model, row.Batch, row.Tokens, samples);
             return 0;
         }
         if (model is not null || shape is not null)
         {
-            Console.WriteLine($"CPU: {CpuModel()}, {Environment.ProcessorCount} logical processors; {samples} samples per thread count, alternating 1 and 2 threads");
+            Console.WriteLine($"CPU: {BenchPaths.CpuModel()}, {Environment.ProcessorCount} logical processors; {samples} samples per thread count, alternating 1 and 2 threads");
             CompareThreads(model ?? "default", shape?.Batch ?? Batch, shape?.Tokens ?? Tokens, samples);
             return 0;
         }
@@ -86,17 +86,6 @@ internal static class StepBench
         return parts.Length == 2 && int.TryParse(parts[0], out int b) && int.TryParse(parts[1], out int t) && b >= 1 && t >= 1 ? (b, t) : null;
     }
 
-    static string CpuModel()
-    {
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/cpuinfo"))
-                if (line.StartsWith("model name", StringComparison.Ordinal)) return line[(line.IndexOf(':') + 1)..].Trim();
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return "unknown";
-    }
 
     /// <summary>One model, optimizer and tape on one context: the step that a sample times.</summary>
     sealed class Trainer : IDisposable
