@@ -4,10 +4,8 @@ using Loom.Server;
 using Loom.Serving;
 using Loom.Serving.Feedback;
 using Loom.Tensors;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.AI;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Loom.Cli.Commands;
@@ -101,19 +99,27 @@ internal static class ServeCommand
             if (parseResult.GetValue(studio))
                 served = served with { Studio = feedbackStore ?? throw new ArgumentException("--studio needs --feedback STORE (the store the studio shows)") };
             await using var app = LoomServer.Build(served, options);
-            await app.StartAsync(cancellationToken);
-            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
-            // Tests and scripts read this line to find the port.
             string version = generator.Generator is ServedVersions versions ? $" version '{versions.Current}'" : "";
-            Console.Out.WriteLine($"loom serve: model '{generator.Generator.ModelName}'{version} listening on {string.Join(", ", addresses)}");
-            Console.Out.Flush();
-            var stopped = new TaskCompletionSource();
-            using var registration = cancellationToken.Register(() => stopped.TrySetResult());
-            await stopped.Task;
-            await app.StopAsync(CancellationToken.None);
-            return 0;
+            return await RunUntilCancelledAsync(app, addresses => $"loom serve: model '{generator.Generator.ModelName}'{version} listening on {string.Join(", ", addresses.Select(a => a.GetLeftPart(UriPartial.Authority)))}",
+                cancellationToken);
         }));
         return command;
+    }
+
+    /// <summary>
+    /// Starts <paramref name="app"/>, prints the line <paramref name="banner"/> makes of its addresses (tests and scripts
+    /// read it to find the port), and serves until Ctrl-C.
+    /// </summary>
+    internal static async Task<int> RunUntilCancelledAsync(WebApplication app, Func<IReadOnlyList<Uri>, string> banner, CancellationToken cancellationToken)
+    {
+        await app.StartAsync(cancellationToken);
+        Console.Out.WriteLine(banner(LoomServer.Addresses(app)));
+        Console.Out.Flush();
+        var stopped = new TaskCompletionSource();
+        using var registration = cancellationToken.Register(() => stopped.TrySetResult());
+        await stopped.Task;
+        await app.StopAsync(CancellationToken.None);
+        return 0;
     }
 
     /// <summary>The registry's current version, swapped when HOME/current changes; the handle owns its compute threads.</summary>

@@ -25,15 +25,8 @@ internal static class StudioCommand
             using var feedback = await FeedbackStores.OpenAsync(parseResult.GetValue(store)!, cancellationToken);
             var options = new StudioOptions { Host = parseResult.GetValue(host)!, Port = portNumber, AllowedHosts = parseResult.GetValue(allowedHosts) ?? [] };
             await using var app = StudioApp.Build(feedback, options);
-            await app.StartAsync(cancellationToken);
-            // Tests and scripts read this line to find the port.
-            Console.Out.WriteLine($"loom studio: listening on {string.Join(", ", LoomServer.Addresses(app).Select(a => new Uri(a, StudioApp.Path)))}");
-            Console.Out.Flush();
-            var stopped = new TaskCompletionSource();
-            using var registration = cancellationToken.Register(() => stopped.TrySetResult());
-            await stopped.Task;
-            await app.StopAsync(CancellationToken.None);
-            return 0;
+            return await ServeCommand.RunUntilCancelledAsync(app,
+                addresses => $"loom studio: listening on {string.Join(", ", addresses.Select(a => new Uri(a, StudioApp.Path)))}", cancellationToken);
         }));
         return command;
     }

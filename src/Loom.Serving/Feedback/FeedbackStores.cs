@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Text.Json;
 using Npgsql;
 
@@ -96,4 +97,49 @@ static class FeedbackCodec
     public static DateTimeOffset Time(long milliseconds) => DateTimeOffset.FromUnixTimeMilliseconds(milliseconds);
 
     public static T Parse<T>(string name) where T : struct, Enum => Enum.Parse<T>(name);
+
+    /// <summary>A task row: id, name, kind, guidelines, rubric, overlap, created.</summary>
+    public static FeedbackTask Task(DbDataReader reader) => new()
+    {
+        Id = reader.GetString(0),
+        Name = reader.GetString(1),
+        Kind = Parse<JudgementKind>(reader.GetString(2)),
+        Guidelines = reader.GetString(3),
+        Rubric = reader.IsDBNull(4) ? null : reader.GetString(4),
+        Overlap = reader.GetInt32(5),
+        Created = Time(reader.GetInt64(6)),
+    };
+
+    /// <summary>An item row: id, task_id, prompt, responses, source, created.</summary>
+    public static FeedbackItem Item(DbDataReader reader) => new()
+    {
+        Id = reader.GetString(0),
+        TaskId = reader.GetString(1),
+        Prompt = Messages(reader.GetString(2)),
+        Responses = Responses(reader.GetString(3)),
+        Source = reader.GetString(4),
+        Created = Time(reader.GetInt64(5)),
+    };
+
+    /// <summary>
+    /// A judgement row: id, task_id, item_id, annotator, kind, at, prompt, shown, choice, ranking, rating, correction,
+    /// thumbs_up (an integer in SQLite, a boolean in PostgreSQL: GetBoolean reads both), comment.
+    /// </summary>
+    public static Judgement Judgement(DbDataReader reader) => new()
+    {
+        Id = reader.GetInt64(0),
+        TaskId = reader.GetString(1),
+        ItemId = reader.GetString(2),
+        Annotator = reader.GetString(3),
+        Kind = Parse<JudgementKind>(reader.GetString(4)),
+        At = Time(reader.GetInt64(5)),
+        Prompt = Messages(reader.GetString(6)),
+        Shown = Responses(reader.GetString(7)),
+        Choice = reader.IsDBNull(8) ? null : Parse<PairwiseChoice>(reader.GetString(8)),
+        Ranking = reader.IsDBNull(9) ? null : Ranking(reader.GetString(9)),
+        Rating = reader.IsDBNull(10) ? null : reader.GetInt32(10),
+        Correction = reader.IsDBNull(11) ? null : reader.GetString(11),
+        ThumbsUp = reader.IsDBNull(12) ? null : reader.GetBoolean(12),
+        Comment = reader.IsDBNull(13) ? null : reader.GetString(13),
+    };
 }

@@ -128,7 +128,7 @@ public sealed partial class PostgresFeedbackStore : IFeedbackStore
     public async Task<IReadOnlyList<FeedbackTask>> ListTasksAsync(CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await ReadAllAsync(connection, null, $"{TaskColumns} ORDER BY created, id", ReadTask, cancellationToken);
+        return await ReadAllAsync(connection, null, $"{TaskColumns} ORDER BY created, id", FeedbackCodec.Task, cancellationToken);
     }
 
     public async Task<int> AddItemsAsync(IReadOnlyList<FeedbackItem> items, CancellationToken cancellationToken)
@@ -168,7 +168,7 @@ public sealed partial class PostgresFeedbackStore : IFeedbackStore
     public async Task<IReadOnlyList<FeedbackItem>> ListItemsAsync(string taskId, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await ReadAllAsync(connection, null, $"{ItemColumns} WHERE task_id = $1 ORDER BY created, seq", ReadItem, cancellationToken, taskId);
+        return await ReadAllAsync(connection, null, $"{ItemColumns} WHERE task_id = $1 ORDER BY created, seq", FeedbackCodec.Item, cancellationToken, taskId);
     }
 
     public async Task<FeedbackItem?> NextItemAsync(string taskId, string annotator, CancellationToken cancellationToken)
@@ -179,7 +179,7 @@ public sealed partial class PostgresFeedbackStore : IFeedbackStore
             AND NOT EXISTS (SELECT 1 FROM {schema}.judgements j WHERE j.item_id = i.id AND j.annotator = $2)
             AND (SELECT count(*) FROM {schema}.judgements j WHERE j.item_id = i.id) < (SELECT overlap FROM {schema}.tasks WHERE id = $1)
             ORDER BY i.created, i.seq LIMIT 1
-            """, ReadItem, cancellationToken, taskId, annotator);
+            """, FeedbackCodec.Item, cancellationToken, taskId, annotator);
         return items.Count == 0 ? null : items[0];
     }
 
@@ -227,23 +227,7 @@ public sealed partial class PostgresFeedbackStore : IFeedbackStore
             FROM {schema}.judgements
             WHERE id > $1 AND ($2::text IS NULL OR task_id = $2) AND ($3::text IS NULL OR item_id = $3) AND ($4::text IS NULL OR annotator = $4)
             ORDER BY id
-            """, reader => new Judgement
-        {
-            Id = reader.GetInt64(0),
-            TaskId = reader.GetString(1),
-            ItemId = reader.GetString(2),
-            Annotator = reader.GetString(3),
-            Kind = FeedbackCodec.Parse<JudgementKind>(reader.GetString(4)),
-            At = FeedbackCodec.Time(reader.GetInt64(5)),
-            Prompt = FeedbackCodec.Messages(reader.GetString(6)),
-            Shown = FeedbackCodec.Responses(reader.GetString(7)),
-            Choice = reader.IsDBNull(8) ? null : FeedbackCodec.Parse<PairwiseChoice>(reader.GetString(8)),
-            Ranking = reader.IsDBNull(9) ? null : FeedbackCodec.Ranking(reader.GetString(9)),
-            Rating = reader.IsDBNull(10) ? null : reader.GetInt32(10),
-            Correction = reader.IsDBNull(11) ? null : reader.GetString(11),
-            ThumbsUp = reader.IsDBNull(12) ? null : reader.GetBoolean(12),
-            Comment = reader.IsDBNull(13) ? null : reader.GetString(13),
-        }, cancellationToken, query.AfterId, query.TaskId, query.ItemId, query.Annotator);
+            """, FeedbackCodec.Judgement, cancellationToken, query.AfterId, query.TaskId, query.ItemId, query.Annotator);
     }
 
     public async Task SaveAnnotatorAsync(Annotator annotator, string passwordHash, CancellationToken cancellationToken)
@@ -297,36 +281,15 @@ public sealed partial class PostgresFeedbackStore : IFeedbackStore
 
     async Task<FeedbackTask?> ReadTaskAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string id, CancellationToken cancellationToken)
     {
-        var tasks = await ReadAllAsync(connection, transaction, $"{TaskColumns} WHERE id = $1", ReadTask, cancellationToken, id);
+        var tasks = await ReadAllAsync(connection, transaction, $"{TaskColumns} WHERE id = $1", FeedbackCodec.Task, cancellationToken, id);
         return tasks.Count == 0 ? null : tasks[0];
     }
 
-    static FeedbackTask ReadTask(NpgsqlDataReader reader) => new()
-    {
-        Id = reader.GetString(0),
-        Name = reader.GetString(1),
-        Kind = FeedbackCodec.Parse<JudgementKind>(reader.GetString(2)),
-        Guidelines = reader.GetString(3),
-        Rubric = reader.IsDBNull(4) ? null : reader.GetString(4),
-        Overlap = reader.GetInt32(5),
-        Created = FeedbackCodec.Time(reader.GetInt64(6)),
-    };
-
     async Task<FeedbackItem?> ReadItemAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string id, CancellationToken cancellationToken)
     {
-        var items = await ReadAllAsync(connection, transaction, $"{ItemColumns} WHERE id = $1", ReadItem, cancellationToken, id);
+        var items = await ReadAllAsync(connection, transaction, $"{ItemColumns} WHERE id = $1", FeedbackCodec.Item, cancellationToken, id);
         return items.Count == 0 ? null : items[0];
     }
-
-    static FeedbackItem ReadItem(NpgsqlDataReader reader) => new()
-    {
-        Id = reader.GetString(0),
-        TaskId = reader.GetString(1),
-        Prompt = FeedbackCodec.Messages(reader.GetString(2)),
-        Responses = FeedbackCodec.Responses(reader.GetString(3)),
-        Source = reader.GetString(4),
-        Created = FeedbackCodec.Time(reader.GetInt64(5)),
-    };
 
     static NpgsqlCommand Command(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, object?[] parameters)
     {

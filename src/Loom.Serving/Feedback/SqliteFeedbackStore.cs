@@ -152,7 +152,7 @@ public sealed class SqliteFeedbackStore : IFeedbackStore
         WithGateAsync<IReadOnlyList<FeedbackTask>>(() =>
         {
             using var command = Command($"{TaskColumns} ORDER BY created, id", null);
-            return ReadAll(command, ReadTask);
+            return ReadAll(command, FeedbackCodec.Task);
         }, cancellationToken);
 
     public Task<int> AddItemsAsync(IReadOnlyList<FeedbackItem> items, CancellationToken cancellationToken)
@@ -204,7 +204,7 @@ public sealed class SqliteFeedbackStore : IFeedbackStore
         {
             using var command = Command($"{ItemColumns} WHERE task_id = $task ORDER BY created, seq", null);
             command.Parameters.AddWithValue("$task", taskId);
-            return ReadAll(command, ReadItem);
+            return ReadAll(command, FeedbackCodec.Item);
         }, cancellationToken);
 
     public Task<FeedbackItem?> NextItemAsync(string taskId, string annotator, CancellationToken cancellationToken) =>
@@ -219,7 +219,7 @@ public sealed class SqliteFeedbackStore : IFeedbackStore
             command.Parameters.AddWithValue("$task", taskId);
             command.Parameters.AddWithValue("$annotator", annotator);
             using var reader = command.ExecuteReader();
-            return reader.Read() ? ReadItem(reader) : null;
+            return reader.Read() ? FeedbackCodec.Item(reader) : null;
         }, cancellationToken);
 
     public Task<long> SubmitAsync(Judgement judgement, CancellationToken cancellationToken)
@@ -284,23 +284,7 @@ public sealed class SqliteFeedbackStore : IFeedbackStore
             command.Parameters.AddWithValue("$task", (object?)query.TaskId ?? DBNull.Value);
             command.Parameters.AddWithValue("$item", (object?)query.ItemId ?? DBNull.Value);
             command.Parameters.AddWithValue("$annotator", (object?)query.Annotator ?? DBNull.Value);
-            return ReadAll(command, reader => new Judgement
-            {
-                Id = reader.GetInt64(0),
-                TaskId = reader.GetString(1),
-                ItemId = reader.GetString(2),
-                Annotator = reader.GetString(3),
-                Kind = FeedbackCodec.Parse<JudgementKind>(reader.GetString(4)),
-                At = FeedbackCodec.Time(reader.GetInt64(5)),
-                Prompt = FeedbackCodec.Messages(reader.GetString(6)),
-                Shown = FeedbackCodec.Responses(reader.GetString(7)),
-                Choice = reader.IsDBNull(8) ? null : FeedbackCodec.Parse<PairwiseChoice>(reader.GetString(8)),
-                Ranking = reader.IsDBNull(9) ? null : FeedbackCodec.Ranking(reader.GetString(9)),
-                Rating = reader.IsDBNull(10) ? null : reader.GetInt32(10),
-                Correction = reader.IsDBNull(11) ? null : reader.GetString(11),
-                ThumbsUp = reader.IsDBNull(12) ? null : reader.GetInt64(12) != 0,
-                Comment = reader.IsDBNull(13) ? null : reader.GetString(13),
-            });
+            return ReadAll(command, FeedbackCodec.Judgement);
         }, cancellationToken);
     }
 
@@ -378,37 +362,16 @@ public sealed class SqliteFeedbackStore : IFeedbackStore
         using var command = Command($"{TaskColumns} WHERE id = $id", transaction);
         command.Parameters.AddWithValue("$id", id);
         using var reader = command.ExecuteReader();
-        return reader.Read() ? ReadTask(reader) : null;
+        return reader.Read() ? FeedbackCodec.Task(reader) : null;
     }
-
-    static FeedbackTask ReadTask(SqliteDataReader reader) => new()
-    {
-        Id = reader.GetString(0),
-        Name = reader.GetString(1),
-        Kind = FeedbackCodec.Parse<JudgementKind>(reader.GetString(2)),
-        Guidelines = reader.GetString(3),
-        Rubric = reader.IsDBNull(4) ? null : reader.GetString(4),
-        Overlap = reader.GetInt32(5),
-        Created = FeedbackCodec.Time(reader.GetInt64(6)),
-    };
 
     FeedbackItem? ReadItem(string id, SqliteTransaction? transaction)
     {
         using var command = Command($"{ItemColumns} WHERE id = $id", transaction);
         command.Parameters.AddWithValue("$id", id);
         using var reader = command.ExecuteReader();
-        return reader.Read() ? ReadItem(reader) : null;
+        return reader.Read() ? FeedbackCodec.Item(reader) : null;
     }
-
-    static FeedbackItem ReadItem(SqliteDataReader reader) => new()
-    {
-        Id = reader.GetString(0),
-        TaskId = reader.GetString(1),
-        Prompt = FeedbackCodec.Messages(reader.GetString(2)),
-        Responses = FeedbackCodec.Responses(reader.GetString(3)),
-        Source = reader.GetString(4),
-        Created = FeedbackCodec.Time(reader.GetInt64(5)),
-    };
 
     static List<T> ReadAll<T>(SqliteCommand command, Func<SqliteDataReader, T> read)
     {
