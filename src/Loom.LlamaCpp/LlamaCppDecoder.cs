@@ -81,21 +81,35 @@ public sealed class LlamaCppDecoder : IBatchDecoder
     public void Prefill(int slot, ReadOnlySpan<int> tokens, Span<float> logits)
     {
         CheckSlot(slot);
+        Release(slot);
+        PrefillAt(slot, 0, tokens, logits);
+    }
+
+    public void Append(int slot, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        CheckSlot(slot);
+        if (lengths[slot] == 0) throw new ArgumentException($"slot {slot} has no sequence (prefill it first)", nameof(slot));
+        PrefillAt(slot, lengths[slot], tokens, logits);
+    }
+
+    /// <summary>Runs tokens at positions offset.. of slot in batches and writes the last one's logits.</summary>
+    void PrefillAt(int slot, int offset, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
         if (tokens.Length == 0) throw new ArgumentException("the prompt is empty", nameof(tokens));
-        if (tokens.Length > ContextLength) throw new ArgumentException($"the prompt has {tokens.Length} tokens, more than the context of {ContextLength}", nameof(tokens));
+        if (offset + tokens.Length > ContextLength)
+            throw new ArgumentException($"the prompt has {offset + tokens.Length} tokens, more than the context of {ContextLength}", nameof(tokens));
         if (logits.Length != VocabSize) throw new ArgumentException($"logits have {logits.Length} entries, the vocabulary {VocabSize}", nameof(logits));
         CheckTokens(tokens);
-        Release(slot);
         var sequence = (LLamaSeqId)slot;
         for (int start = 0; start < tokens.Length; start += batchSize)
         {
             int end = Math.Min(tokens.Length, start + batchSize);
             batch.Clear();
-            for (int t = start; t < end; t++) batch.Add(tokens[t], t, sequence, t == tokens.Length - 1);
+            for (int t = start; t < end; t++) batch.Add(tokens[t], offset + t, sequence, t == tokens.Length - 1);
             Run();
             if (end == tokens.Length) context.NativeHandle.GetLogitsIth(end - 1 - start).CopyTo(logits);
         }
-        lengths[slot] = tokens.Length;
+        lengths[slot] = offset + tokens.Length;
     }
 
     public void Decode(ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, Span<float> logits)

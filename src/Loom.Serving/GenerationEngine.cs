@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Loom.Models;
+using Loom.Tensors;
 using Loom.Text;
 using Loom.Text.Structured;
 
@@ -11,13 +12,25 @@ public sealed record GenerationEngineOptions
 {
     /// <summary>Requests that may wait for a free slot before new ones are refused.</summary>
     public int? QueueLimit { get; init; }
+
+    /// <summary>
+    /// Prompt tokens prefilled per step: a longer prompt is prefilled in slices of this many tokens between the
+    /// decode steps of the running sequences, which keep streaming meanwhile. A multiple of
+    /// <see cref="PrefillChunkAlignment"/> (slices start on the attention's query blocks, so a sequence gets the very
+    /// numbers of a whole prefill); 0 prefills every prompt whole. Null means 256.
+    /// </summary>
+    public int? PrefillChunkTokens { get; init; }
+
+    /// <summary>What <see cref="PrefillChunkTokens"/> must be a multiple of.</summary>
+    public const int PrefillChunkAlignment = 64;
 }
 
 /// <summary>
 /// Continuous batching: one loop owns the model. Requests arrive over a channel; the loop admits
 /// each into a free KV-cache slot (prefill), then decodes every active sequence together, one
 /// token per step, and streams each sequence's text to its own reader. A cancelled request frees
-/// its slot at the next step.
+/// its slot at the next step. A prompt longer than <see cref="GenerationEngineOptions.PrefillChunkTokens"/> is
+/// prefilled one slice per step (the oldest such request first), between the decode steps of the others.
 /// </summary>
 public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
 {
@@ -27,6 +40,8 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     readonly Channel<Job> incoming;
     readonly CancellationTokenSource shutdown = new();
     readonly Task loop;
+    readonly int prefillChunk; // tokens per prefill slice; 0: whole prompts
+    long admitted;
 
     public GenerationEngine(string modelName, IBatchDecoder decoder, ITokenizer tokenizer, GenerationEngineOptions? options = null)
     {
@@ -36,6 +51,9 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         endsGeneration = new bool[decoder.VocabSize];
         for (int id = 0; id < Math.Min(decoder.VocabSize, tokenizer.VocabSize); id++) endsGeneration[id] = tokenizer.IsEndOfGeneration(id);
         int queueLimit = options?.QueueLimit ?? 256;
+        prefillChunk = options?.PrefillChunkTokens ?? 256;
+        if (prefillChunk < 0 || prefillChunk % GenerationEngineOptions.PrefillChunkAlignment != 0)
+            throw new ArgumentException($"GenerationEngineOptions.PrefillChunkTokens must be 0 or a positive multiple of {GenerationEngineOptions.PrefillChunkAlignment}, got {prefillChunk}");
         incoming = Channel.CreateBounded<Job>(new BoundedChannelOptions(queueLimit) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         loop = Task.Factory.StartNew(RunLoop, TaskCreationOptions.LongRunning);
     }
@@ -105,15 +123,19 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                 catch (OperationCanceledException) { return; }
             }
 
-            // Admit waiting requests into free slots: prefill each and sample its first token.
+            // Admit waiting requests into free slots: prefill each short prompt and sample its first token; a long
+            // prompt waits for its slices.
             for (int slot = 0; slot < slots.Length; slot++)
             {
                 if (slots[slot] is not null || !reader.TryRead(out var job)) continue;
                 if (job.Cancellation.IsCancellationRequested) { job.Output.Writer.TryComplete(); continue; }
+                job.Admitted = admitted++;
+                if (SliceLength(job) < job.Prompt.Length) { slots[slot] = job; continue; }
                 try
                 {
                     var row = logits.AsSpan(0, decoder.VocabSize);
                     decoder.Prefill(slot, job.Prompt, row);
+                    job.Prefilled = job.Prompt.Length;
                     slots[slot] = job;
                     Emit(job, Sample(job, row), slot, slots);
                 }
@@ -123,6 +145,13 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                 }
             }
 
+            // One slice of the oldest prompt still being prefilled; its first token once the prompt is in.
+            int prefilling = -1;
+            for (int slot = 0; slot < slots.Length; slot++)
+                if (slots[slot] is { IsPrefilling: true } job && !job.Cancellation.IsCancellationRequested && (prefilling < 0 || job.Admitted < slots[prefilling]!.Admitted))
+                    prefilling = slot;
+            if (prefilling >= 0) PrefillSlice(prefilling, slots, logits.AsSpan(0, decoder.VocabSize));
+
             // Drop cancelled sequences, then decode all the others together.
             int count = 0;
             for (int slot = 0; slot < slots.Length; slot++)
@@ -130,6 +159,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                 var job = slots[slot];
                 if (job is null) continue;
                 if (job.Cancellation.IsCancellationRequested) { Finish(job, slot, slots, null); continue; }
+                if (job.IsPrefilling) continue;
                 activeSlots[count] = slot;
                 nextTokens[count] = job.LastToken;
                 count++;
@@ -159,6 +189,31 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                     Fail(job, e, slot, slots);
                 }
             }
+        }
+    }
+
+    /// <summary>Tokens of the job's next prefill slice: a whole slice, or all the rest when what would remain is so short that its products would take another kernel (<see cref="ProjectionOps.GemvRows"/>).</summary>
+    int SliceLength(Job job)
+    {
+        int rest = job.Prompt.Length - job.Prefilled;
+        return prefillChunk == 0 || rest - prefillChunk <= ProjectionOps.GemvRows ? rest : prefillChunk;
+    }
+
+    /// <summary>Prefills the next slice of the prompt in <paramref name="slot"/>; after the last one, samples and streams the first token.</summary>
+    void PrefillSlice(int slot, Job?[] slots, Span<float> row)
+    {
+        var job = slots[slot]!;
+        try
+        {
+            var slice = job.Prompt.AsSpan(job.Prefilled, SliceLength(job));
+            if (job.Prefilled == 0) decoder.Prefill(slot, slice, row);
+            else decoder.Append(slot, slice, row);
+            job.Prefilled += slice.Length;
+            if (!job.IsPrefilling) Emit(job, Sample(job, row), slot, slots);
+        }
+        catch (Exception e)
+        {
+            Fail(job, e, slot, slots);
         }
     }
 
@@ -235,6 +290,11 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         public List<TokenLogprob> Logprobs { get; } = [];
         public Channel<GenerationUpdate> Output { get; } = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
         public int LastToken { get; set; }
+        /// <summary>Prompt tokens in the KV cache so far.</summary>
+        public int Prefilled { get; set; }
+        public bool IsPrefilling => Prefilled < Prompt.Length;
+        /// <summary>Admission order: the oldest prompt being prefilled gets the next slice.</summary>
+        public long Admitted { get; set; }
         public int Generated { get; set; }
         public Exception? Failure { get; set; }
 

@@ -17,6 +17,9 @@ public interface IBatchDecoder : IDisposable
     /// <summary>Starts a sequence in <paramref name="slot"/> from its prompt; writes the next-token logits [vocab].</summary>
     void Prefill(int slot, ReadOnlySpan<int> tokens, Span<float> logits);
 
+    /// <summary>Appends tokens to the sequence in <paramref name="slot"/> (the next chunk of a prompt prefilled in slices); writes the last one's next-token logits [vocab].</summary>
+    void Append(int slot, ReadOnlySpan<int> tokens, Span<float> logits);
+
     /// <summary>Appends tokens[i] to slots[i] for each i and writes their next-token logits [slots.Length, vocab].</summary>
     void Decode(ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, Span<float> logits);
 

@@ -65,21 +65,41 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
     public void Prefill(int slot, ReadOnlySpan<int> tokens, Span<float> logits)
     {
         CheckSlot(slot);
+        Cache.SetLength(slot, 0);
+        PrefillAt(slot, 0, tokens, logits);
+    }
+
+    /// <summary>
+    /// Appends tokens to the sequence in <paramref name="slot"/> in one pass. A prompt prefilled in chunks that
+    /// start on multiples of 64 tokens (the attention's query block), each of more than
+    /// <see cref="ProjectionOps.GemvRows"/> tokens, gets the very logits and cache of the whole prompt prefilled at once.
+    /// </summary>
+    public void Append(int slot, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        CheckSlot(slot);
+        int start = Cache.Length(slot);
+        if (start == 0) throw new ArgumentException($"slot {slot} has no sequence (prefill it first)", nameof(slot));
+        PrefillAt(slot, start, tokens, logits);
+    }
+
+    /// <summary>Runs tokens at positions start.. of slot, caches their keys and values, and writes the last one's logits.</summary>
+    void PrefillAt(int slot, int start, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
         int count = tokens.Length;
         if (count == 0) throw new ArgumentException("the prompt is empty", nameof(tokens));
-        if (count > ContextLength) throw new ArgumentException($"the prompt has {count} tokens, more than the context of {ContextLength}", nameof(tokens));
+        if (start + count > ContextLength)
+            throw new ArgumentException($"the prompt has {start + count} tokens, more than the context of {ContextLength}", nameof(tokens));
         if (logits.Length != config.VocabSize) throw new ArgumentException($"logits have {logits.Length} entries, the vocabulary {config.VocabSize}", nameof(logits));
         CheckTokens(tokens);
-        Cache.SetLength(slot, 0);
 
-        view.Set(0, slot, 0);
+        view.Set(0, slot, start);
         prefillTape.Reset();
         var hidden = model.ForwardHidden(prefillTape, tokens.ToArray(), 1, count, view); // [1, tokens, dim]
         // Only the last position's logits are needed: the LM head on one row.
         Head(hidden.Pointer + (long)(count - 1) * config.Dim, 1, logits);
-        Cache.SetLength(slot, count);
+        Cache.SetLength(slot, start + count);
         ProcessedRows += count;
-        AttentionDotProducts += (long)config.Layers * config.Heads * count * (count + 1) / 2;
+        AttentionDotProducts += (long)config.Layers * config.Heads * ((long)count * start + (long)count * (count + 1) / 2);
     }
 
     public void Decode(ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, Span<float> logits)

@@ -23,13 +23,14 @@ internal static unsafe class AttentionKernels
 
     /// <summary>
     /// out = causal softmax(q·kᵀ·scale)·v per head; logSumExp (when not null) gets each row's
-    /// log Σ exp(scores), in scaled units, for the backward pass.
+    /// log Σ exp(scores), in scaled units, for the backward pass. With <paramref name="queryBlocks"/> only the last
+    /// that many query blocks run (a continued prompt: q and output then point where row 0 would be).
     /// </summary>
     internal static void Forward(
         float* q /*[batch, tokens, heads*headDim]*/, float* k /*[batch, tokens, kvHeads*headDim]*/, float* v /*[batch, tokens, kvHeads*headDim]*/,
         int batch, int tokenCount, int heads, int kvHeads, int headDim,
         float* keysTransposed /*[batch*kvHeads, keyBlocks, headDim, KeyBlock]*/,
-        float* output /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens] or null*/, ComputeContext compute)
+        float* output /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens] or null*/, ComputeContext compute, int? queryBlocks = null)
     {
         if (batch == 0 || tokenCount == 0 || heads == 0) return;
         var job = forwardJob ??= new ForwardJob();
@@ -39,7 +40,8 @@ internal static unsafe class AttentionKernels
         job.TransposePass = true;
         compute.Run(batch * kvHeads * blocks, job);
         job.TransposePass = false;
-        compute.Run(batch * heads * blocks, job);
+        // Work items run the heaviest (last) query blocks first, so the first items are the last blocks.
+        compute.Run(batch * heads * (queryBlocks ?? blocks), job);
     }
 
     /// <summary>Key blocks covering tokenCount tokens (also the number of query blocks).</summary>

@@ -8,7 +8,9 @@ public static class CachedAttentionOps
     /// sequence up to and including its position. Batch row b is the sequence in cache slot
     /// <paramref name="slots"/>[b]; its token t sits at position <paramref name="starts"/>[b] + t. Sequences
     /// that all start at 0 (a prompt) run the flash kernel of <see cref="AttentionOps.CausalAttention"/> over
-    /// the new tokens; others (a decode step) run one query at a time over their slot.
+    /// the new tokens; so does a prompt continued in one sequence from a query-block boundary (a chunk of a prompt
+    /// prefilled in slices), over its slot, with the very arithmetic of the whole prompt's pass. Others (a decode
+    /// step) run one query at a time over their slot.
     /// </summary>
     /// <param name="q">Queries, [batch, tokens, heads·headDim], rotated to their positions.</param>
     /// <param name="k">New keys, [batch, tokens, kvHeads·headDim], rotated to their positions.</param>
@@ -42,6 +44,7 @@ public static class CachedAttentionOps
             v.Span.Slice((int)source, tokens * kvDim).CopyTo(valueCache.Span.Slice((int)target, tokens * kvDim));
         }
         if (fromStart) return tape.CausalAttention(q, k, v, heads, kvHeads); // [batch, tokens, heads·headDim]
+        if (batch == 1 && tokens > 1 && starts[0] % AttentionKernels.QueryBlock == 0) return Continued(tape, q, keyCache, valueCache, slots[0], starts[0], heads, kvHeads);
 
         var output = tape.Allocate(q.Shape); // [batch, tokens, heads·headDim]
         var job = cached ??= new QueryJob();
@@ -51,6 +54,23 @@ public static class CachedAttentionOps
         if (queries >= tape.Compute.ThreadCount) tape.Compute.Run(queries, job);
         else for (int i = 0; i < queries; i++) job.Execute(i);
         job.Clear();
+        return output;
+    }
+
+    /// <summary>
+    /// The flash kernel's query blocks of new tokens at positions start.. of one slot, over every key of the slot up to
+    /// them: the blocks and the arithmetic of a whole prompt's pass, so a prompt prefilled in chunks gets its numbers.
+    /// q [1, tokens, heads·headDim] → [1, tokens, heads·headDim].
+    /// </summary>
+    static unsafe Tensor Continued(Tape tape, Tensor q, Tensor keyCache, Tensor valueCache, int slot, int start, int heads, int kvHeads)
+    {
+        int tokens = q.Dim(1), headDim = q.Dim(2) / heads, total = start + tokens, kvDim = keyCache.Dim(2);
+        long slotStart = (long)slot * keyCache.Dim(1) * kvDim, shift = (long)start * q.Dim(2);
+        var output = tape.Allocate(q.Shape); // [1, tokens, heads·headDim]
+        int keyBlocks = AttentionKernels.KeyBlocks(total);
+        var keysTransposed = tape.Allocate(kvHeads, keyBlocks, headDim, AttentionKernels.KeyBlock); // [kvHeads, keyBlocks, headDim, KeyBlock]
+        AttentionKernels.Forward(q.Pointer - shift, keyCache.Pointer + slotStart, valueCache.Pointer + slotStart, 1, total, heads, kvHeads, headDim,
+            keysTransposed.Pointer, output.Pointer - shift, null, tape.Compute, queryBlocks: keyBlocks - start / AttentionKernels.QueryBlock);
         return output;
     }
 

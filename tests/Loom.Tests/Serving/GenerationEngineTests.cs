@@ -146,6 +146,7 @@ public class GenerationEngineTests
         public int ContextLength => inner.ContextLength;
         public int SlotCount => inner.SlotCount;
         public void Prefill(int slot, ReadOnlySpan<int> tokens, Span<float> logits) => inner.Prefill(slot, tokens, logits);
+        public void Append(int slot, ReadOnlySpan<int> tokens, Span<float> logits) => inner.Append(slot, tokens, logits);
         public void Decode(ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, Span<float> logits)
         {
             Thread.Sleep(2);
