@@ -46,10 +46,14 @@ public static class ServeBench
     {
         string text = File.ReadAllText(BenchPaths.SharedData("tinyshakespeare.txt"));
         var tokenizer = BpeTrainer.Train([text[..200_000]], 2048);
-        var json = new JsonObject { ["preset"] = preset, ["threads"] = ComputeContext.Default.ThreadCount };
+        // One scenario replaces only its own keys of the results file.
+        string path = Path.Combine(BenchPaths.ResultsFolder(), "serve.json");
+        var json = File.Exists(path) && JsonNode.Parse(File.ReadAllText(path)) is JsonObject existing ? existing : new JsonObject();
+        json["preset"] = preset;
+        json["threads"] = ComputeContext.Default.ThreadCount;
         if (scenario is "all" or "throughput") await Throughput(json, tokenizer, tokens, repeats, preset);
         if (scenario is "all" or "prefill") json["chunked_prefill"] = await PrefillStalls(tokenizer, text, preset);
-        AtomicFile.WriteAllText(Path.Combine(BenchPaths.ResultsFolder(), "serve.json"), json.ToJsonString(new() { WriteIndented = true }));
+        AtomicFile.WriteAllText(path, json.ToJsonString(new() { WriteIndented = true }));
         return 0;
     }
 
