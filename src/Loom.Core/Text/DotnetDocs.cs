@@ -14,7 +14,10 @@ public sealed record DocMember(string Id, string Title, string Text, string Sour
 
 /// <summary>
 /// The built-in corpus <c>dotnet-docs</c>: the XML documentation inside the installed .NET SDK's
-/// reference packs (<c>packs/*/*/ref/net*/*.xml</c>), rendered as plain text. Cross references
+/// reference packs (<c>packs/*.Ref/*/ref/net*/*.xml</c>), rendered as plain text. Only the public surface counts:
+/// a member is kept when its type is public (or a public/protected nested type) in the reference assembly
+/// beside the XML file and that type declares a member of its name, so the internal types whose docs the XML files
+/// also carry (MessagePack formatters, generated regex classes) are left out. Cross references
 /// (<c>&lt;see cref&gt;</c>, <c>&lt;paramref&gt;</c>, <c>&lt;see langword&gt;</c>) become names, so no sentence has holes.
 /// </summary>
 public static class DotnetDocs
@@ -35,7 +38,7 @@ public static class DotnetDocs
             }
         }
         throw new FileNotFoundException(
-            $"no .NET SDK reference-pack documentation (packs/*/*/ref/net*/*.xml) found under {string.Join(", ", roots)}");
+            $"no .NET SDK reference-pack documentation (packs/*.Ref/*/ref/net*/*.xml) found under {string.Join(", ", roots)}");
     }
 
     /// <summary>All members of all documentation files, each id once (the same member appears in several packs).</summary>
@@ -44,9 +47,10 @@ public static class DotnetDocs
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var file in FindFiles(sdkRoot))
         {
+            var surface = PublicSurface.Of(Path.ChangeExtension(file, ".dll"));
             foreach (var member in ReadMembers(file))
             {
-                if (seen.Add(member.Id))
+                if (surface.Contains(member.Id) && seen.Add(member.Id))
                 {
                     yield return member;
                 }
@@ -121,7 +125,7 @@ public static class DotnetDocs
         {
             return files;
         }
-        foreach (var pack in Directory.GetDirectories(packs).Order(StringComparer.Ordinal))
+        foreach (var pack in Directory.GetDirectories(packs, "*.Ref").Order(StringComparer.Ordinal))
         {
             var versions = Directory.GetDirectories(pack)
                 .Where(version => Directory.Exists(Path.Combine(version, "ref")))
