@@ -14,10 +14,9 @@ public sealed record DocMember(string Id, string Title, string Text, string Sour
 
 /// <summary>
 /// The built-in corpus <c>dotnet-docs</c>: the XML documentation inside the installed .NET SDK's
-/// reference packs (<c>packs/*.Ref/*/ref/net*/*.xml</c>), rendered as plain text. Only the public surface counts:
-/// a member is kept when its type is public (or a public/protected nested type) in the reference assembly
-/// beside the XML file and that type declares a member of its name, so the internal types whose docs the XML files
-/// also carry (MessagePack formatters, generated regex classes) are left out. Cross references
+/// reference packs (<c>packs/*.Ref/*/ref/net*/*.xml</c>), rendered as plain text. The XML files also document
+/// internal types compiled from shared sources (MessagePack formatters, generated regex classes, resource strings,
+/// Win32 interop); <see cref="ReadAll"/> with <c>publicSurfaceOnly</c> leaves them out (what retrieval ingests). Cross references
 /// (<c>&lt;see cref&gt;</c>, <c>&lt;paramref&gt;</c>, <c>&lt;see langword&gt;</c>) become names, so no sentence has holes.
 /// </summary>
 public static class DotnetDocs
@@ -41,13 +40,18 @@ public static class DotnetDocs
             $"no .NET SDK reference-pack documentation (packs/*.Ref/*/ref/net*/*.xml) found under {string.Join(", ", roots)}");
     }
 
-    /// <summary>All members of all documentation files, each id once (the same member appears in several packs).</summary>
-    public static IEnumerable<DocMember> ReadAll(string? sdkRoot = null)
+    /// <summary>
+    /// All members of all documentation files, each id once (the same member appears in several packs). With
+    /// <paramref name="publicSurfaceOnly"/> a member is kept only when its type is public (or a public/protected nested
+    /// type) in the reference assembly beside the XML file and declares a member of its name; a file with no assembly
+    /// beside it is read whole.
+    /// </summary>
+    public static IEnumerable<DocMember> ReadAll(string? sdkRoot = null, bool publicSurfaceOnly = false)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var file in FindFiles(sdkRoot))
         {
-            var surface = PublicSurface.Of(Path.ChangeExtension(file, ".dll"));
+            var surface = publicSurfaceOnly ? PublicSurface.Of(Path.ChangeExtension(file, ".dll")) : PublicSurface.Everything;
             foreach (var member in ReadMembers(file))
             {
                 if (surface.Contains(member.Id) && seen.Add(member.Id))

@@ -202,11 +202,11 @@ public sealed class RetrievalUxTests(ITestOutputHelper log) : IDisposable
 
     [Trait(TestCategories.Category, TestCategories.Slow)]
     [Fact]
-    public void TheInstalledSdkCorpusIsThePublicSurfaceOfTheReferencePacks()
+    public void RetrievalIngestsThePublicSurfaceOfTheReferencePacks()
     {
         var files = DotnetDocs.FindFiles();
         Assert.All(files, file => Assert.Matches(@"[/\\]packs[/\\][^/\\]+\.Ref[/\\][^/\\]+[/\\]ref[/\\]net[^/\\]+[/\\][^/\\]+\.xml$", file));
-        var ids = DotnetDocs.ReadAll().Select(member => member.Id).ToHashSet(StringComparer.Ordinal);
+        var ids = DotnetDocsReader.ReadAll().Select(document => document.SourceId).ToHashSet(StringComparer.Ordinal);
         Assert.DoesNotContain(ids, id => id.Contains("MessagePack", StringComparison.Ordinal));
         Assert.DoesNotContain(ids, id => id.Contains("System.Text.RegularExpressions.Generated.", StringComparison.Ordinal));
         Assert.Contains("T:System.String", ids);
@@ -216,10 +216,20 @@ public sealed class RetrievalUxTests(ITestOutputHelper log) : IDisposable
         Assert.Contains("E:System.AppDomain.ProcessExit", ids);
         Assert.InRange(ids.Count, 30_000, 200_000);
         // Everything the XML files document, before the public-surface filter: the filter drops a few percent.
-        var documented = files.SelectMany(DotnetDocs.ReadMembers).Select(member => member.Id).ToHashSet(StringComparer.Ordinal);
+        var documented = DotnetDocs.ReadAll().Select(member => member.Id).ToHashSet(StringComparer.Ordinal);
         Assert.Contains(documented, id => id.Contains("MessagePack", StringComparison.Ordinal));
         Assert.Subset(documented, ids);
         Assert.InRange(ids.Count, documented.Count * 9 / 10, documented.Count - 1);
+        // The retrieval question set asks for public API, except one question labelled with an internal helper that
+        // Microsoft.AspNetCore.DataProtection compiles in from shared source (its public answer is ILogger.IsEnabled).
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(root.FullName, "Loom.sln")))
+            root = root.Parent!;
+        var asked = File.ReadLines(Path.Combine(root.FullName, "bench", "Loom.Bench", "data", "retrieval-questions.jsonl"))
+            .Select(line => (string)JsonNode.Parse(line)!["member"]!).ToList();
+        Assert.Equal(386, asked.Count);
+        Assert.Equal(["M:Microsoft.Extensions.Logging.LoggingExtensions.IsTraceLevelEnabled(Microsoft.Extensions.Logging.ILogger)"],
+            asked.Where(member => !ids.Contains(member)));
         log.WriteLine($"{files.Count} files; {documented.Count} documented members, {ids.Count} on the public surface");
     }
 
