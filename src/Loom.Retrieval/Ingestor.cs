@@ -68,7 +68,8 @@ public sealed record SqlSource(string Provider, string ConnectionString, string 
 /// <summary>Ingestion settings; null means the default.</summary>
 /// <param name="MaxFileBytes">Files above this are skipped unread.</param>
 /// <param name="EmbeddingBatch">Chunks per embedding call (across documents); a large call lets the embedder batch texts of similar length together.</param>
-/// <param name="Progress">Told after every document handled, on the ingesting thread; null = no progress reports.</param>
+/// <param name="Progress">Told on the ingesting thread after every document found unchanged or skipped and after every stored
+/// embedding batch; null = no progress reports.</param>
 public sealed record IngestOptions(ChunkerOptions? Chunking = null, long MaxFileBytes = FileReader.DefaultMaxBytes, int EmbeddingBatch = 512,
     IProgress<IngestProgress>? Progress = null);
 
@@ -244,17 +245,20 @@ public sealed class Ingestor(IRetrievalStore store, IEmbeddingGenerator<string, 
             {
                 var embedded = chunks.Select(chunk => new EmbeddedChunk(chunk, embeddings[next++].Vector)).ToList();
                 await owner.store.UpsertDocumentAsync(document, embedded, CancellationToken.None);
-                Handled(new IngestEntry(document.SourceId, existed ? IngestOutcome.Updated : IngestOutcome.Added, null, chunks.Count));
+                Handled(new IngestEntry(document.SourceId, existed ? IngestOutcome.Updated : IngestOutcome.Added, null, chunks.Count), tell: false);
             }
+            // One report per stored batch: the documents of a batch are all done at the same moment.
+            owner.options.Progress?.Report(new IngestProgress(done, total, clock.Elapsed));
             documents.Clear();
             chunkCount = 0;
         }
 
-        void Handled(IngestEntry entry)
+        void Handled(IngestEntry entry, bool tell = true)
         {
             report.Add(entry);
             done++;
-            owner.options.Progress?.Report(new IngestProgress(done, total, clock.Elapsed));
+            if (tell)
+                owner.options.Progress?.Report(new IngestProgress(done, total, clock.Elapsed));
         }
     }
 }
