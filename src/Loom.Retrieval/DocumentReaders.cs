@@ -378,7 +378,10 @@ public static class DotnetDocsReader
         new(member.Id, member.Title, "text", member.Title + "\n" + member.Text, tags ?? new Dictionary<string, string>(),
             new Dictionary<string, string> { ["file"] = Path.GetFileName(member.SourceFile) });
 
-    /// <summary>Every member of the SDK found by <see cref="Loom.Text.DotnetDocs.FindFiles"/>, in file order.</summary>
+    /// <summary>
+    /// Every member of the SDK's public API found by <see cref="Loom.Text.DotnetDocs.FindFiles"/> (reference packs only),
+    /// in file order: internal types documented in the same XML files (MessagePack, generated regex classes) are left out.
+    /// </summary>
     public static IEnumerable<SourceDocument> ReadAll(IReadOnlyDictionary<string, string>? tags = null) =>
-        Loom.Text.DotnetDocs.ReadAll().Select(member => ToDocument(member, tags));
+        Loom.Text.DotnetDocs.ReadAll(publicSurfaceOnly: true).Select(member => ToDocument(member, tags));
 }

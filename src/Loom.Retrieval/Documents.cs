@@ -59,6 +59,9 @@ public sealed record SearchFilter(IReadOnlyDictionary<string, string>? Tags = nu
     }
 }
 
+/// <summary>Where a hit stood in one stage of the retriever: the stage ("bm25", "vector"), its rank there (from 1) and its score there.</summary>
+public sealed record StageScore(string Stage, int Rank, double Score);
+
 /// <summary>One result of a search; Score is higher-is-better within one result list.</summary>
 public sealed record SearchHit(
     long ChunkId,
@@ -69,6 +72,9 @@ public sealed record SearchHit(
     double Score,
     IReadOnlyDictionary<string, string> Tags)
 {
+    /// <summary>The stages that ranked this hit (empty for a hit straight from a store), in the order the retriever ran them.</summary>
+    public IReadOnlyList<StageScore> Stages { get; init; } = [];
+
     /// <summary>
     /// A hit from a store's result row: chunk id, source id, title, heading, text and the tags as JSON,
     /// in that order (both stores select these columns first).

@@ -42,9 +42,24 @@ public sealed class IngestReport
     /// <summary>True when the run did something useful or confirmed the index is current.</summary>
     public bool AnythingDone => Entries.Any(entry => entry.Outcome != IngestOutcome.Skipped);
 
+    /// <summary>Documents read to the end: added, updated or unchanged.</summary>
+    public int DocumentsDone => Count(IngestOutcome.Added) + Count(IngestOutcome.Updated) + Count(IngestOutcome.Unchanged);
+
     public override string ToString() =>
         $"added {Count(IngestOutcome.Added)}, updated {Count(IngestOutcome.Updated)}, unchanged {Count(IngestOutcome.Unchanged)}, " +
-        $"removed {Count(IngestOutcome.Removed)}, skipped {Count(IngestOutcome.Skipped)}; {ChunksEmbedded} chunks embedded in {Elapsed.TotalSeconds:F1} s";
+        $"removed {Count(IngestOutcome.Removed)}, skipped {Count(IngestOutcome.Skipped)}; {ChunksEmbedded} chunks embedded in {Elapsed.TotalSeconds:F1} s" +
+        (Elapsed > TimeSpan.Zero ? $" ({DocumentsDone / Elapsed.TotalSeconds:F1} documents/s)" : "");
+}
+
+/// <summary>How far one ingestion run is: documents handled (stored, unchanged or skipped) of the total when known.</summary>
+/// <param name="Total">Documents this run will handle; null when the source cannot tell in advance (SQL rows).</param>
+public sealed record IngestProgress(int Done, int? Total, TimeSpan Elapsed)
+{
+    /// <summary>Documents per second so far; 0 before any time has passed.</summary>
+    public double Rate => Elapsed > TimeSpan.Zero ? Done / Elapsed.TotalSeconds : 0;
+
+    /// <summary>Time left at the rate so far; null without a total or a rate.</summary>
+    public TimeSpan? Remaining => Total is { } total && Rate > 0 ? TimeSpan.FromSeconds(Math.Max(0, total - Done) / Rate) : null;
 }
 
 /// <summary>A SQL source: the rows of a query.</summary>
@@ -53,12 +68,16 @@ public sealed record SqlSource(string Provider, string ConnectionString, string 
 /// <summary>Ingestion settings; null means the default.</summary>
 /// <param name="MaxFileBytes">Files above this are skipped unread.</param>
 /// <param name="EmbeddingBatch">Chunks per embedding call (across documents); a large call lets the embedder batch texts of similar length together.</param>
-public sealed record IngestOptions(ChunkerOptions? Chunking = null, long MaxFileBytes = FileReader.DefaultMaxBytes, int EmbeddingBatch = 512);
+/// <param name="Progress">Told on the ingesting thread after every document found unchanged or skipped and after every stored
+/// embedding batch; null = no progress reports.</param>
+public sealed record IngestOptions(ChunkerOptions? Chunking = null, long MaxFileBytes = FileReader.DefaultMaxBytes, int EmbeddingBatch = 512,
+    IProgress<IngestProgress>? Progress = null);
 
 /// <summary>
 /// Brings a store in step with sources: only documents whose content hash changed are chunked and
 /// embedded, documents whose source disappeared are removed, and each document is written in one
-/// transaction so an interruption loses at most the documents not yet committed.
+/// transaction. A cancelled run (Ctrl-C) stores every document it has embedded before it stops, so the next
+/// run resumes where it left off and embeds no document twice.
 /// </summary>
 public sealed class Ingestor(IRetrievalStore store, IEmbeddingGenerator<string, Embedding<float>> embedder, IngestOptions? options = null)
 {
@@ -72,15 +91,18 @@ public sealed class Ingestor(IRetrievalStore store, IEmbeddingGenerator<string, 
     {
         var report = new IngestReport();
         var started = System.Diagnostics.Stopwatch.StartNew();
-        var pending = new Pending(this, report);
-        foreach (string path in paths)
+        // Folders are walked first so that progress knows the total.
+        var plan = paths.Select(Path.GetFullPath)
+            .Select(fullPath => (FullPath: fullPath, Root: Path.EndsInDirectorySeparator(fullPath) ? fullPath : fullPath + Path.DirectorySeparatorChar))
+            .Select(item => (item.FullPath, item.Root, Files: Directory.Exists(item.FullPath) ? EnumerateFiles(item.Root, report).ToList() : null))
+            .ToList();
+        var pending = new Pending(this, report, plan.Sum(item => item.Files?.Count ?? (File.Exists(item.FullPath) ? 1 : 0)), started);
+        foreach (var (fullPath, root, files) in plan)
         {
-            string fullPath = Path.GetFullPath(path);
-            if (Directory.Exists(fullPath))
+            if (files is not null)
             {
-                string root = Path.EndsInDirectorySeparator(fullPath) ? fullPath : fullPath + Path.DirectorySeparatorChar;
                 var seen = new HashSet<string>(StringComparer.Ordinal);
-                foreach (string file in EnumerateFiles(root, report))
+                foreach (string file in files)
                 {
                     seen.Add(file);
                     await pending.AddAsync(FileReader.Read(file, tags, options.MaxFileBytes), file, cancellationToken);
@@ -115,7 +137,7 @@ public sealed class Ingestor(IRetrievalStore store, IEmbeddingGenerator<string, 
     {
         var report = new IngestReport();
         var started = System.Diagnostics.Stopwatch.StartNew();
-        var pending = new Pending(this, report);
+        var pending = new Pending(this, report, null, started);
         var seen = new HashSet<string>(StringComparer.Ordinal);
         string label = $"sql:{source.Provider} \"{source.Query}\"";
         bool completed = false;
@@ -144,12 +166,12 @@ public sealed class Ingestor(IRetrievalStore store, IEmbeddingGenerator<string, 
         return report;
     }
 
-    /// <summary>Ingests documents produced by code (a corpus reader); no removal.</summary>
+    /// <summary>Ingests documents produced by code (a corpus reader); no removal. Progress has a total when the sequence knows its count.</summary>
     public async Task<IngestReport> IngestDocumentsAsync(IEnumerable<SourceDocument> documents, CancellationToken cancellationToken)
     {
         var report = new IngestReport();
         var started = System.Diagnostics.Stopwatch.StartNew();
-        var pending = new Pending(this, report);
+        var pending = new Pending(this, report, documents.TryGetNonEnumeratedCount(out int total) ? total : null, started);
         foreach (var document in documents)
             await pending.AddAsync(new ReadResult(document, null), document.SourceId, cancellationToken);
         await pending.FlushAsync(cancellationToken);
@@ -173,30 +195,32 @@ public sealed class Ingestor(IRetrievalStore store, IEmbeddingGenerator<string, 
     }
 
     /// <summary>Documents read and chunked, waiting for one batched embedding call.</summary>
-    sealed class Pending(Ingestor owner, IngestReport report)
+    sealed class Pending(Ingestor owner, IngestReport report, int? total, System.Diagnostics.Stopwatch clock)
     {
         readonly List<(SourceDocument Document, IReadOnlyList<TextChunk> Chunks, bool Existed)> documents = [];
         int chunkCount;
+        int done;
 
         public int ChunksEmbedded { get; private set; }
 
         public async Task AddAsync(ReadResult result, string source, CancellationToken cancellationToken)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             if (result.Document is not { } document)
             {
-                report.Add(new IngestEntry(source, IngestOutcome.Skipped, result.SkipReason));
+                Handled(new IngestEntry(source, IngestOutcome.Skipped, result.SkipReason));
                 return;
             }
             string? storedHash = await owner.store.GetDocumentHashAsync(document.SourceId, cancellationToken);
             if (storedHash == document.ContentHash)
             {
-                report.Add(new IngestEntry(document.SourceId, IngestOutcome.Unchanged));
+                Handled(new IngestEntry(document.SourceId, IngestOutcome.Unchanged));
                 return;
             }
             var chunks = owner.chunker.Split(document.Text, document.Kind is "markdown" or "html" or "code");
             if (chunks.Count == 0)
             {
-                report.Add(new IngestEntry(document.SourceId, IngestOutcome.Skipped, "no text content"));
+                Handled(new IngestEntry(document.SourceId, IngestOutcome.Skipped, "no text content"));
                 return;
             }
             documents.Add((document, chunks, storedHash is not null));
@@ -215,14 +239,26 @@ public sealed class Ingestor(IRetrievalStore store, IEmbeddingGenerator<string, 
                 throw new InvalidOperationException($"the embedder returned {embeddings.Count} embeddings for {texts.Count} texts");
             ChunksEmbedded += texts.Count;
             int next = 0;
+            // Embeddings in hand are stored even when cancellation arrives meanwhile (writes take milliseconds,
+            // embedding took seconds), so a resumed run never embeds these documents again.
             foreach (var (document, chunks, existed) in documents)
             {
                 var embedded = chunks.Select(chunk => new EmbeddedChunk(chunk, embeddings[next++].Vector)).ToList();
-                await owner.store.UpsertDocumentAsync(document, embedded, cancellationToken);
-                report.Add(new IngestEntry(document.SourceId, existed ? IngestOutcome.Updated : IngestOutcome.Added, null, chunks.Count));
+                await owner.store.UpsertDocumentAsync(document, embedded, CancellationToken.None);
+                Handled(new IngestEntry(document.SourceId, existed ? IngestOutcome.Updated : IngestOutcome.Added, null, chunks.Count), tell: false);
             }
+            // One report per stored batch: the documents of a batch are all done at the same moment.
+            owner.options.Progress?.Report(new IngestProgress(done, total, clock.Elapsed));
             documents.Clear();
             chunkCount = 0;
+        }
+
+        void Handled(IngestEntry entry, bool tell = true)
+        {
+            report.Add(entry);
+            done++;
+            if (tell)
+                owner.options.Progress?.Report(new IngestProgress(done, total, clock.Elapsed));
         }
     }
 }

@@ -26,9 +26,9 @@ public sealed class Retriever(IRetrievalStore store, IEmbeddingGenerator<string,
         switch (options.Mode)
         {
             case SearchMode.Bm25:
-                return await store.SearchTextAsync(query, options.Top, options.Filter, cancellationToken);
+                return Staged(await store.SearchTextAsync(query, options.Top, options.Filter, cancellationToken), Bm25Stage);
             case SearchMode.Vector:
-                return await store.SearchVectorAsync(await EmbedAsync(query, cancellationToken), options.Top, options.Filter, cancellationToken);
+                return Staged(await store.SearchVectorAsync(await EmbedAsync(query, cancellationToken), options.Top, options.Filter, cancellationToken), VectorStage);
             default:
                 int depth = Math.Max(options.Top, options.CandidatesPerList);
                 // The query embedding (milliseconds of model time) runs on another thread while the
@@ -36,9 +36,18 @@ public sealed class Retriever(IRetrievalStore store, IEmbeddingGenerator<string,
                 var vectorTask = Task.Run(async () => await store.SearchVectorAsync(await EmbedAsync(query, cancellationToken), depth, options.Filter, cancellationToken), cancellationToken);
                 var text = await store.SearchTextAsync(query, depth, options.Filter, cancellationToken);
                 var vector = await vectorTask;
-                return Fuse([text, vector], [options.TextWeight, options.VectorWeight], options.RrfK, options.Top);
+                return Fuse([text, vector], [options.TextWeight, options.VectorWeight], options.RrfK, options.Top, [Bm25Stage, VectorStage]);
         }
     }
+
+    /// <summary>Stage name of the full-text list in <see cref="SearchHit.Stages"/>.</summary>
+    public const string Bm25Stage = "bm25";
+
+    /// <summary>Stage name of the vector list in <see cref="SearchHit.Stages"/>.</summary>
+    public const string VectorStage = "vector";
+
+    static List<SearchHit> Staged(IReadOnlyList<SearchHit> hits, string stage) =>
+        hits.Select((hit, index) => hit with { Stages = [new StageScore(stage, index + 1, hit.Score)] }).ToList();
 
     async Task<ReadOnlyMemory<float>> EmbedAsync(string query, CancellationToken cancellationToken)
     {
@@ -52,27 +61,34 @@ public sealed class Retriever(IRetrievalStore store, IEmbeddingGenerator<string,
 
     /// <summary>
     /// Weighted reciprocal-rank fusion: list i adds weights[i] / (k + rank) (rank from 1) to a chunk's
-    /// score; ties go to the lower chunk id. Scores of the returned hits are the fused scores.
+    /// score; ties go to the lower chunk id. Scores of the returned hits are the fused scores; when stage names
+    /// are given (one per list), each hit's <see cref="SearchHit.Stages"/> holds its rank and score in every list that had it.
     /// </summary>
-    public static IReadOnlyList<SearchHit> Fuse(IReadOnlyList<IReadOnlyList<SearchHit>> lists, IReadOnlyList<double> weights, int k, int top)
+    public static IReadOnlyList<SearchHit> Fuse(IReadOnlyList<IReadOnlyList<SearchHit>> lists, IReadOnlyList<double> weights, int k, int top,
+        IReadOnlyList<string>? stages = null)
     {
         if (weights.Count != lists.Count)
             throw new ArgumentException($"{lists.Count} lists but {weights.Count} weights", nameof(weights));
-        var scores = new Dictionary<long, (SearchHit Hit, double Score)>();
+        if (stages is not null && stages.Count != lists.Count)
+            throw new ArgumentException($"{lists.Count} lists but {stages.Count} stage names", nameof(stages));
+        var scores = new Dictionary<long, (SearchHit Hit, double Score, List<StageScore> Stages)>();
         for (int list = 0; list < lists.Count; list++)
         {
             for (int rank = 0; rank < lists[list].Count; rank++)
             {
                 var hit = lists[list][rank];
                 double add = weights[list] / (k + rank + 1);
-                scores[hit.ChunkId] = scores.TryGetValue(hit.ChunkId, out var existing) ? (existing.Hit, existing.Score + add) : (hit, add);
+                var (first, score, ranked) = scores.TryGetValue(hit.ChunkId, out var existing) ? existing : (hit, 0.0, new List<StageScore>());
+                if (stages is not null)
+                    ranked.Add(new StageScore(stages[list], rank + 1, hit.Score));
+                scores[hit.ChunkId] = (first, score + add, ranked);
             }
         }
         return scores.Values
             .OrderByDescending(item => item.Score)
             .ThenBy(item => item.Hit.ChunkId)
             .Take(top)
-            .Select(item => item.Hit with { Score = item.Score })
+            .Select(item => item.Hit with { Score = item.Score, Stages = stages is null ? item.Hit.Stages : item.Stages })
             .ToList();
     }
 }

@@ -1,4 +1,6 @@
 using System.Data.Common;
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using Loom.Retrieval;
 using Spectre.Console;
 
@@ -49,5 +51,40 @@ internal static class RetrievalCli
             table.AddRow((i + 1).ToString(), hit.Score.ToString("G4"), Markup.Escape(hit.SourceId), Markup.Escape(hit.HeadingPath), Markup.Escape(excerpt));
         }
         AnsiConsole.Write(table);
+    }
+
+    /// <summary>Writes one indented JSON document to standard output, then a newline.</summary>
+    internal static void WriteJson(Action<Utf8JsonWriter> write)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            write(writer);
+        Console.Out.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
+    /// <summary>
+    /// One hit as JSON: its source id, title, section (heading path), chunk text, tags and the stages that ranked it
+    /// (stage name, rank from 1, score there), after the given leading properties.
+    /// </summary>
+    internal static void WriteHit(Utf8JsonWriter writer, SearchHit hit)
+    {
+        writer.WriteString("sourceId", hit.SourceId);
+        writer.WriteString("title", hit.Title);
+        writer.WriteString("section", hit.HeadingPath);
+        writer.WriteString("text", hit.Text);
+        writer.WriteStartObject("tags");
+        foreach (var (key, value) in hit.Tags.OrderBy(pair => pair.Key, StringComparer.Ordinal))
+            writer.WriteString(key, value);
+        writer.WriteEndObject();
+        writer.WriteStartArray("stages");
+        foreach (var stage in hit.Stages)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("stage", stage.Stage);
+            writer.WriteNumber("rank", stage.Rank);
+            writer.WriteNumber("score", stage.Score);
+            writer.WriteEndObject();
+        }
+        writer.WriteEndArray();
     }
 }

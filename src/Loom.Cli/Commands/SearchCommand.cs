@@ -3,7 +3,7 @@ using Loom.Retrieval;
 
 namespace Loom.Cli.Commands;
 
-/// <summary>`loom search`: BM25, vector or hybrid search over an index, printed as a table.</summary>
+/// <summary>`loom search`: BM25, vector or hybrid search over an index, printed as a table or (--json) as one JSON document.</summary>
 internal static class SearchCommand
 {
     internal static Command Create()
@@ -14,10 +14,11 @@ internal static class SearchCommand
         var tags = new Option<string[]>("--tag") { Description = "Only documents with this tag: key=value (repeatable)", Arity = ArgumentArity.ZeroOrMore };
         var source = new Option<string?>("--source") { Description = "Only documents whose source id starts with this" };
         var postgres = new Option<string?>("--postgres") { Description = "Connection string, when the index lives in PostgreSQL" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON document (query, mode, hits with rank, score, source, chunk text and stage scores) instead of a table" };
         var query = new Argument<string>("query") { Description = "What to look for" };
 
         var command = new Command("search", "Search a retrieval index");
-        foreach (var option in new Option[] { index, mode, top, tags, source, postgres })
+        foreach (var option in new Option[] { index, mode, top, tags, source, postgres, json })
             command.Options.Add(option);
         command.Arguments.Add(query);
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("search", async () =>
@@ -30,9 +31,32 @@ internal static class SearchCommand
             using var retrievalIndex = await RetrievalIndex.OpenAsync(parseResult.GetValue(index)!, null, parseResult.GetValue(postgres), create: false, cancellationToken);
             string text = parseResult.GetValue(query)!;
             var hits = await retrievalIndex.Retriever.SearchAsync(text, new SearchOptions(searchMode, count, filter), cancellationToken);
-            RetrievalCli.PrintHits(hits, $"{searchMode.ToString().ToLowerInvariant()}: {text}");
+            string modeName = searchMode.ToString().ToLowerInvariant();
+            if (parseResult.GetValue(json))
+                RetrievalCli.WriteJson(writer => WriteResults(writer, text, modeName, hits));
+            else
+                RetrievalCli.PrintHits(hits, $"{modeName}: {text}");
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>{"query", "mode", "hits": [{"rank", "score", "sourceId", "title", "section", "text", "tags", "stages"}]}.</summary>
+    static void WriteResults(System.Text.Json.Utf8JsonWriter writer, string query, string mode, IReadOnlyList<SearchHit> hits)
+    {
+        writer.WriteStartObject();
+        writer.WriteString("query", query);
+        writer.WriteString("mode", mode);
+        writer.WriteStartArray("hits");
+        for (int i = 0; i < hits.Count; i++)
+        {
+            writer.WriteStartObject();
+            writer.WriteNumber("rank", i + 1);
+            writer.WriteNumber("score", hits[i].Score);
+            RetrievalCli.WriteHit(writer, hits[i]);
+            writer.WriteEndObject();
+        }
+        writer.WriteEndArray();
+        writer.WriteEndObject();
     }
 }

@@ -14,7 +14,9 @@ public sealed record DocMember(string Id, string Title, string Text, string Sour
 
 /// <summary>
 /// The built-in corpus <c>dotnet-docs</c>: the XML documentation inside the installed .NET SDK's
-/// reference packs (<c>packs/*/*/ref/net*/*.xml</c>), rendered as plain text. Cross references
+/// reference packs (<c>packs/*.Ref/*/ref/net*/*.xml</c>), rendered as plain text. The XML files also document
+/// internal types compiled from shared sources (MessagePack formatters, generated regex classes, resource strings,
+/// Win32 interop); <see cref="ReadAll"/> with <c>publicSurfaceOnly</c> leaves them out (what retrieval ingests). Cross references
 /// (<c>&lt;see cref&gt;</c>, <c>&lt;paramref&gt;</c>, <c>&lt;see langword&gt;</c>) become names, so no sentence has holes.
 /// </summary>
 public static class DotnetDocs
@@ -35,18 +37,24 @@ public static class DotnetDocs
             }
         }
         throw new FileNotFoundException(
-            $"no .NET SDK reference-pack documentation (packs/*/*/ref/net*/*.xml) found under {string.Join(", ", roots)}");
+            $"no .NET SDK reference-pack documentation (packs/*.Ref/*/ref/net*/*.xml) found under {string.Join(", ", roots)}");
     }
 
-    /// <summary>All members of all documentation files, each id once (the same member appears in several packs).</summary>
-    public static IEnumerable<DocMember> ReadAll(string? sdkRoot = null)
+    /// <summary>
+    /// All members of all documentation files, each id once (the same member appears in several packs). With
+    /// <paramref name="publicSurfaceOnly"/> a member is kept only when its type is public (or a public/protected nested
+    /// type) in the reference assembly beside the XML file and declares a member of its name; a file with no assembly
+    /// beside it is read whole.
+    /// </summary>
+    public static IEnumerable<DocMember> ReadAll(string? sdkRoot = null, bool publicSurfaceOnly = false)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var file in FindFiles(sdkRoot))
         {
+            var surface = publicSurfaceOnly ? PublicSurface.Of(Path.ChangeExtension(file, ".dll")) : PublicSurface.Everything;
             foreach (var member in ReadMembers(file))
             {
-                if (seen.Add(member.Id))
+                if (surface.Contains(member.Id) && seen.Add(member.Id))
                 {
                     yield return member;
                 }
@@ -121,7 +129,7 @@ public static class DotnetDocs
         {
             return files;
         }
-        foreach (var pack in Directory.GetDirectories(packs).Order(StringComparer.Ordinal))
+        foreach (var pack in Directory.GetDirectories(packs, "*.Ref").Order(StringComparer.Ordinal))
         {
             var versions = Directory.GetDirectories(pack)
                 .Where(version => Directory.Exists(Path.Combine(version, "ref")))
