@@ -26,7 +26,7 @@ public sealed record ServedModel(ITextGenerator Generator)
     /// <summary>Name under which <see cref="Embeddings"/> is served (OpenAI "model").</summary>
     public string EmbeddingModelName { get; init; } = "all-MiniLM-L6-v2";
     /// <summary>Feedback store behind the studio; enables <see cref="Loom.Server.Studio.StudioApp.Path"/>.</summary>
-    public Loom.Serving.Feedback.IFeedbackStore? Studio { get; init; }
+    public IFeedbackStore? Studio { get; init; }
     /// <summary>Grounds answers in retrieved sources; enables the model alias NAME+rag.</summary>
     public Retriever? Retriever { get; init; }
     /// <summary>How NAME+rag searches and budgets its prompt.</summary>

@@ -45,15 +45,19 @@ public sealed class LoomModel : IAsyncDisposable
 
     /// <summary>
     /// Loads a checkpoint folder (or a training output folder holding checkpoint/): config.json,
-    /// model.safetensors, tokenizer.json. Errors are one line naming the file.
+    /// model.safetensors, tokenizer.json. Errors are one line naming the file. The model is served as
+    /// <paramref name="name"/>, or when null as its folder's name (the parent's, for a folder called checkpoint).
     /// </summary>
-    public static LoomModel Load(string folder, LoomModelOptions? options = null)
+    public static LoomModel Load(string folder, LoomModelOptions? options = null, string? name = null)
     {
         string resolved = Checkpoint.Resolve(folder);
         var transformer = Checkpoint.Load(resolved);
         var tokenizer = Text.Tokenizer.Load(resolved);
-        string name = Path.GetFileName(Path.GetFullPath(resolved).TrimEnd(Path.DirectorySeparatorChar));
-        if (name == "checkpoint") name = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(resolved).TrimEnd(Path.DirectorySeparatorChar))) ?? name;
+        if (name is null)
+        {
+            name = Path.GetFileName(Path.GetFullPath(resolved).TrimEnd(Path.DirectorySeparatorChar));
+            if (name == "checkpoint") name = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(resolved).TrimEnd(Path.DirectorySeparatorChar))) ?? name;
+        }
         return new LoomModel(name, transformer, tokenizer, options ?? new LoomModelOptions());
     }
 

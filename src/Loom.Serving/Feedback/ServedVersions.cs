@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using Loom.Models;
 using Loom.Text;
 using Microsoft.Extensions.Logging;
 
@@ -223,11 +222,8 @@ public sealed class ServedVersions : ITextGenerator, IAsyncDisposable
         lock (retiring) retiring.Add(Task.Run(async () => await version.Model.DisposeAsync().ConfigureAwait(false)));
     }
 
-    static LoomModel Load(ModelRegistry registry, string version, string modelName, LoomModelOptions? modelOptions)
-    {
-        string folder = Checkpoint.Resolve(registry.CheckpointOf(version));
-        return LoomModel.Create(modelName, Checkpoint.Load(folder), Tokenizer.Load(folder), modelOptions);
-    }
+    static LoomModel Load(ModelRegistry registry, string version, string modelName, LoomModelOptions? modelOptions) =>
+        LoomModel.Load(registry.CheckpointOf(version), modelOptions, modelName);
 
     int ITextGenerator.ContextLength => Volatile.Read(ref current).Model.Engine.ContextLength;
 
