@@ -12,7 +12,9 @@ namespace Loom.Bench;
 /// the same run; then the same step with subnormal values planted in the weights and the embedded inputs
 /// before every step, which must run at the same speed.
 /// With --model/--tokens, or --rows (the rows of issue 20's table): 1-thread against 2-thread ms/step,
-/// samples alternating between the two, medians, the speed-up and the cores busy at 2 threads.
+/// samples alternating between the two, medians, the speed-up and the cores busy at 2 threads; 2 threads split the
+/// batch by rows as pretraining does (<see cref="DataParallelLoss"/>), and the same step splitting every op
+/// over both threads is timed beside it.
 /// </summary>
 internal static class StepBench
 {
@@ -97,12 +99,17 @@ internal static class StepBench
         readonly int[] ids, targets; // [batch, tokens]
         readonly int batch, tokens;
 
-        public Trainer(LlamaConfig config, int batch, int tokens, int threads)
+        readonly DataParallelLoss? rows;
+
+        /// <param name="splitRows">Whether 2 threads split the batch by rows (<see cref="DataParallelLoss"/>, what
+        /// pretraining does) rather than every op of one forward and backward over the whole batch.</param>
+        public Trainer(LlamaConfig config, int batch, int tokens, int threads, bool splitRows = true)
         {
             compute = new ComputeContext(threads);
             model = new Transformer(config, seed: 1);
             optimizer = new AdamW(model.Parameters, new AdamWOptions(3e-4f) { Compute = compute });
             tape = new Tape(compute);
+            if (splitRows && DataParallelLoss.Applies(compute, batch)) rows = new DataParallelLoss(model, compute);
             this.batch = batch;
             this.tokens = tokens;
             var random = new DeterministicRandom(2);
@@ -124,15 +131,27 @@ internal static class StepBench
         {
             long start = Stopwatch.GetTimestamp();
             optimizer.ZeroGrad();
-            tape.Reset();
-            var loss = model.Loss(tape, ids, targets, batch, tokens); // [1]
-            tape.Backward(loss);
+            if (rows is not null)
+            {
+                rows.ForwardBackward(ids, targets, batch, tokens);
+                rows.CollectGradients();
+            }
+            else
+            {
+                tape.Reset();
+                var loss = model.Loss(tape, ids, targets, batch, tokens); // [1]
+                tape.Backward(loss);
+            }
             GradientClipping.ClipGradientNorm(model.Parameters, 1f, compute);
             optimizer.Step(3e-4f);
             return Stopwatch.GetElapsedTime(start).TotalSeconds;
         }
 
-        public void Dispose() => compute.Dispose();
+        public void Dispose()
+        {
+            rows?.Dispose();
+            compute.Dispose();
+        }
     }
 
     static void CompareThreads(string name, int batch, int tokens, int samples)
@@ -140,9 +159,11 @@ internal static class StepBench
         var config = Models[name] with { MaxSeq = Math.Max(Models[name].MaxSeq, tokens) };
         using var one = new Trainer(config, batch, tokens, 1);
         using var two = new Trainer(config, batch, tokens, 2);
-        for (int i = 0; i < WarmupSteps; i++) { one.Step(); two.Step(); }
+        using var ops = new Trainer(config, batch, tokens, 2, splitRows: false);
+        for (int i = 0; i < WarmupSteps; i++) { one.Step(); two.Step(); ops.Step(); }
         var wall1 = new List<double>();
         var wall2 = new List<double>();
+        var wallOps = new List<double>();
         var busy2 = new List<double>();
         var process = Process.GetCurrentProcess();
         two.Compute.ResetWaitStatistics();
@@ -155,12 +176,13 @@ internal static class StepBench
             process.Refresh();
             wall2.Add(seconds);
             busy2.Add((process.TotalProcessorTime - cpuBefore).TotalSeconds / seconds);
+            wallOps.Add(ops.Step());
         }
         var waits = two.Compute.WaitStatistics;
-        double t1 = Median(wall1), t2 = Median(wall2);
+        double t1 = Median(wall1), t2 = Median(wall2), tOps = Median(wallOps);
         double flopsPerStep = (double)config.FlopsPerTokenAt(tokens) * batch * tokens;
         Console.WriteLine($"{name} ({config.Layers} layers x {config.Dim}, {config.Heads} heads, hidden {config.HiddenDim}, vocab {config.VocabSize}), {batch}x{tokens} tokens: " +
-            $"1 thread {t1 * 1e3:F1} ms ({flopsPerStep / t1 / 1e9:F1} GFLOP/s), 2 threads {t2 * 1e3:F1} ms, speed-up {t1 / t2:F2}x, cores busy at 2: {Median(busy2):F2}; " +
+            $"1 thread {t1 * 1e3:F1} ms ({flopsPerStep / t1 / 1e9:F1} GFLOP/s), 2 threads {t2 * 1e3:F1} ms, speed-up {t1 / t2:F2}x, cores busy at 2: {Median(busy2):F2}; 2 threads splitting every op instead of the rows: {tOps * 1e3:F1} ms ({t1 / tOps:F2}x); " +
             $"per 2-thread step {waits.Runs / (double)samples:F0} parallel runs taking {waits.Parallel.TotalMilliseconds / samples:F1} ms (the rest on one thread), caller waited {waits.CallerWait.TotalMilliseconds / samples:F1} ms at their ends");
     }
 

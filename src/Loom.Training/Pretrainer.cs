@@ -169,6 +169,8 @@ public static class Pretrainer
         var window = new int[block + 1];
         var tape = new Tape(compute);
         var evalTape = new Tape(compute) { Recording = false };
+        // With more than one thread each thread takes whole rows of the batch through a replica of the model.
+        using var rows = DataParallelLoss.Applies(compute, batch) ? new DataParallelLoss(model, compute) : null;
 
         long tokensPerStep = (long)batch * block * accumulation;
         double flopsPerStep = (double)config.FlopsPerTokenAt(block) * tokensPerStep;
@@ -223,11 +225,17 @@ public static class Pretrainer
             {
                 for (int row = 0; row < batch; row++)
                     ReadWindow(train, sampler.NextInt64(train.Length - block), window, ids, targets, row, block);
+                if (rows is not null)
+                {
+                    lossSum += rows.ForwardBackward(ids, targets, batch, block, 1f / accumulation);
+                    continue;
+                }
                 tape.Reset();
                 var loss = model.Loss(tape, ids, targets, batch, block); // [1]
                 lossSum += loss.Scalar();
                 tape.Backward(loss, 1f / accumulation);
             }
+            rows?.CollectGradients();
             float gradientNorm = options.Clip > 0
                 ? GradientClipping.ClipGradientNorm(parameters, options.Clip, compute)
                 : GradientClipping.ClipGradientNorm(parameters, float.PositiveInfinity, compute);

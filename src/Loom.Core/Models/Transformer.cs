@@ -113,6 +113,23 @@ public sealed class Transformer
     }
 
     /// <summary>
+    /// A model with this one's weights (the same storage: what an optimizer writes into this model the replica
+    /// reads) and gradients of its own, so that threads can run forward and backward on different rows of one
+    /// batch side by side and sum their gradients afterwards. A model with LoRA adapters has no replicas.
+    /// </summary>
+    public Transformer Replica()
+    {
+        if (Lora.Adapters(this).Any()) throw new InvalidOperationException("a model with LoRA adapters cannot be replicated");
+        var replica = new Transformer(Config);
+        for (int i = 0; i < parameters.Length; i++)
+        {
+            replica.parameters[i].ShareValues(parameters[i]);
+            replica.parameters[i].RequiresGrad = parameters[i].RequiresGrad;
+        }
+        return replica;
+    }
+
+    /// <summary>
     /// Logits for every position: ids [batch·tokens] (row-major, kept unchanged until backward) →
     /// [batch, tokens, vocab]. Position p attends to positions ≤ p of its own sequence (and, with a
     /// <paramref name="cache"/>, to the sequence's cached past: see <see cref="ForwardHidden"/>).

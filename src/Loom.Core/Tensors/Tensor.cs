@@ -78,6 +78,16 @@ public sealed class Tensor
 
     public void Zero() => Span.Clear();
 
+    /// <summary>
+    /// Makes this tensor read and write <paramref name="source"/>'s values (one storage for both) while keeping a
+    /// gradient of its own: a model replica that trains on other rows of the batch than the model it shares weights with.
+    /// </summary>
+    internal void ShareValues(Tensor source)
+    {
+        if (!SameShape(source)) throw new ArgumentException($"{ToString()} cannot share the values of {source}: the shapes differ", nameof(source));
+        data = source.data;
+    }
+
     /// <summary>The gradient tensor, created zeroed if absent (parameters keep theirs until <see cref="ZeroGrad"/>).</summary>
     public Tensor EnsureGrad()
     {

@@ -106,14 +106,17 @@ public sealed class PretrainerTests : IDisposable
         Assert.True(lastValidation < firstLoss - 0.5f, $"validation loss {lastValidation} did not fall from {firstLoss}");
     }
 
-    [Fact]
-    public void SteadyStateStepAllocatesNothing()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // each thread takes rows of the batch through its own replica, as the pretrainer does at 2 threads
+    public void SteadyStateStepAllocatesNothing(bool splitRows)
     {
         using var compute = new ComputeContext(2);
         var config = Model with { VocabSize = 40 };
         var model = new Transformer(config, 3);
         var optimizer = new AdamW(model.Parameters, new AdamWOptions(1e-3f) { Compute = compute });
         var tape = new Tape(compute);
+        using var rows = splitRows ? new DataParallelLoss(model, compute) : null;
         int batch = 4, tokens = config.MaxSeq;
         var random = new DeterministicRandom(5);
         var ids = new int[batch * tokens];
@@ -126,9 +129,16 @@ public sealed class PretrainerTests : IDisposable
         void Step()
         {
             optimizer.ZeroGrad();
-            tape.Reset();
-            var loss = model.Loss(tape, ids, targets, batch, tokens);
-            tape.Backward(loss);
+            if (rows is not null)
+            {
+                rows.ForwardBackward(ids, targets, batch, tokens);
+                rows.CollectGradients();
+            }
+            else
+            {
+                tape.Reset();
+                tape.Backward(model.Loss(tape, ids, targets, batch, tokens));
+            }
             GradientClipping.ClipGradientNorm(model.Parameters, 1f);
             optimizer.Step(1e-3f);
         }
