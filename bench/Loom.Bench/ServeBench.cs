@@ -17,8 +17,8 @@ namespace Loom.Bench;
 /// measured over SSE exactly as a client sees it. Random weights of the `small` preset (about 25M
 /// parameters), a BPE vocabulary trained on tinyshakespeare; greedy, a fixed number of tokens per request.
 /// Then chunked prefill: the inter-token latency of 4 running streams while idle and while a 2,000-token prompt
-/// is prefilled, with the prompt prefilled whole and in slices (the same preset with a context of 4,096 tokens;
-/// measured on the engine, in-process).
+/// is prefilled, with the prompt prefilled whole, in slices of its own between decode steps, and in slices riding
+/// along the decode steps (the same preset with a context of 4,096 tokens; measured on the engine, in-process).
 /// Usage: serve [--tokens N] [--repeats N] [--preset NAME] [--scenario all|throughput|prefill]
 /// </summary>
 public static class ServeBench
@@ -91,7 +91,8 @@ public static class ServeBench
     const int RunningStreams = 4, LongPromptTokens = 2000;
 
     /// <summary>
-    /// Chunked prefill: for each slice size (0 = whole prompt) one engine on the same weights; 4 greedy streams run,
+    /// Chunked prefill: for each way of slicing (whole prompt; slices of 256 or 64 tokens as steps of their own; 8, 16 or
+    /// 32 tokens riding along each decode step) one engine on the same weights; 4 greedy streams run,
     /// then a 2,000-token prompt arrives. Each stream token's latency (time since the stream's previous token) counts
     /// as idle before the prompt arrives and as during the prefill from then until the prompt's first token.
     /// </summary>
@@ -104,12 +105,12 @@ public static class ServeBench
         var banned = Enumerable.Range(0, tokenizer.VocabSize).Where(tokenizer.IsEndOfGeneration).ToDictionary(id => id, _ => -100f);
         var sampling = SamplingOptions.Greedy with { LogitBias = banned };
         Console.WriteLine($"chunked prefill: {RunningStreams} running streams, a {LongPromptTokens}-token prompt arrives; {config.ParameterCount / 1e6:F1}M parameters, context {config.MaxSeq}");
-        Console.WriteLine($"{"slice",8} {"idle p50",10} {"idle p99",10} {"prefill p50",12} {"prefill p99",12} {"p99/idle p50",13} {"prefill s",10}");
+        Console.WriteLine($"{"slices",8} {"idle p50",10} {"idle p99",10} {"prefill p50",12} {"prefill p99",12} {"p99/idle p50",13} {"prefill s",10}");
         var rows = new JsonArray();
-        foreach (int chunk in new[] { 0, 256, 64 })
+        foreach (var (chunk, along) in new[] { (0, 0), (256, 0), (64, 0), (64, 32), (64, 16), (64, 8) })
         {
             await using var model = LoomModel.Create("bench", transformer, tokenizer,
-                new LoomModelOptions { Slots = RunningStreams + 1, Engine = new GenerationEngineOptions { PrefillChunkTokens = chunk } });
+                new LoomModelOptions { Slots = RunningStreams + 1, Engine = new GenerationEngineOptions { PrefillChunkTokens = chunk, PrefillTokensPerDecodeStep = along } });
             var engine = model.Engine;
             // Warm-up: JIT, arena and caches for decode steps, slices and a long prefill.
             await Drain(engine, new GenerationRequest { PromptTokens = longPrompt[..600], MaxTokens = 4, Sampling = sampling });
@@ -147,10 +148,12 @@ public static class ServeBench
                 }
             double idle50 = Percentile(idle, 0.5), idle99 = Percentile(idle, 0.99), during50 = Percentile(during, 0.5), during99 = Percentile(during, 0.99);
             double prefillSeconds = Stopwatch.GetElapsedTime(arrived, prefilled).TotalSeconds;
-            Console.WriteLine($"{(chunk == 0 ? "whole" : chunk.ToString()),8} {idle50,8:F1}ms {idle99,8:F1}ms {during50,10:F1}ms {during99,10:F1}ms {during99 / idle50,12:F2}x {prefillSeconds,10:F2}");
+            string slicing = chunk == 0 ? "whole" : along > 0 ? $"{along} along" : chunk.ToString();
+            Console.WriteLine($"{slicing,8} {idle50,8:F1}ms {idle99,8:F1}ms {during50,10:F1}ms {during99,10:F1}ms {during99 / idle50,12:F2}x {prefillSeconds,10:F2}");
             rows.Add(new JsonObject
             {
                 ["prefill_chunk_tokens"] = chunk,
+                ["prefill_tokens_per_decode_step"] = along,
                 ["idle_p50_ms"] = Math.Round(idle50, 2), ["idle_p99_ms"] = Math.Round(idle99, 2),
                 ["prefill_p50_ms"] = Math.Round(during50, 2), ["prefill_p99_ms"] = Math.Round(during99, 2),
                 ["prefill_p99_over_idle_p50"] = Math.Round(during99 / idle50, 2),

@@ -68,13 +68,13 @@ internal sealed class GeneratorHandle(ITextGenerator generator, Func<ValueTask> 
     /// Loads a checkpoint folder (Loom's engine, on a compute context of <paramref name="threads"/> that the handle
     /// owns) or a GGUF file (llama.cpp with as many threads): exactly one of the two.
     /// </summary>
-    public static GeneratorHandle Open(string? folder, string? gguf, int threads, int slots = 1)
+    public static GeneratorHandle Open(string? folder, string? gguf, int threads, int slots = 1, GenerationEngineOptions? engine = null)
     {
         if ((folder is null) == (gguf is null)) throw new ArgumentException("pass exactly one of --model DIR and --gguf FILE");
         if (gguf is not null) return GgufGenerator.Open(gguf, threads, slots);
         var compute = new ComputeContext(threads);
         LoomModel model;
-        try { model = LoomModel.Load(folder!, new LoomModelOptions { Slots = slots, Compute = compute }); }
+        try { model = LoomModel.Load(folder!, new LoomModelOptions { Slots = slots, Compute = compute, Engine = engine }); }
         catch
         {
             compute.Dispose();

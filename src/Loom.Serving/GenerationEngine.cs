@@ -23,6 +23,15 @@ public sealed record GenerationEngineOptions
 
     /// <summary>What <see cref="PrefillChunkTokens"/> must be a multiple of.</summary>
     public const int PrefillChunkAlignment = 64;
+
+    /// <summary>
+    /// Prompt tokens that ride along each decode step while other sequences are running: a waiting prompt is prefilled
+    /// this many tokens at a time inside the running sequences' decode step, in one pass over the weights, so their
+    /// tokens keep coming at nearly the idle pace; the prompt's own first token comes later than from whole slices.
+    /// At most <see cref="TransformerDecoder.MaxSliceTokens"/>; 0 runs the slices of <see cref="PrefillChunkTokens"/>
+    /// as steps of their own (a sequence then gets the very numbers of a whole prefill). Null means 16.
+    /// </summary>
+    public int? PrefillTokensPerDecodeStep { get; init; }
 }
 
 /// <summary>
@@ -41,6 +50,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     readonly CancellationTokenSource shutdown = new();
     readonly Task loop;
     readonly int prefillChunk; // tokens per prefill slice; 0: whole prompts
+    readonly int rideAlong;    // prompt tokens taken along a decode step; 0: slices run on their own
     long admitted;
 
     public GenerationEngine(string modelName, IBatchDecoder decoder, ITokenizer tokenizer, GenerationEngineOptions? options = null)
@@ -54,6 +64,9 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         prefillChunk = options?.PrefillChunkTokens ?? 256;
         if (prefillChunk < 0 || prefillChunk % GenerationEngineOptions.PrefillChunkAlignment != 0)
             throw new ArgumentException($"GenerationEngineOptions.PrefillChunkTokens must be 0 or a positive multiple of {GenerationEngineOptions.PrefillChunkAlignment}, got {prefillChunk}");
+        rideAlong = options?.PrefillTokensPerDecodeStep ?? 16;
+        if (rideAlong is < 0 or > TransformerDecoder.MaxSliceTokens)
+            throw new ArgumentException($"GenerationEngineOptions.PrefillTokensPerDecodeStep must be in [0, {TransformerDecoder.MaxSliceTokens}], got {rideAlong}");
         incoming = Channel.CreateBounded<Job>(new BoundedChannelOptions(queueLimit) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         loop = Task.Factory.StartNew(RunLoop, TaskCreationOptions.LongRunning);
     }
@@ -109,6 +122,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         var activeSlots = new int[decoder.SlotCount];
         var nextTokens = new int[decoder.SlotCount];
         var logits = new float[decoder.SlotCount * decoder.VocabSize];
+        var sliceLogits = new float[decoder.VocabSize];
         var reader = incoming.Reader;
         while (!shutdown.IsCancellationRequested)
         {
@@ -145,12 +159,12 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                 }
             }
 
-            // One slice of the oldest prompt still being prefilled; its first token once the prompt is in.
+            // The oldest prompt still being prefilled gets one slice per step: along the decode step of the running
+            // sequences when there are any, else a slice of its own; its first token once the prompt is in.
             int prefilling = -1;
             for (int slot = 0; slot < slots.Length; slot++)
                 if (slots[slot] is { IsPrefilling: true } job && !job.Cancellation.IsCancellationRequested && (prefilling < 0 || job.Admitted < slots[prefilling]!.Admitted))
                     prefilling = slot;
-            if (prefilling >= 0) PrefillSlice(prefilling, slots, logits.AsSpan(0, decoder.VocabSize));
 
             // Drop cancelled sequences, then decode all the others together.
             int count = 0;
@@ -165,16 +179,28 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                 count++;
             }
             ActiveSequences = count;
+            bool alongside = prefilling >= 0 && count > 0 && rideAlong > 0;
+            if (prefilling >= 0 && !alongside) PrefillSlice(prefilling, slots, sliceLogits);
             if (count == 0) continue;
             try
             {
-                decoder.Decode(activeSlots.AsSpan(0, count), nextTokens.AsSpan(0, count), logits.AsSpan(0, count * decoder.VocabSize));
+                if (alongside)
+                {
+                    var job = slots[prefilling]!;
+                    var slice = job.Prompt.AsSpan(job.Prefilled, Math.Min(rideAlong, job.Prompt.Length - job.Prefilled));
+                    decoder.DecodeWithSlice(activeSlots.AsSpan(0, count), nextTokens.AsSpan(0, count), logits.AsSpan(0, count * decoder.VocabSize),
+                        prefilling, job.Prefilled, slice, sliceLogits);
+                    job.Prefilled += slice.Length;
+                }
+                else decoder.Decode(activeSlots.AsSpan(0, count), nextTokens.AsSpan(0, count), logits.AsSpan(0, count * decoder.VocabSize));
             }
             catch (Exception e)
             {
                 for (int i = 0; i < count; i++) Fail(slots[activeSlots[i]]!, e, activeSlots[i], slots);
+                if (alongside) Fail(slots[prefilling]!, e, prefilling, slots);
                 continue;
             }
+            if (alongside && !slots[prefilling]!.IsPrefilling) EmitFirst(prefilling, slots, sliceLogits);
             for (int i = 0; i < count; i++)
             {
                 int slot = activeSlots[i];
@@ -192,11 +218,16 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         }
     }
 
-    /// <summary>Tokens of the job's next prefill slice: a whole slice, or all the rest when what would remain is so short that its products would take another kernel (<see cref="ProjectionOps.GemvRows"/>).</summary>
+    /// <summary>
+    /// Tokens of the job's next prefill slice: a whole slice (shortened to end on a multiple of the chunk alignment after
+    /// slices taken along decode steps), or all the rest when what would remain is so short that its products would
+    /// take another kernel (<see cref="ProjectionOps.GemvRows"/>).
+    /// </summary>
     int SliceLength(Job job)
     {
         int rest = job.Prompt.Length - job.Prefilled;
-        return prefillChunk == 0 || rest - prefillChunk <= ProjectionOps.GemvRows ? rest : prefillChunk;
+        int slice = prefillChunk - job.Prefilled % GenerationEngineOptions.PrefillChunkAlignment;
+        return prefillChunk == 0 || rest - slice <= ProjectionOps.GemvRows ? rest : slice;
     }
 
     /// <summary>Prefills the next slice of the prompt in <paramref name="slot"/>; after the last one, samples and streams the first token.</summary>
@@ -210,6 +241,20 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
             else decoder.Append(slot, slice, row);
             job.Prefilled += slice.Length;
             if (!job.IsPrefilling) Emit(job, Sample(job, row), slot, slots);
+        }
+        catch (Exception e)
+        {
+            Fail(job, e, slot, slots);
+        }
+    }
+
+    /// <summary>Samples and streams the first token of the job in <paramref name="slot"/>, whose prompt has just been prefilled.</summary>
+    void EmitFirst(int slot, Job?[] slots, Span<float> row)
+    {
+        var job = slots[slot]!;
+        try
+        {
+            Emit(job, Sample(job, row), slot, slots);
         }
         catch (Exception e)
         {

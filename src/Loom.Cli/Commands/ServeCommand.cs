@@ -22,6 +22,8 @@ internal static class ServeCommand
         var port = new Option<int>("--port") { Description = "Port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
         var apiKeys = new Option<string[]>("--api-key") { Description = "Accepted Bearer key (repeatable); none means no authentication", Arity = ArgumentArity.ZeroOrMore };
         var slots = new Option<int>("--slots") { Description = "Sequences decoded together (continuous batching)", DefaultValueFactory = _ => 16 };
+        var prefillChunk = new Option<int>("--prefill-chunk") { Description = "A prompt longer than this many tokens is prefilled in slices, so running streams keep going (a multiple of 64; 0 = whole prompts)", DefaultValueFactory = _ => 256 };
+        var prefillAlong = new Option<int>("--prefill-along") { Description = "Tokens of such a prompt prefilled inside each decode step of the running streams (at most 64; 0 = slices of --prefill-chunk run as steps of their own)", DefaultValueFactory = _ => 16 };
         var maxTokens = new Option<int>("--max-tokens-limit") { Description = "Largest max_tokens a request may ask for", DefaultValueFactory = _ => 4096 };
         var maxBytes = new Option<long>("--max-request-bytes") { Description = "Largest request body, in bytes", DefaultValueFactory = _ => 1 << 20 };
         var threads = SharedOptions.Threads();
@@ -39,7 +41,7 @@ internal static class ServeCommand
         var registry = new Option<string?>("--registry") { Description = "Model registry folder: serve the version HOME/current names and switch when it changes (hot swap), instead of --model" };
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, models, health, metrics; log detection with --log-model).")
         {
-            model, gguf, index, host, port, apiKeys, slots, maxTokens, maxBytes, threads, embeddings, top, answerTokens, logModel, logPreset, logSessionId,
+            model, gguf, index, host, port, apiKeys, slots, prefillChunk, prefillAlong, maxTokens, maxBytes, threads, embeddings, top, answerTokens, logModel, logPreset, logSessionId,
             allowedHosts, corsOrigin, allowUnauthenticated, registry, feedback, studio,
         };
         command.SetAction((parseResult, cancellationToken) => RetrievalCli.RunAsync("serve", async () =>
@@ -47,6 +49,12 @@ internal static class ServeCommand
             int slotCount = parseResult.GetValue(slots);
             if (slotCount < 1) throw new ArgumentException($"--slots must be positive, got {slotCount}");
             int threadCount = SharedOptions.ThreadCount(parseResult, threads);
+            int chunk = parseResult.GetValue(prefillChunk), along = parseResult.GetValue(prefillAlong);
+            if (chunk < 0 || chunk % GenerationEngineOptions.PrefillChunkAlignment != 0)
+                throw new ArgumentException($"--prefill-chunk must be 0 or a positive multiple of {GenerationEngineOptions.PrefillChunkAlignment}, got {chunk}");
+            if (along is < 0 or > Loom.Models.TransformerDecoder.MaxSliceTokens)
+                throw new ArgumentException($"--prefill-along must be in [0, {Loom.Models.TransformerDecoder.MaxSliceTokens}], got {along}");
+            var engine = new GenerationEngineOptions { PrefillChunkTokens = chunk, PrefillTokensPerDecodeStep = along };
             int topCount = parseResult.GetValue(top), answerBudget = parseResult.GetValue(answerTokens);
             if (topCount < 1) throw new ArgumentException($"--top must be positive, got {topCount}");
             if (answerBudget < 0) throw new ArgumentException($"--answer-tokens must be >= 0, got {answerBudget}");
@@ -72,8 +80,8 @@ internal static class ServeCommand
             if (registryHome is not null && (parseResult.GetValue(model) is not null || parseResult.GetValue(gguf) is not null))
                 throw new ArgumentException("pass either --registry HOME or one of --model DIR and --gguf FILE");
             await using var generator = registryHome is null
-                ? GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), threadCount, slotCount)
-                : await OpenRegistry(registryHome, threadCount, slotCount, loggers.CreateLogger("Loom.Serving.Feedback.ServedVersions"), cancellationToken);
+                ? GeneratorHandle.Open(parseResult.GetValue(model), parseResult.GetValue(gguf), threadCount, slotCount, engine)
+                : await OpenRegistry(registryHome, threadCount, slotCount, engine, loggers.CreateLogger("Loom.Serving.Feedback.ServedVersions"), cancellationToken);
             string? indexFolder = parseResult.GetValue(index);
             using var retrievalIndex = indexFolder is null ? null
                 : await RetrievalIndex.OpenAsync(indexFolder, null, null, create: false, cancellationToken);
@@ -123,14 +131,14 @@ internal static class ServeCommand
     }
 
     /// <summary>The registry's current version, swapped when HOME/current changes; the handle owns its compute threads.</summary>
-    static async Task<GeneratorHandle> OpenRegistry(string home, int threads, int slots, ILogger logger, CancellationToken cancellationToken)
+    static async Task<GeneratorHandle> OpenRegistry(string home, int threads, int slots, GenerationEngineOptions engine, ILogger logger, CancellationToken cancellationToken)
     {
         var compute = new ComputeContext(threads);
         try
         {
             var versions = await ServedVersions.StartAsync(new ModelRegistry(home), new ServedVersionsOptions
             {
-                Model = new LoomModelOptions { Slots = slots, Compute = compute },
+                Model = new LoomModelOptions { Slots = slots, Compute = compute, Engine = engine },
                 Logger = logger,
             }, cancellationToken);
             return new GeneratorHandle(versions, async () =>

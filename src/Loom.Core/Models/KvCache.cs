@@ -70,20 +70,27 @@ public sealed class KvCache
 /// <summary>
 /// The slots of a <see cref="KvCache"/> that one forward pass reads and extends: batch row b of the pass is the
 /// sequence in slot <c>slots[b]</c>, and its tokens go to positions <c>starts[b]</c>, <c>starts[b]</c> + 1, ….
-/// A prompt is one row at start 0 (prefill); a decode step is one token per row, each at its slot's length.
-/// The rows are sized for every slot once, so setting them allocates nothing.
+/// A prompt is one row at start 0 (prefill); a decode step is one token per row, each at its slot's length. Several
+/// rows of one token may continue one slot at consecutive positions (a prompt's slice riding along a decode step):
+/// every row's key and value is cached before any row attends, so each attends to the rows before it.
+/// The rows are sized once, so setting them allocates nothing.
 /// </summary>
 public sealed class KvCacheView
 {
-    readonly int[] slots;  // [slotCount] cache slot of each batch row
-    readonly int[] starts; // [slotCount] position of each batch row's first new token
+    readonly int[] slots;  // [rows] cache slot of each batch row
+    readonly int[] starts; // [rows] position of each batch row's first new token
 
-    public KvCacheView(KvCache cache)
+    /// <param name="cache">The cache read and extended.</param>
+    /// <param name="rows">Batch rows a pass may have; null means one per slot.</param>
+    public KvCacheView(KvCache cache, int? rows = null)
     {
         Cache = cache;
-        slots = new int[cache.SlotCount];
-        starts = new int[cache.SlotCount];
+        slots = new int[rows ?? cache.SlotCount];
+        starts = new int[rows ?? cache.SlotCount];
     }
+
+    /// <summary>Batch rows a pass may have.</summary>
+    public int Rows => slots.Length;
 
     public KvCache Cache { get; }
 
@@ -96,7 +103,7 @@ public sealed class KvCacheView
         starts[row] = start;
     }
 
-    /// <summary>The position of each batch row's first new token, [slotCount] (the first batch entries are used).</summary>
+    /// <summary>The position of each batch row's first new token, [rows] (the first batch entries are used).</summary>
     internal int[] Starts => starts;
 
     /// <summary>

@@ -20,7 +20,7 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
     readonly Tape prefillTape;
     readonly Tape decodeTape;
     readonly KvCacheView view;
-    readonly int[][] stepIds; // [slots][rows] token ids of a decode step of rows + 1 sequences (the embedding takes exactly batch·tokens ids)
+    readonly int[][] stepIds; // [slots + MaxSliceTokens][rows] token ids of a step of rows + 1 rows (the embedding takes exactly batch·tokens ids)
     readonly int[] stepOf;    // [slots] last step that used the slot (duplicate check without allocating)
     int step;
 
@@ -39,11 +39,14 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
         decodeTape = new Tape(Compute) { Recording = false };
         ContextLength = Math.Min(contextLength ?? config.MaxSeq, config.MaxSeq);
         Cache = new KvCache(config.Layers, slotCount, ContextLength, config.KvDim);
-        view = new KvCacheView(Cache);
-        stepIds = [.. Enumerable.Range(1, slotCount).Select(rows => new int[rows])];
+        view = new KvCacheView(Cache, slotCount + MaxSliceTokens);
+        stepIds = [.. Enumerable.Range(1, slotCount + MaxSliceTokens).Select(rows => new int[rows])];
         stepOf = new int[slotCount];
         stepOf.AsSpan().Fill(-1);
     }
+
+    /// <summary>The longest prompt slice <see cref="DecodeWithSlice"/> takes along a decode step.</summary>
+    public const int MaxSliceTokens = 64;
 
     public Transformer Model => model;
     /// <summary>The threads the kernels run on.</summary>
@@ -106,6 +109,62 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
     {
         int rows = slots.Length;
         if (rows == 0) return;
+        long attendedPositions = SetDecodeRows(slots, tokens, logits);
+        var ids = stepIds[rows - 1]; // [rows]
+        tokens.CopyTo(ids);
+        decodeTape.Reset();
+        var hidden = model.ForwardHidden(decodeTape, ids, rows, 1, view); // [rows, 1, dim]
+        Head(hidden.Pointer, rows, logits);
+
+        for (int i = 0; i < rows; i++) Cache.SetLength(slots[i], Cache.Length(slots[i]) + 1);
+        ProcessedRows += rows;
+        AttentionDotProducts += (long)config.Layers * config.Heads * attendedPositions;
+    }
+
+    /// <summary>
+    /// The decode step and the prompt slice in one pass over the weights: each slice token is a batch row of its own at
+    /// its position in <paramref name="sliceSlot"/> (every row's key and value is cached before any row attends, so the
+    /// slice attends causally to itself), the projections run once over all rows, and the LM head runs on the decode rows
+    /// and the slice's last row. The slice's logits agree with <see cref="Append"/>'s to rounding (other kernels sum them),
+    /// not bit for bit; a step costs about what the decode step alone costs plus the slice's arithmetic.
+    /// </summary>
+    public void DecodeWithSlice(ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, Span<float> logits,
+        int sliceSlot, int sliceStart, ReadOnlySpan<int> slice, Span<float> sliceLogits)
+    {
+        int decodeRows = slots.Length, count = slice.Length;
+        if (count == 0) throw new ArgumentException("the prompt slice is empty", nameof(slice));
+        if (count > MaxSliceTokens) throw new ArgumentException($"a slice taken along a decode step has at most {MaxSliceTokens} tokens, got {count}", nameof(slice));
+        CheckSlot(sliceSlot);
+        if (sliceStart != Cache.Length(sliceSlot) && sliceStart != 0)
+            throw new ArgumentException($"slot {sliceSlot} holds {Cache.Length(sliceSlot)} tokens, the slice starts at {sliceStart}", nameof(sliceStart));
+        if (sliceStart + count > ContextLength)
+            throw new ArgumentException($"the prompt has {sliceStart + count} tokens, more than the context of {ContextLength}", nameof(slice));
+        if (sliceLogits.Length != config.VocabSize) throw new ArgumentException($"slice logits have {sliceLogits.Length} entries, the vocabulary {config.VocabSize}", nameof(sliceLogits));
+        CheckTokens(slice);
+        long attendedPositions = decodeRows == 0 ? 0 : SetDecodeRows(slots, tokens, logits);
+        if (decodeRows > 0 && stepOf[sliceSlot] == step) throw new ArgumentException($"slot {sliceSlot} is both decoded and prefilled in one step", nameof(sliceSlot));
+        for (int j = 0; j < count; j++) view.Set(decodeRows + j, sliceSlot, sliceStart + j);
+
+        int rows = decodeRows + count;
+        var ids = stepIds[rows - 1]; // [rows]
+        tokens.CopyTo(ids);
+        slice.CopyTo(ids.AsSpan(decodeRows));
+        decodeTape.Reset();
+        var hidden = model.ForwardHidden(decodeTape, ids, rows, 1, view); // [rows, 1, dim]
+        if (decodeRows > 0) Head(hidden.Pointer, decodeRows, logits);
+        Head(hidden.Pointer + (long)(rows - 1) * config.Dim, 1, sliceLogits);
+
+        for (int i = 0; i < decodeRows; i++) Cache.SetLength(slots[i], Cache.Length(slots[i]) + 1);
+        Cache.SetLength(sliceSlot, sliceStart + count);
+        ProcessedRows += rows;
+        attendedPositions += (long)count * sliceStart + (long)count * (count + 1) / 2;
+        AttentionDotProducts += (long)config.Layers * config.Heads * attendedPositions;
+    }
+
+    /// <summary>Checks a decode step's rows and points the view's first rows at them; returns the positions they attend to.</summary>
+    long SetDecodeRows(ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        int rows = slots.Length;
         if (tokens.Length != rows) throw new ArgumentException($"decode got {tokens.Length} tokens for {rows} slots", nameof(tokens));
         if (rows > SlotCount) throw new ArgumentException($"decode got {rows} slots, the decoder has {SlotCount}", nameof(slots));
         if (logits.Length < (long)rows * config.VocabSize)
@@ -125,16 +184,7 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
             view.Set(i, slot, length);
             attendedPositions += length + 1;
         }
-
-        var ids = stepIds[rows - 1]; // [rows]
-        tokens.CopyTo(ids);
-        decodeTape.Reset();
-        var hidden = model.ForwardHidden(decodeTape, ids, rows, 1, view); // [rows, 1, dim]
-        Head(hidden.Pointer, rows, logits);
-
-        for (int i = 0; i < rows; i++) Cache.SetLength(slots[i], Cache.Length(slots[i]) + 1);
-        ProcessedRows += rows;
-        AttentionDotProducts += (long)config.Layers * config.Heads * attendedPositions;
+        return attendedPositions;
     }
 
     public void Release(int slot)

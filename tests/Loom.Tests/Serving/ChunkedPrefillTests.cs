@@ -118,17 +118,21 @@ public class ChunkedPrefillTests
             Sampling = sampled ? new SamplingOptions { Temperature = 0.9f, TopK = 12, Seed = 19 + i } : SamplingOptions.Greedy,
         }).ToArray();
 
-        async Task<(string[] Texts, RecordingDecoder Decoder)> All(int chunk)
+        async Task<(string[] Texts, RecordingDecoder Decoder)> All(int chunk, int along)
         {
             var decoder = new RecordingDecoder(new TransformerDecoder(model, slotCount: 3));
-            await using var engine = new GenerationEngine("char", decoder, tokenizer, new GenerationEngineOptions { PrefillChunkTokens = chunk });
+            await using var engine = new GenerationEngine("char", decoder, tokenizer, new GenerationEngineOptions { PrefillChunkTokens = chunk, PrefillTokensPerDecodeStep = along });
             var texts = await Task.WhenAll(requests.Select(r => Task.Run(() => Run(engine, r)))).WaitAsync(TimeSpan.FromMinutes(2));
             return (texts, decoder);
         }
 
-        var (whole, wholeDecoder) = await All(0);
-        var (sliced, slicedDecoder) = await All(64);
+        var (whole, wholeDecoder) = await All(0, 0);
+        var (sliced, slicedDecoder) = await All(64, 0);
         Assert.Equal(whole, sliced);
+        // Slices taken along decode steps give logits equal to rounding only, which these prompts do not feel.
+        var (along, alongDecoder) = await All(64, 16);
+        Assert.Equal(whole, along);
+        Assert.Contains(alongDecoder.Log, e => e.StartsWith("along 16", StringComparison.Ordinal));
         Assert.All(whole, t => Assert.NotEmpty(t));
         Assert.Equal(0, wholeDecoder.Appends);
         // Continued slices: 420 = 64·6 + 36 (6), 200 = 64 + 64 + 72 (a tail of 8 joins the last: 2), 150 = 64 + 64 + 22 (2), 90 = 64 + 26 (1).
@@ -140,7 +144,7 @@ public class ChunkedPrefillTests
     {
         var (model, tokenizer) = GenerationEngineTests.CharModel(20, maxSeq: 512);
         var decoder = new RecordingDecoder(new TransformerDecoder(model, slotCount: 2));
-        await using var engine = new GenerationEngine("char", decoder, tokenizer, new GenerationEngineOptions { PrefillChunkTokens = 64 });
+        await using var engine = new GenerationEngine("char", decoder, tokenizer, new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 0 });
         var started = new TaskCompletionSource();
         var running = Task.Run(async () =>
         {
@@ -164,6 +168,104 @@ public class ChunkedPrefillTests
         Assert.Equal(["prefill 64", "append 64", "append 64", "append 64", "append 64", "append 80"], slices.Where(e => !e.StartsWith("decode", StringComparison.Ordinal)));
         for (int i = 1; i < slices.Count; i++)
             if (slices[i].StartsWith("append", StringComparison.Ordinal)) Assert.Equal("decode 1", slices[i - 1]);
+    }
+
+    [Fact]
+    public async Task ALongPromptRidesAlongTheDecodeStepsOfARunningStream()
+    {
+        var (model, tokenizer) = GenerationEngineTests.CharModel(20, maxSeq: 512);
+        var decoder = new RecordingDecoder(new TransformerDecoder(model, slotCount: 2));
+        await using var engine = new GenerationEngine("char", decoder, tokenizer, new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 16 });
+        var started = new TaskCompletionSource();
+        var running = Task.Run(async () =>
+        {
+            int updates = 0;
+            await foreach (var update in engine.GenerateAsync(new GenerationRequest { Prompt = "abc", MaxTokens = 400, Sampling = SamplingOptions.Greedy }))
+                if (++updates == 3) started.TrySetResult();
+        });
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        string longPrompt = Letters(200, 21);
+        string longText = await Run(engine, new GenerationRequest { Prompt = longPrompt, MaxTokens = 3, Sampling = SamplingOptions.Greedy }).WaitAsync(TimeSpan.FromMinutes(1));
+        await running.WaitAsync(TimeSpan.FromMinutes(1));
+
+        using var alone = new TransformerDecoder(model);
+        Assert.Equal(tokenizer.Decode(TestModels.Greedy(alone, 0, tokenizer.Encode(longPrompt), 3)), longText);
+        // 200 tokens: twelve slices of 16 and one of 8, each inside a decode step of the running stream; no step of its own.
+        var log = decoder.Log;
+        Assert.Equal([.. Enumerable.Repeat("along 16 with 1", 12), "along 8 with 1"], log.Where(e => e.StartsWith("along", StringComparison.Ordinal)));
+        Assert.DoesNotContain(log, e => e.StartsWith("append", StringComparison.Ordinal) || e == "prefill 200");
+    }
+
+    [Theory]
+    [InlineData(0, new[] { 16, 16, 5 })]   // a prompt started and continued along decode steps
+    [InlineData(64, new[] { 16, 7, 1 })]  // continuing one prefilled by a chunk
+    public void ASliceAlongADecodeStepGivesTheNumbersOfAppendAndDecode(int prefix, int[] sizes)
+    {
+        var model = TestModels.Random(Config, 24);
+        int[] prompt = TestModels.Ids(prefix + sizes.Sum(), Config.VocabSize, 25);
+        int[] other = TestModels.Ids(40, Config.VocabSize, 26);
+        using var apart = new TransformerDecoder(model, slotCount: 3);
+        using var along = new TransformerDecoder(model, slotCount: 3);
+        var scratch = new float[Config.VocabSize];
+        foreach (var decoder in new[] { apart, along })
+        {
+            decoder.Prefill(0, other, scratch);
+            decoder.Prefill(2, other.AsSpan(0, 17), scratch);
+            if (prefix > 0) decoder.Prefill(1, prompt.AsSpan(0, prefix), scratch);
+        }
+        int at = prefix;
+        int token0 = 3, token2 = 4;
+        foreach (int size in sizes)
+        {
+            var slice = prompt.AsSpan(at, size);
+            var expectedSlice = new float[Config.VocabSize];
+            var expected = new float[2 * Config.VocabSize];
+            if (at == 0) apart.Prefill(1, slice, expectedSlice);
+            else apart.Append(1, slice, expectedSlice);
+            apart.Decode([0, 2], [token0, token2], expected);
+
+            var actualSlice = new float[Config.VocabSize];
+            var actual = new float[2 * Config.VocabSize];
+            along.DecodeWithSlice([0, 2], [token0, token2], actual, 1, at, slice, actualSlice);
+            at += size;
+            AssertClose(expectedSlice, actualSlice);
+            AssertClose(expected, actual);
+            Assert.Equal(at, along.Length(1));
+            Assert.Equal(apart.Length(0), along.Length(0));
+            token0 = (token0 * 7 + 1) % Config.VocabSize;
+            token2 = (token2 * 5 + 2) % Config.VocabSize;
+        }
+        AssertClose(CacheRows(apart.Cache, 1, at, keys: true), CacheRows(along.Cache, 1, at, keys: true));
+        AssertClose(CacheRows(apart.Cache, 1, at, keys: false), CacheRows(along.Cache, 1, at, keys: false));
+        // Decoding on from the slot prefilled along the way gives the same logits to rounding.
+        var a = new float[Config.VocabSize];
+        var b = new float[Config.VocabSize];
+        apart.Decode([1], [9], a);
+        along.Decode([1], [9], b);
+        AssertClose(a, b);
+    }
+
+    static void AssertClose(float[] expected, float[] actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        float scale = expected.Max(MathF.Abs);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(MathF.Abs(expected[i] - actual[i]) <= 1e-5f * scale, $"entry {i}: {actual[i]} instead of {expected[i]} (largest {scale})");
+    }
+
+    [Fact]
+    public void ASliceAlongADecodeStepIsChecked()
+    {
+        var model = TestModels.Random(Config, 27);
+        using var decoder = new TransformerDecoder(model, slotCount: 2);
+        var logits = new float[2 * Config.VocabSize];
+        var sliceLogits = new float[Config.VocabSize];
+        decoder.Prefill(0, [1, 2, 3], sliceLogits);
+        Assert.Contains("both decoded and prefilled", Assert.Throws<ArgumentException>(() => decoder.DecodeWithSlice([0], [4], logits, 0, 3, [5], sliceLogits)).Message);
+        Assert.Contains("at most 64", Assert.Throws<ArgumentException>(() => decoder.DecodeWithSlice([0], [4], logits, 1, 0, new int[65], sliceLogits)).Message);
+        Assert.Contains("starts at 5", Assert.Throws<ArgumentException>(() => decoder.DecodeWithSlice([0], [4], logits, 0, 5, [1], sliceLogits)).Message);
+        var error = Assert.Throws<ArgumentException>(() => new GenerationEngine("x", decoder, GenerationEngineTests.CharModel(16, maxSeq: 64).Tokenizer, new GenerationEngineOptions { PrefillTokensPerDecodeStep = 65 }));
+        Assert.Contains("GenerationEngineOptions.PrefillTokensPerDecodeStep", error.Message);
     }
 
     [Fact]
@@ -218,6 +320,13 @@ public class ChunkedPrefillTests
         {
             Add($"decode {slots.Length}");
             inner.Decode(slots, tokens, logits);
+        }
+
+        public void DecodeWithSlice(ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, Span<float> logits,
+            int sliceSlot, int sliceStart, ReadOnlySpan<int> slice, Span<float> sliceLogits)
+        {
+            Add($"along {slice.Length} with {slots.Length}");
+            inner.DecodeWithSlice(slots, tokens, logits, sliceSlot, sliceStart, slice, sliceLogits);
         }
 
         public void Release(int slot) => inner.Release(slot);
