@@ -1,4 +1,5 @@
 using Loom.Models;
+using Loom.Models.Gguf;
 using Loom.Tensors;
 using Loom.Tests.Tensors;
 
@@ -230,5 +231,32 @@ public sealed class FamilyModelTests
         Assert.Equal([config.KvDim], bias.Shape.ToArray());
         Assert.All(bias.Span.ToArray(), value => Assert.Equal(0f, value));
         Assert.DoesNotContain(model.Parameters, p => p.Name!.Contains("o_proj.bias", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void GgufRoundTripKeepsTheFamily(string family)
+    {
+        var config = Family(family);
+        var (model, _) = Build(config, 15);
+        string path = Path.Combine(Path.GetTempPath(), $"loom-family-{family}-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            LlamaGguf.Export(path, model, tokenizer: null);
+            using (var reader = GgufReader.Open(path))
+            {
+                Assert.Equal(config.ModelType == LlamaConfig.Qwen2Type ? "qwen2" : "llama", reader.GetString("general.architecture"));
+                Assert.Equal(config.AttentionBias, reader.HasTensor("blk.0.attn_q.bias"));
+                Assert.Equal(config.RopeScaling is not null, reader.HasTensor(LlamaGguf.RopeFrequenciesTensor));
+            }
+            var back = LlamaGguf.Import(path).Model;
+            Assert.Equal(config, back.Config);
+            foreach (var (p, q) in model.Parameters.Zip(back.Parameters))
+                Assert.True(p.Span.SequenceEqual(q.Span), $"{p.Name} changed");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 }
