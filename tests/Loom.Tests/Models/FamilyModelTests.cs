@@ -259,4 +259,49 @@ public sealed class FamilyModelTests
             File.Delete(path);
         }
     }
+
+    /// <summary>A copy of a GGUF without Loom's own keys, as llama.cpp's converter writes it; <paramref name="edit"/> may change a tensor's values.</summary>
+    static void CopyWithoutLoomKeys(string from, string to, Action<string, float[]>? edit = null)
+    {
+        using var reader = GgufReader.Open(from);
+        var writer = new GgufWriter();
+        foreach (var (key, value) in reader.Metadata)
+            if (!key.StartsWith("loom.", StringComparison.Ordinal)) writer.Set(key, value);
+        foreach (var info in reader.Tensors)
+        {
+            var values = reader.ReadFloats(info);
+            edit?.Invoke(info.Name, values);
+            writer.AddTensor(info.Name, info.Shape, values, GgmlType.F32);
+        }
+        writer.Write(to);
+    }
+
+    [Fact]
+    public void AConverterFileWithRopeFreqsReadsAsLlama3Scaling()
+    {
+        // Llama 3.2's rotary setup (heads of 64, theta 500000, factor 32) on a tiny model.
+        var config = Plain with { Dim = 128, Heads = 2, KvHeads = 1, RopeTheta = 500000f, RopeScaling = new RopeScaling(32, 1, 4, 8192) };
+        var (model, _) = Build(config, 16);
+        string exported = Path.Combine(Path.GetTempPath(), $"loom-llama3-{Guid.NewGuid():N}.gguf");
+        string converted = exported + ".converter.gguf";
+        try
+        {
+            LlamaGguf.Export(exported, model, tokenizer: null);
+            CopyWithoutLoomKeys(exported, converted);
+            using (var reader = GgufReader.Open(converted)) Assert.False(reader.Contains("loom.rope_scaling.factor"));
+            var back = LlamaGguf.Import(converted).Model;
+            Assert.Equal(config, back.Config);
+            var ids = TestModels.Ids(30, config.VocabSize, 17);
+            Assert.Equal(TestModels.FullForward(model, ids), TestModels.FullForward(back, ids));
+
+            CopyWithoutLoomKeys(exported, converted, (name, values) => { if (name == LlamaGguf.RopeFrequenciesTensor) values[5] *= 1.5f; });
+            var e = Assert.Throws<GgufException>(() => LlamaGguf.Import(converted));
+            Assert.Contains("tensor 'rope_freqs.weight' value 5", e.Message);
+        }
+        finally
+        {
+            File.Delete(exported);
+            File.Delete(converted);
+        }
+    }
 }
