@@ -25,7 +25,7 @@ internal static class ExportCommand
             string modelName = parseResult.GetValue(name) ?? new DirectoryInfo(Path.GetFullPath(parseResult.GetValue(model)!)).Name;
             LlamaGguf.Export(output, transformer, tokenizer, weightType, modelName);
             var config = transformer.Config;
-            Console.WriteLine($"wrote {output}: llama, {config.Layers} layers, dim {config.Dim}, vocab {config.VocabSize}, " +
+            Console.WriteLine($"wrote {output}: {LlamaGguf.ArchitectureOf(config)}, {config.Layers} layers, dim {config.Dim}, vocab {config.VocabSize}, " +
                 $"{transformer.Parameters.Count} tensors as {parseResult.GetValue(type)}, {new FileInfo(output).Length / 1e6:F1} MB" +
                 (tokenizer is null ? ", no tokenizer" : ""));
             return 0;

@@ -54,8 +54,9 @@ public static class Checkpoint
         string tokenizer = Path.Combine(folder, TokenizerFileName);
         if (File.Exists(tokenizer))
         {
+            // Fewer tokens than embedding rows is allowed: Qwen2.5 pads its 151,665 tokens to 151,936 rows.
             int tokens = TokenizerVocabSize(tokenizer);
-            if (tokens != config.VocabSize)
+            if (tokens > config.VocabSize)
                 throw new InvalidDataException($"{tokenizer}: the tokenizer has {tokens} tokens, {ConfigFileName} says vocab_size {config.VocabSize}");
         }
         var content = SafeTensors.ReadModel(folder);

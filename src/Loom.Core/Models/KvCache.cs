@@ -108,8 +108,9 @@ public sealed class KvCacheView
 
     /// <summary>
     /// Layer <paramref name="layer"/>'s attention over the cache: appends k and v, then each query of q attends
-    /// to its own sequence up to its position. q [batch, tokens, heads·headDim] → [batch, tokens, heads·headDim].
+    /// to its own sequence up to its position (the last <paramref name="slidingWindow"/> positions when above 0).
+    /// q [batch, tokens, heads·headDim] → [batch, tokens, heads·headDim].
     /// </summary>
-    internal Tensor Attend(Tape tape, int layer, Tensor q, Tensor k, Tensor v, int heads, int kvHeads) =>
-        tape.CachedAttention(q, k, v, Cache.Keys(layer), Cache.Values(layer), slots, starts, heads, kvHeads); // [batch, tokens, heads·headDim]
+    internal Tensor Attend(Tape tape, int layer, Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int slidingWindow = 0) =>
+        tape.CachedAttention(q, k, v, Cache.Keys(layer), Cache.Values(layer), slots, starts, heads, kvHeads, slidingWindow); // [batch, tokens, heads·headDim]
 }

@@ -3,7 +3,7 @@ using Loom.Tensors;
 namespace Loom.Models;
 
 /// <summary>
-/// A Llama-architecture decoder: token embedding; <see cref="LlamaConfig.Layers"/> blocks of
+/// A Llama-architecture decoder (Llama, SmolLM2, Qwen2, Mistral: see <see cref="LlamaConfig.ModelType"/>): token embedding; <see cref="LlamaConfig.Layers"/> blocks of
 /// x += Attention(RMSNorm(x)); x += Mlp(RMSNorm(x)); final RMSNorm; LM head (tied to the
 /// embedding or not). Parameters carry their Hugging Face names, so a checkpoint loads in
 /// transformers' LlamaForCausalLM unchanged.
@@ -36,7 +36,7 @@ public sealed class Transformer
     /// <summary>
     /// A model with fresh weights: normal(0, 0.02) from a generator seeded with <paramref name="seed"/>;
     /// o_proj and down_proj scaled by 1/√(2·layers) (they feed the residual stream, which sums 2·layers
-    /// branches; GPT-2's scheme); norm weights 1.
+    /// branches; GPT-2's scheme); norm weights 1; biases 0.
     /// </summary>
     public Transformer(LlamaConfig config, ulong seed = 1)
         : this(config)
@@ -48,7 +48,7 @@ public sealed class Transformer
             var span = p.Span;
             if (p.Rank == 1)
             {
-                span.Fill(1f);
+                span.Fill(p.Name!.EndsWith(".bias", StringComparison.Ordinal) ? 0f : 1f);
                 continue;
             }
             bool residual = p.Name!.EndsWith("o_proj.weight", StringComparison.Ordinal) || p.Name.EndsWith("down_proj.weight", StringComparison.Ordinal);

@@ -3,14 +3,18 @@ namespace Loom.Tensors;
 /// <summary>Fused causal self-attention with grouped-query heads (flash-style: no tokens × tokens matrix is stored).</summary>
 public static class AttentionOps
 {
-    /// <summary>Causal softmax(q·kᵀ/sqrt(headDim))·v per head; query head h reads kv head h / (heads / kvHeads).</summary>
+    /// <summary>
+    /// Causal softmax(q·kᵀ/sqrt(headDim))·v per head; query head h reads kv head h / (heads / kvHeads). With a
+    /// <paramref name="slidingWindow"/> above 0, position p attends to positions p − slidingWindow + 1 .. p only (Mistral).
+    /// </summary>
     /// <param name="q">Queries, [batch, tokens, heads*headDim].</param>
     /// <param name="k">Keys, [batch, tokens, kvHeads*headDim].</param>
     /// <param name="v">Values, [batch, tokens, kvHeads*headDim].</param>
     /// <returns>[batch, tokens, heads*headDim]; headDim = q.Dim(-1) / heads.</returns>
-    public static Tensor CausalAttention(this Tape tape, Tensor q, Tensor k, Tensor v, int heads, int kvHeads)
+    public static Tensor CausalAttention(this Tape tape, Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int slidingWindow = 0)
     {
         int headDim = CheckShapes(q, k, v, heads, kvHeads);
+        ArgumentOutOfRangeException.ThrowIfNegative(slidingWindow);
         int batch = q.Dim(0), tokenCount = q.Dim(1);
         var output = tape.Allocate(batch, tokenCount, heads * headDim); // [batch, tokens, heads*headDim]
         bool record = tape.NeedsGrad(q, k, v);
@@ -20,10 +24,10 @@ public static class AttentionOps
         unsafe
         {
             AttentionKernels.Forward(q.Pointer, k.Pointer, v.Pointer, batch, tokenCount, heads, kvHeads, headDim,
-                keysTransposed.Pointer, output.Pointer, logSumExp is null ? null : logSumExp.Pointer, tape.Compute);
+                keysTransposed.Pointer, output.Pointer, logSumExp is null ? null : logSumExp.Pointer, tape.Compute, window: slidingWindow);
         }
         if (record)
-            tape.Record(new TapeEntry { Op = AttentionBackward.Instance, Output = output, A = q, B = k, C = v, D = logSumExp, I0 = heads, I1 = kvHeads });
+            tape.Record(new TapeEntry { Op = AttentionBackward.Instance, Output = output, A = q, B = k, C = v, D = logSumExp, I0 = heads, I1 = kvHeads, I2 = slidingWindow });
         return output;
     }
 
@@ -68,7 +72,7 @@ public static class AttentionOps
             float* dK = k.RequiresGrad ? tape.GradOf(k).Pointer : null;
             float* dV = v.RequiresGrad ? tape.GradOf(v).Pointer : null;
             AttentionKernels.Backward(q.Pointer, k.Pointer, v.Pointer, output.Pointer, dOutput.Pointer, logSumExp.Pointer,
-                batch, tokenCount, heads, kvHeads, headDim, delta.Pointer, dQ, dK, dV, tape.Compute);
+                batch, tokenCount, heads, kvHeads, headDim, delta.Pointer, dQ, dK, dV, tape.Compute, e.I2);
         }
     }
 }

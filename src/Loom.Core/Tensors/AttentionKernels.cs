@@ -24,17 +24,19 @@ internal static unsafe class AttentionKernels
     /// <summary>
     /// out = causal softmax(q·kᵀ·scale)·v per head; logSumExp (when not null) gets each row's
     /// log Σ exp(scores), in scaled units, for the backward pass. With <paramref name="queryBlocks"/> only the last
-    /// that many query blocks run (a continued prompt: q and output then point where row 0 would be).
+    /// that many query blocks run (a continued prompt: q and output then point where row 0 would be). With a
+    /// <paramref name="window"/> above 0 row i sees keys i − window + 1 .. i only (Mistral's sliding window).
     /// </summary>
     internal static void Forward(
         float* q /*[batch, tokens, heads*headDim]*/, float* k /*[batch, tokens, kvHeads*headDim]*/, float* v /*[batch, tokens, kvHeads*headDim]*/,
         int batch, int tokenCount, int heads, int kvHeads, int headDim,
         float* keysTransposed /*[batch*kvHeads, keyBlocks, headDim, KeyBlock]*/,
-        float* output /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens] or null*/, ComputeContext compute, int? queryBlocks = null)
+        float* output /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens] or null*/, ComputeContext compute, int? queryBlocks = null,
+        int window = 0)
     {
         if (batch == 0 || tokenCount == 0 || heads == 0) return;
         var job = forwardJob ??= new ForwardJob();
-        job.Set(q, k, v, batch, tokenCount, heads, kvHeads, headDim, keysTransposed, output, logSumExp);
+        job.Set(q, k, v, batch, tokenCount, heads, kvHeads, headDim, keysTransposed, output, logSumExp, window);
         int blocks = KeyBlocks(tokenCount);
         // kᵀ tiles once per (batch, kv head, key block), read by every query block and every head of the group.
         job.TransposePass = true;
@@ -52,16 +54,17 @@ internal static unsafe class AttentionKernels
     /// recomputing the probabilities block by block from q, k and the saved logSumExp.
     /// delta is scratch for rowsum(dOutput ⊙ output). Work items: (batch, kv head), or when those are fewer
     /// than the threads, (batch, kv head, key block) for dK/dV then (batch, head, query block) for dQ.
+    /// <paramref name="window"/> as in <see cref="Forward"/>.
     /// </summary>
     internal static void Backward(
         float* q /*[batch, tokens, heads*headDim]*/, float* k /*[batch, tokens, kvHeads*headDim]*/, float* v /*[batch, tokens, kvHeads*headDim]*/,
         float* output /*[batch, tokens, heads*headDim]*/, float* dOutput /*[batch, tokens, heads*headDim]*/, float* logSumExp /*[batch, heads, tokens]*/,
         int batch, int tokenCount, int heads, int kvHeads, int headDim,
-        float* delta /*[batch, heads, tokens]*/, float* dQ /*like q*/, float* dK /*like k*/, float* dV /*like v*/, ComputeContext compute)
+        float* delta /*[batch, heads, tokens]*/, float* dQ /*like q*/, float* dK /*like k*/, float* dV /*like v*/, ComputeContext compute, int window = 0)
     {
         if (batch == 0 || tokenCount == 0 || heads == 0) return;
         var job = backwardJob ??= new BackwardJob();
-        job.Set(q, k, v, output, dOutput, logSumExp, batch, tokenCount, heads, kvHeads, headDim, delta, dQ, dK, dV);
+        job.Set(q, k, v, output, dOutput, logSumExp, batch, tokenCount, heads, kvHeads, headDim, delta, dQ, dK, dV, window);
         if (batch * kvHeads >= compute.ThreadCount)
         {
             job.Phase = BackwardPhase.Fused;
@@ -102,14 +105,15 @@ internal static unsafe class AttentionKernels
     sealed class ForwardJob : IParallelWork
     {
         float* q, k, v, keysTransposed, output, logSumExp;
-        int batch, tokenCount, heads, kvHeads, headDim;
+        int batch, tokenCount, heads, kvHeads, headDim, window;
         public bool TransposePass;
 
         public void Set(float* q, float* k, float* v, int batch, int tokenCount, int heads, int kvHeads, int headDim,
-            float* keysTransposed, float* output, float* logSumExp)
+            float* keysTransposed, float* output, float* logSumExp, int window)
         {
             this.q = q; this.k = k; this.v = v; this.keysTransposed = keysTransposed; this.output = output; this.logSumExp = logSumExp;
             this.batch = batch; this.tokenCount = tokenCount; this.heads = heads; this.kvHeads = kvHeads; this.headDim = headDim;
+            this.window = window;
         }
 
         public void Execute(int index)
@@ -155,7 +159,9 @@ internal static unsafe class AttentionKernels
                 new Span<float>(outBase + (rowStart + r) * qStride, headDim).Clear();
             }
 
-            for (int keyStart = 0; keyStart < rowEnd; keyStart += KeyBlock)
+            // A sliding window starts at the key block holding the first row's oldest visible key.
+            int firstKey = window > 0 ? Math.Max(0, rowStart - window + 1) / KeyBlock * KeyBlock : 0;
+            for (int keyStart = firstKey; keyStart < rowEnd; keyStart += KeyBlock)
             {
                 int keyCount = Math.Min(KeyBlock, rowEnd - keyStart);
                 float* kT = kTBase + (long)(keyStart / KeyBlock) * headDim * KeyBlock; // [headDim, KeyBlock]
@@ -174,6 +180,7 @@ internal static unsafe class AttentionKernels
                         int i = rowStart + r;
                         float* p = scores + g0 * KeyBlock;
                         int valid = Math.Min(keyCount, i - keyStart + 1);
+                        if (window > 0 && !MaskOutsideWindow(p, i - window + 1 - keyStart, valid, groupValid)) continue;
                         float newMax = MathF.Max(rowMax[r], scale * PaddedMax(p, valid));
                         float blockSum = PaddedExp(p, valid, scale, -newMax);
                         new Span<float>(p + valid, groupValid - valid).Clear();
@@ -218,16 +225,19 @@ internal static unsafe class AttentionKernels
     sealed class BackwardJob : IParallelWork
     {
         float* q, k, v, output, dOutput, logSumExp, delta, dQ, dK, dV;
-        int batch, tokenCount, heads, kvHeads, headDim;
+        int batch, tokenCount, heads, kvHeads, headDim, window;
         public BackwardPhase Phase;
 
         public void Set(float* q, float* k, float* v, float* output, float* dOutput, float* logSumExp,
-            int batch, int tokenCount, int heads, int kvHeads, int headDim, float* delta, float* dQ, float* dK, float* dV)
+            int batch, int tokenCount, int heads, int kvHeads, int headDim, float* delta, float* dQ, float* dK, float* dV, int window)
         {
             this.q = q; this.k = k; this.v = v; this.output = output; this.dOutput = dOutput; this.logSumExp = logSumExp;
             this.batch = batch; this.tokenCount = tokenCount; this.heads = heads; this.kvHeads = kvHeads; this.headDim = headDim;
-            this.delta = delta; this.dQ = dQ; this.dK = dK; this.dV = dV;
+            this.delta = delta; this.dQ = dQ; this.dK = dK; this.dV = dV; this.window = window;
         }
+
+        /// <summary>One past the last query row that sees a key of the block starting at keyStart.</summary>
+        int RowEnd(int keyStart, int keyCount) => window > 0 ? Math.Min(tokenCount, keyStart + keyCount - 1 + window) : tokenCount;
 
         int BlockCount => (tokenCount + KeyBlock - 1) / KeyBlock;
 
@@ -260,7 +270,8 @@ internal static unsafe class AttentionKernels
                     int b = rest / heads, h = rest % heads;
                     if (dQ == null) break;
                     float* scratch = Scratch.Get(ScratchFloats);
-                    for (int keyBlock = 0; keyBlock <= queryBlock; keyBlock++)
+                    int firstKeyBlock = window > 0 ? Math.Max(0, queryBlock * QueryBlock - window + 1) / KeyBlock : 0;
+                    for (int keyBlock = firstKeyBlock; keyBlock <= queryBlock; keyBlock++)
                     {
                         int keyStart = keyBlock * KeyBlock, keyCount = Math.Min(KeyBlock, tokenCount - keyStart);
                         LoadKeyBlock(b, h / groupSize, keyStart, keyCount, scratch);
@@ -299,7 +310,7 @@ internal static unsafe class AttentionKernels
             new Span<float>(dKBlock, keyCount * headDim).Clear();
             new Span<float>(dVBlock, keyCount * headDim).Clear();
             for (int h = g * groupSize; h < (g + 1) * groupSize; h++)
-                for (int rowStart = keyStart; rowStart < tokenCount; rowStart += QueryBlock)
+                for (int rowStart = keyStart; rowStart < RowEnd(keyStart, keyCount); rowStart += QueryBlock)
                     BlockProducts(b, h, g, keyStart, keyCount, rowStart, Math.Min(QueryBlock, tokenCount - rowStart), scratch,
                         dQ, dK == null ? null : dKBlock, dV == null ? null : dVBlock);
             long kvBatch = (long)b * tokenCount * kvStride + g * headDim;
@@ -368,6 +379,11 @@ internal static unsafe class AttentionKernels
                 int valid = Math.Min(keyCount, i - keyStart + 1);
                 float* p = probs + r * KeyBlock;
                 float* dS = dScores + r * KeyBlock;
+                if (window > 0 && !MaskOutsideWindow(p, i - window + 1 - keyStart, valid, keyCount))
+                {
+                    new Span<float>(dS, keyCount).Clear();
+                    continue;
+                }
                 PaddedExp(p, valid, scale, -lse[i]);
                 new Span<float>(p + valid, keyCount - valid).Clear();
                 SoftmaxGradient(p, dProbs + r * KeyBlock, keyCount, rowDelta[i], scale, dS);
@@ -430,6 +446,23 @@ internal static unsafe class AttentionKernels
             AddWeightedRows(scores, 1, cachedTokens, vCache + g * headDim, kvStride, headDim, output + h * headDim);
             TensorPrimitives.Multiply(o, 1f / sum, o);
         }
+    }
+
+    /// <summary>
+    /// A sliding window on one row of block scores: the keys before <paramref name="first"/> (block-relative) get −∞,
+    /// so their probabilities come out zero. Returns false, with the row's first <paramref name="width"/> scores cleared,
+    /// when the row sees none of the block's <paramref name="valid"/> causal keys.
+    /// </summary>
+    static bool MaskOutsideWindow(float* scores, int first, int valid, int width)
+    {
+        if (first <= 0) return true;
+        if (first >= valid)
+        {
+            new Span<float>(scores, width).Clear();
+            return false;
+        }
+        new Span<float>(scores, first).Fill(float.NegativeInfinity);
+        return true;
     }
 
     /// <summary>Rows processed together by <see cref="AddWeightedRowsMany"/> (16 accumulators of 512 bits).</summary>

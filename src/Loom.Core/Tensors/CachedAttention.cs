@@ -10,7 +10,8 @@ public static class CachedAttentionOps
     /// that all start at 0 (a prompt) run the flash kernel of <see cref="AttentionOps.CausalAttention"/> over
     /// the new tokens; so does a prompt continued in one sequence from a query-block boundary (a chunk of a prompt
     /// prefilled in slices), over its slot, with the very arithmetic of the whole prompt's pass. Others (a decode
-    /// step) run one query at a time over their slot.
+    /// step) run one query at a time over their slot. With a <paramref name="slidingWindow"/> above 0 a query at position p
+    /// attends to positions p − slidingWindow + 1 .. p only.
     /// </summary>
     /// <param name="q">Queries, [batch, tokens, heads·headDim], rotated to their positions.</param>
     /// <param name="k">New keys, [batch, tokens, kvHeads·headDim], rotated to their positions.</param>
@@ -21,8 +22,9 @@ public static class CachedAttentionOps
     /// <param name="starts">At least batch entries.</param>
     /// <returns>[batch, tokens, heads·headDim].</returns>
     public static unsafe Tensor CachedAttention(this Tape tape, Tensor q, Tensor k, Tensor v, Tensor keyCache, Tensor valueCache,
-        int[] slots, int[] starts, int heads, int kvHeads)
+        int[] slots, int[] starts, int heads, int kvHeads, int slidingWindow = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(slidingWindow);
         if (tape.NeedsGrad(q, k, v)) throw new InvalidOperationException("attention over a KV cache runs in inference only (Tape.Recording false)");
         if (q.Rank != 3 || k.Rank != 3 || !k.SameShape(v) || q.Dim(0) != k.Dim(0) || q.Dim(1) != k.Dim(1))
             throw new ArgumentException($"cached attention: q, k, v must be [batch, tokens, channels] alike, got {q.ShapeText}, {k.ShapeText}, {v.ShapeText}");
@@ -43,12 +45,13 @@ public static class CachedAttentionOps
             k.Span.Slice((int)source, tokens * kvDim).CopyTo(keyCache.Span.Slice((int)target, tokens * kvDim));
             v.Span.Slice((int)source, tokens * kvDim).CopyTo(valueCache.Span.Slice((int)target, tokens * kvDim));
         }
-        if (fromStart) return tape.CausalAttention(q, k, v, heads, kvHeads); // [batch, tokens, heads·headDim]
-        if (batch == 1 && tokens > 1 && starts[0] % AttentionKernels.QueryBlock == 0) return Continued(tape, q, keyCache, valueCache, slots[0], starts[0], heads, kvHeads);
+        if (fromStart) return tape.CausalAttention(q, k, v, heads, kvHeads, slidingWindow); // [batch, tokens, heads·headDim]
+        if (batch == 1 && tokens > 1 && starts[0] % AttentionKernels.QueryBlock == 0)
+            return Continued(tape, q, keyCache, valueCache, slots[0], starts[0], heads, kvHeads, slidingWindow);
 
         var output = tape.Allocate(q.Shape); // [batch, tokens, heads·headDim]
         var job = cached ??= new QueryJob();
-        job.Set(q.Pointer, keyCache.Pointer, valueCache.Pointer, slots, starts, tokens, maxTokens, heads, kvHeads, q.Dim(2) / heads, output.Pointer, tape.Compute);
+        job.Set(q.Pointer, keyCache.Pointer, valueCache.Pointer, slots, starts, tokens, maxTokens, heads, kvHeads, q.Dim(2) / heads, slidingWindow, output.Pointer, tape.Compute);
         // With at least as many queries as threads the queries run in parallel; otherwise each query's heads do.
         int queries = batch * tokens;
         if (queries >= tape.Compute.ThreadCount) tape.Compute.Run(queries, job);
@@ -62,7 +65,7 @@ public static class CachedAttentionOps
     /// them: the blocks and the arithmetic of a whole prompt's pass, so a prompt prefilled in chunks gets its numbers.
     /// q [1, tokens, heads·headDim] → [1, tokens, heads·headDim].
     /// </summary>
-    static unsafe Tensor Continued(Tape tape, Tensor q, Tensor keyCache, Tensor valueCache, int slot, int start, int heads, int kvHeads)
+    static unsafe Tensor Continued(Tape tape, Tensor q, Tensor keyCache, Tensor valueCache, int slot, int start, int heads, int kvHeads, int slidingWindow)
     {
         int tokens = q.Dim(1), headDim = q.Dim(2) / heads, total = start + tokens, kvDim = keyCache.Dim(2);
         long slotStart = (long)slot * keyCache.Dim(1) * kvDim, shift = (long)start * q.Dim(2);
@@ -70,7 +73,7 @@ public static class CachedAttentionOps
         int keyBlocks = AttentionKernels.KeyBlocks(total);
         var keysTransposed = tape.Allocate(kvHeads, keyBlocks, headDim, AttentionKernels.KeyBlock); // [kvHeads, keyBlocks, headDim, KeyBlock]
         AttentionKernels.Forward(q.Pointer - shift, keyCache.Pointer + slotStart, valueCache.Pointer + slotStart, 1, total, heads, kvHeads, headDim,
-            keysTransposed.Pointer, output.Pointer - shift, null, tape.Compute, queryBlocks: keyBlocks - start / AttentionKernels.QueryBlock);
+            keysTransposed.Pointer, output.Pointer - shift, null, tape.Compute, queryBlocks: keyBlocks - start / AttentionKernels.QueryBlock, window: slidingWindow);
         return output;
     }
 
@@ -81,12 +84,13 @@ public static class CachedAttentionOps
     {
         float* q, keyCache, valueCache, output;
         int[]? slots, starts;
-        int tokens, maxTokens, heads, kvHeads, headDim;
+        int tokens, maxTokens, heads, kvHeads, headDim, window;
         ComputeContext? compute;
 
         public void Set(float* q, float* keyCache, float* valueCache, int[] slots, int[] starts, int tokens, int maxTokens,
-            int heads, int kvHeads, int headDim, float* output, ComputeContext compute)
+            int heads, int kvHeads, int headDim, int window, float* output, ComputeContext compute)
         {
+            this.window = window;
             this.compute = compute;
             this.q = q; this.keyCache = keyCache; this.valueCache = valueCache; this.output = output;
             this.slots = slots; this.starts = starts;
@@ -98,9 +102,10 @@ public static class CachedAttentionOps
         public void Execute(int index)
         {
             int b = index / tokens, t = index % tokens;
-            long slotStart = (long)slots![b] * maxTokens * kvHeads * headDim;
+            int end = starts![b] + t + 1, first = window > 0 ? Math.Max(0, end - window) : 0; // the keys this query sees: [first, end)
+            long slotStart = ((long)slots![b] * maxTokens + first) * kvHeads * headDim;
             long queryStart = (long)index * heads * headDim;
-            AttentionKernels.Decode(q + queryStart, keyCache + slotStart, valueCache + slotStart, starts![b] + t + 1,
+            AttentionKernels.Decode(q + queryStart, keyCache + slotStart, valueCache + slotStart, end - first,
                 heads, kvHeads, headDim, output + queryStart, compute!);
         }
     }

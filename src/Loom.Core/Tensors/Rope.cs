@@ -11,12 +11,13 @@ public static class RopeOps
     /// i + headDim/2, both turned by the angle position·theta^(−2i/headDim), where position = token
     /// index + <paramref name="positionOffset"/>. Returns [batch, tokens, heads·headDim].
     /// Angles are computed in double (Hugging Face computes them in float32, so at position p the
-    /// two differ by about p·6e-8 radians).
+    /// two differ by about p·6e-8 radians). With <paramref name="frequencyDivisors"/> [headDim/2] (llama.cpp's
+    /// freq_factors; Llama 3's rope scaling) frequency i is theta^(−2i/headDim) / frequencyDivisors[i].
     /// </summary>
-    public static Tensor Rope(this Tape tape, Tensor x, int heads, int headDim, float theta, int positionOffset = 0)
+    public static Tensor Rope(this Tape tape, Tensor x, int heads, int headDim, float theta, int positionOffset = 0, Tensor? frequencyDivisors = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(positionOffset);
-        return Rope(tape, x, heads, headDim, theta, positionOffset, null);
+        return Rope(tape, x, heads, headDim, theta, positionOffset, null, frequencyDivisors);
     }
 
     /// <summary>
@@ -24,26 +25,28 @@ public static class RopeOps
     /// batch row b is at position <paramref name="batchOffsets"/>[b] + t (the sequences of a decode step, each at
     /// its own length). batchOffsets has at least batch entries, kept unchanged by the caller until backward.
     /// </summary>
-    public static Tensor Rope(this Tape tape, Tensor x, int heads, int headDim, float theta, int[] batchOffsets)
+    public static Tensor Rope(this Tape tape, Tensor x, int heads, int headDim, float theta, int[] batchOffsets, Tensor? frequencyDivisors = null)
     {
         if (x.Rank != 3 || batchOffsets.Length < x.Dim(0))
             throw new ArgumentException($"rope got {batchOffsets.Length} offsets for x {x.ShapeText}", nameof(batchOffsets));
         for (int b = 0; b < x.Dim(0); b++)
             if (batchOffsets[b] < 0) throw new ArgumentOutOfRangeException(nameof(batchOffsets), batchOffsets[b], "rope offsets must be >= 0");
-        return Rope(tape, x, heads, headDim, theta, 0, batchOffsets);
+        return Rope(tape, x, heads, headDim, theta, 0, batchOffsets, frequencyDivisors);
     }
 
-    static unsafe Tensor Rope(Tape tape, Tensor x, int heads, int headDim, float theta, int positionOffset, int[]? batchOffsets)
+    static unsafe Tensor Rope(Tape tape, Tensor x, int heads, int headDim, float theta, int positionOffset, int[]? batchOffsets, Tensor? frequencyDivisors)
     {
         if (x.Rank != 3 || x.Dim(2) != heads * headDim)
             throw new ArgumentException($"rope needs x [batch, tokens, {heads}·{headDim}], got {x.ShapeText}", nameof(x));
         if (headDim % 2 != 0) throw new ArgumentException($"rope head size must be even, got {headDim}", nameof(headDim));
+        if (frequencyDivisors is not null && frequencyDivisors.Length != headDim / 2)
+            throw new ArgumentException($"rope needs {headDim / 2} frequency divisors, got {frequencyDivisors.ShapeText}", nameof(frequencyDivisors));
         int tokens = x.Dim(1);
-        var table = RopeTable.For(headDim, theta, MaxOffset(positionOffset, batchOffsets, x.Dim(0)) + tokens);
+        var table = RopeTable.For(headDim, theta, frequencyDivisors, MaxOffset(positionOffset, batchOffsets, x.Dim(0)) + tokens);
         var y = tape.Allocate(x.Shape); // [batch, tokens, heads·headDim]
         Rotate.Run(x.Pointer, table, x.Rows, tokens, heads, headDim, positionOffset, batchOffsets, y.Pointer, backward: false, tape.Compute);
         if (tape.NeedsGrad(x))
-            tape.Record(new TapeEntry { Op = RopeBackward.Instance, Output = y, A = x, Indices = batchOffsets, I0 = heads, I1 = headDim, I2 = positionOffset, F0 = theta });
+            tape.Record(new TapeEntry { Op = RopeBackward.Instance, Output = y, A = x, B = frequencyDivisors, Indices = batchOffsets, I0 = heads, I1 = headDim, I2 = positionOffset, F0 = theta });
         return y;
     }
 
@@ -63,13 +66,16 @@ public static class RopeOps
         {
             var x = e.A!;
             int tokens = x.Dim(1), headDim = e.I1, offset = e.I2;
-            var table = RopeTable.For(headDim, e.F0, MaxOffset(offset, e.Indices, x.Dim(0)) + tokens);
+            var table = RopeTable.For(headDim, e.F0, e.B, MaxOffset(offset, e.Indices, x.Dim(0)) + tokens);
             // The rotation is orthogonal: dX = Rᵀ·dY, a rotation by the opposite angle.
             Rotate.Run(e.Output.Grad!.Pointer, table, x.Rows, tokens, e.I0, headDim, offset, e.Indices, tape.GradOf(x).Pointer, backward: true, tape.Compute);
         }
     }
 
-    /// <summary>cos and sin of position·invFreq_i for positions [0, Positions) and i in [0, headDim/2); shared, read-only.</summary>
+    /// <summary>
+    /// cos and sin of position·invFreq_i for positions [0, Positions) and i in [0, headDim/2); shared, read-only.
+    /// Tables are told apart by head size, theta and the frequency divisors' values (a copy is kept).
+    /// </summary>
     sealed class RopeTable
     {
         static RopeTable[] tables = [];
@@ -77,17 +83,18 @@ public static class RopeOps
 
         public readonly int HeadDim, Positions;
         public readonly float Theta;
+        public readonly float[]? Divisors; // [headDim/2] or null
         public readonly float[] Cos, Sin; // [positions, headDim/2], pinned
 
-        RopeTable(int headDim, float theta, int positions)
+        RopeTable(int headDim, float theta, float[]? divisors, int positions)
         {
-            HeadDim = headDim; Theta = theta; Positions = positions;
+            HeadDim = headDim; Theta = theta; Divisors = divisors; Positions = positions;
             int half = headDim / 2;
             Cos = GC.AllocateArray<float>(Math.Max(positions * half, 1), pinned: true);
             Sin = GC.AllocateArray<float>(Math.Max(positions * half, 1), pinned: true);
             for (int i = 0; i < half; i++)
             {
-                double inverseFrequency = Math.Pow(theta, -2.0 * i / headDim);
+                double inverseFrequency = Math.Pow(theta, -2.0 * i / headDim) / (divisors is null ? 1.0 : divisors[i]);
                 for (int p = 0; p < positions; p++)
                 {
                     double angle = p * inverseFrequency;
@@ -97,23 +104,26 @@ public static class RopeOps
             }
         }
 
-        /// <summary>The table for (headDim, theta) covering at least <paramref name="positions"/>; built (doubling) on first need.</summary>
-        public static RopeTable For(int headDim, float theta, int positions)
+        /// <summary>The table for (headDim, theta, divisors) covering at least <paramref name="positions"/>; built (doubling) on first need.</summary>
+        public static RopeTable For(int headDim, float theta, Tensor? divisors, int positions)
         {
             foreach (var t in Volatile.Read(ref tables))
-                if (t.HeadDim == headDim && t.Theta == theta && t.Positions >= positions) return t;
-            return Build(headDim, theta, positions);
+                if (t.Matches(headDim, theta, divisors) && t.Positions >= positions) return t;
+            return Build(headDim, theta, divisors, positions);
         }
 
+        bool Matches(int headDim, float theta, Tensor? divisors) =>
+            HeadDim == headDim && Theta == theta && (divisors is null ? Divisors is null : Divisors is not null && divisors.Span.SequenceEqual(Divisors));
+
         // Apart from For, so that the lambda's closure is allocated only on a miss.
-        static RopeTable Build(int headDim, float theta, int positions)
+        static RopeTable Build(int headDim, float theta, Tensor? divisors, int positions)
         {
             lock (Gate)
             {
-                int index = Array.FindIndex(tables, t => t.HeadDim == headDim && t.Theta == theta);
+                int index = Array.FindIndex(tables, t => t.Matches(headDim, theta, divisors));
                 if (index >= 0 && tables[index].Positions >= positions) return tables[index];
                 int size = Math.Max(positions, index >= 0 ? 2 * tables[index].Positions : 0);
-                var table = new RopeTable(headDim, theta, size);
+                var table = new RopeTable(headDim, theta, divisors?.Span.ToArray(), size);
                 var grown = index >= 0 ? (RopeTable[])tables.Clone() : [.. tables, table];
                 if (index >= 0) grown[index] = table;
                 Volatile.Write(ref tables, grown);

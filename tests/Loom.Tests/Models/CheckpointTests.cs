@@ -107,10 +107,13 @@ public sealed class CheckpointTests : IDisposable
     {
         var model = Model(7);
         string folder = Path.Combine(root, "ckpt");
+        // More tokens than embedding rows is an error; fewer is a padded vocabulary (Qwen2.5: 151,665 tokens, 151,936 rows).
         Checkpoint.Save(folder, model, Tokenizer("abcdef").Save); // 6 tokens, vocab_size 7
+        Assert.Equal(7, Checkpoint.Load(folder).Config.VocabSize);
+        Checkpoint.Save(folder, model, Tokenizer("abcdefgh").Save); // 8 tokens, vocab_size 7
         var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(folder));
         Assert.Contains("tokenizer.json", e.Message);
-        Assert.Contains("6 tokens", e.Message);
+        Assert.Contains("8 tokens", e.Message);
         Assert.Contains("vocab_size 7", e.Message);
     }
 

@@ -132,7 +132,7 @@ public sealed class GgufLlamaTests : IDisposable
         string path = Path.Combine(folder, "gpt2.gguf");
         writer.Write(path);
         var e = Assert.Throws<GgufException>(() => LlamaGguf.Read(path));
-        Assert.Equal($"{path}: unknown architecture 'gpt2' in 'general.architecture' (Loom reads 'llama')", e.Message);
+        Assert.Equal($"{path}: unknown architecture 'gpt2' in 'general.architecture' (Loom reads 'llama' and 'qwen2')", e.Message);
     }
 
     [Fact]

@@ -8,10 +8,38 @@ internal sealed class LlamaReference(int vocab, int dim, int layers, int heads, 
 {
     public required Dictionary<string, double[]> Weights { get; init; }
 
+    /// <summary>Llama 3's rope scaling: frequency i is theta^(−2i/headDim) / FrequencyDivisors[i]; null for plain RoPE.</summary>
+    public double[]? FrequencyDivisors { get; init; }
+
+    /// <summary>Mistral's sliding window: position t attends to t − SlidingWindow + 1 .. t; 0 for the whole past.</summary>
+    public int SlidingWindow { get; init; }
+
+    /// <summary>Channels per head when not dim / heads (head_dim).</summary>
+    public int? HeadDim { get; init; }
+
+    /// <summary>The reference of a config: its shapes, rope scaling, sliding window and head size.</summary>
+    public static LlamaReference For(Loom.Models.LlamaConfig config, Dictionary<string, double[]> weights) =>
+        new(config.VocabSize, config.Dim, config.Layers, config.Heads, config.KvHeads, config.HiddenDim, config.RopeTheta, config.NormEps, config.TiedEmbeddings)
+        {
+            Weights = weights,
+            FrequencyDivisors = config.RopeFrequencyDivisors()?.Select(d => (double)d).ToArray(),
+            SlidingWindow = config.SlidingWindow ?? 0,
+            HeadDim = config.HeadDim,
+        };
+
+    /// <summary>Linear(x) plus the layer's bias when the weights hold one (Qwen2's q, k, v).</summary>
+    double[] Projection(double[] x, string name, int outputs)
+    {
+        var y = Linear(x, Weights[name + ".weight"], outputs);
+        if (Weights.TryGetValue(name + ".bias", out var bias))
+            for (int i = 0; i < outputs; i++) y[i] += bias[i];
+        return y;
+    }
+
     /// <summary>Logits [batch·tokens·vocab] for ids [batch·tokens].</summary>
     public double[] Logits(int[] ids, int batch, int tokens)
     {
-        int headDim = dim / heads;
+        int headDim = HeadDim ?? dim / heads;
         var logits = new double[batch * tokens * vocab];
         for (int b = 0; b < batch; b++)
         {
@@ -27,9 +55,9 @@ internal sealed class LlamaReference(int vocab, int dim, int layers, int heads, 
                 for (int t = 0; t < tokens; t++)
                 {
                     var h = RmsNorm(x[t], Weights[p + "input_layernorm.weight"]);
-                    q[t] = Rope(Linear(h, Weights[p + "self_attn.q_proj.weight"], heads * headDim), heads, headDim, t);
-                    k[t] = Rope(Linear(h, Weights[p + "self_attn.k_proj.weight"], kvHeads * headDim), kvHeads, headDim, t);
-                    v[t] = Linear(h, Weights[p + "self_attn.v_proj.weight"], kvHeads * headDim);
+                    q[t] = Rope(Projection(h, p + "self_attn.q_proj", heads * headDim), heads, headDim, t);
+                    k[t] = Rope(Projection(h, p + "self_attn.k_proj", kvHeads * headDim), kvHeads, headDim, t);
+                    v[t] = Projection(h, p + "self_attn.v_proj", kvHeads * headDim);
                 }
                 for (int t = 0; t < tokens; t++)
                 {
@@ -39,7 +67,9 @@ internal sealed class LlamaReference(int vocab, int dim, int layers, int heads, 
                         int kvHead = head / (heads / kvHeads);
                         var scores = new double[t + 1];
                         double max = double.NegativeInfinity;
-                        for (int s = 0; s <= t; s++)
+                        int first = SlidingWindow > 0 ? Math.Max(0, t - SlidingWindow + 1) : 0;
+                        for (int s = 0; s < first; s++) scores[s] = double.NegativeInfinity;
+                        for (int s = first; s <= t; s++)
                         {
                             double dot = 0;
                             for (int i = 0; i < headDim; i++) dot += q[t][head * headDim + i] * k[s][kvHead * headDim + i];
@@ -115,7 +145,7 @@ internal sealed class LlamaReference(int vocab, int dim, int layers, int heads, 
         for (int h = 0; h < headCount; h++)
             for (int i = 0; i < half; i++)
             {
-                double angle = position * Math.Pow(theta, -2.0 * i / headDim);
+                double angle = position * Math.Pow(theta, -2.0 * i / headDim) / (FrequencyDivisors?[i] ?? 1.0);
                 double x1 = x[h * headDim + i], x2 = x[h * headDim + i + half];
                 y[h * headDim + i] = x1 * Math.Cos(angle) - x2 * Math.Sin(angle);
                 y[h * headDim + i + half] = x2 * Math.Cos(angle) + x1 * Math.Sin(angle);

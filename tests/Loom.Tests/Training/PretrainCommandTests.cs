@@ -79,8 +79,8 @@ public sealed class PretrainCommandTests : IDisposable
         AssertOneLineError(Loom(Changed("--dim", "64")), "--dim 64 differs from the checkpoint's 32");
         AssertOneLineError(Loom(Changed("--block", "8")), "--block 8 differs from the checkpoint's 16");
 
-        // A checkpoint whose tokenizer does not match its vocab_size is refused by both commands.
-        new CharTokenizer("abc".EnumerateRunes()).Save(Path.Combine(output, "checkpoint"));
+        // A checkpoint whose tokenizer has more tokens than its vocab_size is refused by both commands.
+        new CharTokenizer(Enumerable.Range(0x4E00, 400).Select(c => new System.Text.Rune(c))).Save(Path.Combine(output, "checkpoint"));
         AssertOneLineError(Loom("eval", "perplexity", "--model", output, "--data", data), "tokenizer.json");
         AssertOneLineError(Loom([.. Tiny(data, output), "--resume"]), "tokenizer.json");
     }

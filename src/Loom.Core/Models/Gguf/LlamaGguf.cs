@@ -7,16 +7,27 @@ namespace Loom.Models.Gguf;
 public sealed record LlamaGgufModel(LlamaConfig Config, IReadOnlyDictionary<string, Tensor> Tensors, GgufVocabulary? Vocabulary, string? Name);
 
 /// <summary>
-/// Writes and reads Llama models as GGUF the way llama.cpp's Hugging Face converter does:
-/// <c>general.architecture = llama</c>, <c>llama.*</c> hyperparameters, tensors renamed
-/// (<c>model.layers.N.self_attn.q_proj.weight</c> ↔ <c>blk.N.attn_q.weight</c>, ...), and the rows of
-/// q and k permuted per head from Hugging Face's rotate-half RoPE layout (the first half of a
-/// head's rows rotates with the second half) to llama.cpp's interleaved layout (rows 2i and
-/// 2i+1 rotate together). Import applies the inverse permutation.
+/// Writes and reads Llama-family models as GGUF the way llama.cpp's Hugging Face converter does:
+/// <c>general.architecture = llama</c> (Llama, SmolLM2, Mistral) or <c>qwen2</c>, <c>{arch}.*</c> hyperparameters, tensors renamed
+/// (<c>model.layers.N.self_attn.q_proj.weight</c> ↔ <c>blk.N.attn_q.weight</c>, Qwen2's biases ↔ <c>blk.N.attn_q.bias</c>, ...).
+/// For llama the rows of q and k are permuted per head from Hugging Face's rotate-half RoPE layout (the first half of a
+/// head's rows rotates with the second half) to llama.cpp's interleaved layout (rows 2i and 2i+1 rotate together);
+/// import applies the inverse permutation. qwen2 runs rotate-half RoPE in llama.cpp (NEOX), so its rows stay as they are.
+/// Llama 3's rope scaling is stored as the converter stores it, the frequency divisors in <c>rope_freqs.weight</c>;
+/// Loom adds its parameters under <c>loom.rope_scaling.*</c> and Mistral's window as <c>llama.attention.sliding_window</c>
+/// (llama.cpp runs the llama architecture without a window).
 /// </summary>
 public static class LlamaGguf
 {
     public const string Architecture = "llama";
+    /// <summary>general.architecture of Qwen2 models.</summary>
+    public const string Qwen2Architecture = "qwen2";
+    /// <summary>The tensor of Llama 3's frequency divisors, [headDim/2] (llama.cpp's freq_factors).</summary>
+    public const string RopeFrequenciesTensor = "rope_freqs.weight";
+    const string RopeScalingPrefix = "loom.rope_scaling.";
+
+    /// <summary>general.architecture for a config: qwen2 for Qwen2, llama for Llama, SmolLM2 and Mistral.</summary>
+    public static string ArchitectureOf(LlamaConfig config) => config.ModelType == LlamaConfig.Qwen2Type ? Qwen2Architecture : Architecture;
 
     /// <summary>general.file_type values (llama_ftype) for the weight types Loom writes.</summary>
     static int FileType(GgmlType type) => type switch { GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.Q8_0 => 7, _ => 0 };
@@ -38,18 +49,21 @@ public static class LlamaGguf
             return null;
         string part = hfName[(dot + 1)..] switch
         {
-            "self_attn.q_proj.weight" => "attn_q",
-            "self_attn.k_proj.weight" => "attn_k",
-            "self_attn.v_proj.weight" => "attn_v",
-            "self_attn.o_proj.weight" => "attn_output",
-            "mlp.gate_proj.weight" => "ffn_gate",
-            "mlp.up_proj.weight" => "ffn_up",
-            "mlp.down_proj.weight" => "ffn_down",
-            "input_layernorm.weight" => "attn_norm",
-            "post_attention_layernorm.weight" => "ffn_norm",
+            "self_attn.q_proj.weight" => "attn_q.weight",
+            "self_attn.k_proj.weight" => "attn_k.weight",
+            "self_attn.v_proj.weight" => "attn_v.weight",
+            "self_attn.o_proj.weight" => "attn_output.weight",
+            "self_attn.q_proj.bias" => "attn_q.bias",
+            "self_attn.k_proj.bias" => "attn_k.bias",
+            "self_attn.v_proj.bias" => "attn_v.bias",
+            "mlp.gate_proj.weight" => "ffn_gate.weight",
+            "mlp.up_proj.weight" => "ffn_up.weight",
+            "mlp.down_proj.weight" => "ffn_down.weight",
+            "input_layernorm.weight" => "attn_norm.weight",
+            "post_attention_layernorm.weight" => "ffn_norm.weight",
             _ => "",
         };
-        return part.Length == 0 ? null : $"blk.{layer}.{part}.weight";
+        return part.Length == 0 ? null : $"blk.{layer}.{part}";
     }
 
     /// <summary>The Hugging Face names and row-major shapes of every tensor a config needs, in checkpoint order.</summary>
@@ -62,8 +76,11 @@ public static class LlamaGguf
             string p = $"model.layers.{l}.";
             yield return (p + "input_layernorm.weight", [config.Dim]);
             yield return (p + "self_attn.q_proj.weight", [config.Heads * headDim, config.Dim]);
+            if (config.AttentionBias) yield return (p + "self_attn.q_proj.bias", [config.Heads * headDim]);
             yield return (p + "self_attn.k_proj.weight", [config.KvHeads * headDim, config.Dim]);
+            if (config.AttentionBias) yield return (p + "self_attn.k_proj.bias", [config.KvHeads * headDim]);
             yield return (p + "self_attn.v_proj.weight", [config.KvHeads * headDim, config.Dim]);
+            if (config.AttentionBias) yield return (p + "self_attn.v_proj.bias", [config.KvHeads * headDim]);
             yield return (p + "self_attn.o_proj.weight", [config.Dim, config.Heads * headDim]);
             yield return (p + "post_attention_layernorm.weight", [config.Dim]);
             yield return (p + "mlp.gate_proj.weight", [config.HiddenDim, config.Dim]);
@@ -76,7 +93,7 @@ public static class LlamaGguf
     }
 
     /// <summary>
-    /// Writes a llama GGUF. <paramref name="tensors"/> are looked up by Hugging Face name; weight
+    /// Writes a llama or qwen2 GGUF. <paramref name="tensors"/> are looked up by Hugging Face name; weight
     /// matrices are stored as <paramref name="type"/>, norms (1-D) always as F32, and a Q8_0
     /// matrix whose rows are not a multiple of 32 falls back to F16 (as llama.cpp's converter does).
     /// </summary>
@@ -89,21 +106,38 @@ public static class LlamaGguf
         // llama.cpp takes a missing BOS or EOS id of a "gpt2" vocabulary to be 11 and fails to load a smaller one.
         if (vocabulary is not null && vocabulary.Tokens.Length <= 11 && (vocabulary.BosId is null || vocabulary.EosId is null))
             throw new ArgumentException($"a vocabulary of {vocabulary.Tokens.Length} tokens needs explicit BOS and EOS ids for llama.cpp");
+        string architecture = ArchitectureOf(config);
+        if (config.RopeScaling is not null && architecture != Architecture)
+            throw new ArgumentException($"RopeScaling is written for general.architecture '{Architecture}' only, this config's ModelType is '{config.ModelType}'");
         var writer = new GgufWriter();
-        writer.Set("general.architecture", GgufValue.String(Architecture));
+        writer.Set("general.architecture", GgufValue.String(architecture));
         writer.Set("general.name", GgufValue.String(name ?? "loom"));
         writer.Set("general.file_type", GgufValue.UInt32((uint)FileType(type)));
         writer.Set("general.quantization_version", GgufValue.UInt32(2));
-        writer.Set("llama.vocab_size", GgufValue.UInt32((uint)config.VocabSize));
-        writer.Set("llama.context_length", GgufValue.UInt32((uint)config.MaxSeq));
-        writer.Set("llama.embedding_length", GgufValue.UInt32((uint)config.Dim));
-        writer.Set("llama.block_count", GgufValue.UInt32((uint)config.Layers));
-        writer.Set("llama.feed_forward_length", GgufValue.UInt32((uint)config.HiddenDim));
-        writer.Set("llama.attention.head_count", GgufValue.UInt32((uint)config.Heads));
-        writer.Set("llama.attention.head_count_kv", GgufValue.UInt32((uint)config.KvHeads));
-        writer.Set("llama.rope.freq_base", GgufValue.Float32(config.RopeTheta));
-        writer.Set("llama.attention.layer_norm_rms_epsilon", GgufValue.Float32(config.NormEps));
-        writer.Set("llama.rope.dimension_count", GgufValue.UInt32((uint)config.HeadDim));
+        writer.Set($"{architecture}.vocab_size", GgufValue.UInt32((uint)config.VocabSize));
+        writer.Set($"{architecture}.context_length", GgufValue.UInt32((uint)config.MaxSeq));
+        writer.Set($"{architecture}.embedding_length", GgufValue.UInt32((uint)config.Dim));
+        writer.Set($"{architecture}.block_count", GgufValue.UInt32((uint)config.Layers));
+        writer.Set($"{architecture}.feed_forward_length", GgufValue.UInt32((uint)config.HiddenDim));
+        writer.Set($"{architecture}.attention.head_count", GgufValue.UInt32((uint)config.Heads));
+        writer.Set($"{architecture}.attention.head_count_kv", GgufValue.UInt32((uint)config.KvHeads));
+        writer.Set($"{architecture}.rope.freq_base", GgufValue.Float32(config.RopeTheta));
+        writer.Set($"{architecture}.attention.layer_norm_rms_epsilon", GgufValue.Float32(config.NormEps));
+        writer.Set($"{architecture}.rope.dimension_count", GgufValue.UInt32((uint)config.HeadDim));
+        if (config.HeadDim * config.Heads != config.Dim)
+        {
+            writer.Set($"{architecture}.attention.key_length", GgufValue.UInt32((uint)config.HeadDim));
+            writer.Set($"{architecture}.attention.value_length", GgufValue.UInt32((uint)config.HeadDim));
+        }
+        if (config.SlidingWindow is int window)
+            writer.Set($"{architecture}.attention.sliding_window", GgufValue.UInt32((uint)window));
+        if (config.RopeScaling is RopeScaling scaling)
+        {
+            writer.Set(RopeScalingPrefix + "factor", GgufValue.Float32((float)scaling.Factor));
+            writer.Set(RopeScalingPrefix + "low_freq_factor", GgufValue.Float32((float)scaling.LowFreqFactor));
+            writer.Set(RopeScalingPrefix + "high_freq_factor", GgufValue.Float32((float)scaling.HighFreqFactor));
+            writer.Set(RopeScalingPrefix + "original_max_position_embeddings", GgufValue.UInt32((uint)scaling.OriginalMaxPositionEmbeddings));
+        }
         if (vocabulary is not null)
             vocabulary.WriteTo(writer);
         else
@@ -117,19 +151,21 @@ public static class LlamaGguf
                 throw new ArgumentException($"tensor '{hfName}' has shape [{string.Join(", ", tensor.Shape.ToArray())}], the config needs [{string.Join(", ", shape)}]");
             string ggufName = ToGgufName(hfName)!;
             ReadOnlySpan<float> values = tensor.Span;
-            if (hfName.EndsWith("q_proj.weight", StringComparison.Ordinal))
+            if (architecture == Architecture && hfName.EndsWith("q_proj.weight", StringComparison.Ordinal))
                 values = PermuteToInterleaved(values, config.Heads, config.HeadDim, config.Dim);
-            else if (hfName.EndsWith("k_proj.weight", StringComparison.Ordinal))
+            else if (architecture == Architecture && hfName.EndsWith("k_proj.weight", StringComparison.Ordinal))
                 values = PermuteToInterleaved(values, config.KvHeads, config.HeadDim, config.Dim);
             var storedType = shape.Length == 1 ? GgmlType.F32
                 : type == GgmlType.Q8_0 && shape[^1] % Q8Block.Size != 0 ? GgmlType.F16
                 : type;
             writer.AddTensor(ggufName, shape, values, storedType);
         }
+        if (config.RopeFrequencyDivisors() is float[] divisors)
+            writer.AddTensor(RopeFrequenciesTensor, [divisors.Length], divisors, GgmlType.F32);
         writer.Write(path);
     }
 
-    /// <summary>Writes a Loom model (and its tokenizer, when given) as a llama GGUF.</summary>
+    /// <summary>Writes a Loom model (and its tokenizer, when given) as a llama or qwen2 GGUF.</summary>
     public static void Export(string path, Transformer model, ITokenizer? tokenizer, GgmlType type = GgmlType.F32, string? name = null)
     {
         var tensors = model.Parameters.ToDictionary(p => p.Name!, StringComparer.Ordinal);
@@ -140,7 +176,7 @@ public static class LlamaGguf
         Write(path, config, tensors, vocabulary, type, name);
     }
 
-    /// <summary>Reads a llama GGUF as a Loom model and, when the file has one, its tokenizer.</summary>
+    /// <summary>Reads a llama or qwen2 GGUF as a Loom model and, when the file has one, its tokenizer.</summary>
     public static (Transformer Model, ITokenizer? Tokenizer) Import(string path)
     {
         var file = Read(path);
@@ -161,14 +197,15 @@ public static class LlamaGguf
 
     static int? NullIfNegative(int id) => id >= 0 ? id : null;
 
-    /// <summary>Reads a llama GGUF back into Hugging Face-named float32 tensors (quantised weights are expanded).</summary>
+    /// <summary>Reads a llama or qwen2 GGUF back into Hugging Face-named float32 tensors (quantised weights are expanded).</summary>
     public static LlamaGgufModel Read(string path)
     {
         using var reader = GgufReader.Open(path);
         var config = ReadConfig(reader);
-        // Nine tensors per block: a block count the file cannot hold is refused before the expected names are listed.
+        string architecture = ArchitectureOf(config);
+        // Nine tensors per block at least: a block count the file cannot hold is refused before the expected names are listed.
         if (config.Layers > reader.Tensors.Count / 9)
-            throw reader.Error($"'llama.block_count' {config.Layers} needs {9L * config.Layers} block tensors, the file has {reader.Tensors.Count} tensors in all");
+            throw reader.Error($"'{architecture}.block_count' {config.Layers} needs {9L * config.Layers} block tensors, the file has {reader.Tensors.Count} tensors in all");
         var expected = ExpectedTensors(config).ToList();
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (hfName, shape) in expected)
@@ -186,9 +223,9 @@ public static class LlamaGguf
             {
                 throw reader.Error(e.Message);
             }
-            if (hfName.EndsWith("q_proj.weight", StringComparison.Ordinal))
+            if (architecture == Architecture && hfName.EndsWith("q_proj.weight", StringComparison.Ordinal))
                 values = PermuteToHalves(values, config.Heads, config.HeadDim, config.Dim);
-            else if (hfName.EndsWith("k_proj.weight", StringComparison.Ordinal))
+            else if (architecture == Architecture && hfName.EndsWith("k_proj.weight", StringComparison.Ordinal))
                 values = PermuteToHalves(values, config.KvHeads, config.HeadDim, config.Dim);
             var tensor = Tensor.From(values, shape);
             tensor.Name = hfName;
@@ -198,39 +235,55 @@ public static class LlamaGguf
         return new LlamaGgufModel(config, tensors, GgufVocabulary.Read(reader), name);
     }
 
-    /// <summary>Reads and checks the llama hyperparameters; tied embeddings when the file has no output.weight.</summary>
+    /// <summary>
+    /// Reads and checks the llama or qwen2 hyperparameters; tied embeddings when the file has no output.weight; Llama 3's
+    /// rope scaling from rope_freqs.weight; Mistral (model_type mistral) when a llama file has a sliding window.
+    /// </summary>
     public static LlamaConfig ReadConfig(GgufReader reader)
     {
         string architecture = reader.Contains("general.architecture") ? reader.GetString("general.architecture") : "(none)";
-        if (architecture != Architecture)
-            throw reader.Error($"unknown architecture '{architecture}' in 'general.architecture' (Loom reads '{Architecture}')");
+        if (architecture is not (Architecture or Qwen2Architecture))
+            throw reader.Error($"unknown architecture '{architecture}' in 'general.architecture' (Loom reads '{Architecture}' and '{Qwen2Architecture}')");
+        string a = architecture;
         int Int(string key, int min = 1) => (int)reader.GetInt(key, min, int.MaxValue);
-        int dim = Int("llama.embedding_length");
-        int heads = Int("llama.attention.head_count");
-        int kvHeads = reader.Contains("llama.attention.head_count_kv") ? Int("llama.attention.head_count_kv") : heads;
-        int vocab = reader.Contains("llama.vocab_size") ? Int("llama.vocab_size")
+        int dim = Int($"{a}.embedding_length");
+        int heads = Int($"{a}.attention.head_count");
+        int kvHeads = reader.Contains($"{a}.attention.head_count_kv") ? Int($"{a}.attention.head_count_kv") : heads;
+        int vocab = reader.Contains($"{a}.vocab_size") ? Int($"{a}.vocab_size")
             : reader.Contains(GgufVocabulary.TokensKey) ? reader.GetArray<string>(GgufVocabulary.TokensKey).Length
             : reader.Tensor("token_embd.weight").Shape[0];
         int TokenId(string key) => reader.Contains(key) ? (int)reader.GetInt(key, 0, vocab - 1) : -1;
+        int? slidingWindow = reader.Contains($"{a}.attention.sliding_window") ? Int($"{a}.attention.sliding_window") : null;
+        if (slidingWindow is not null && a != Architecture)
+            throw reader.Error($"'{a}.attention.sliding_window' is not supported for architecture '{a}'");
         var config = new LlamaConfig
         {
+            ModelType = a == Qwen2Architecture ? LlamaConfig.Qwen2Type : slidingWindow is null ? LlamaConfig.LlamaType : LlamaConfig.MistralType,
+            SlidingWindow = slidingWindow,
             VocabSize = vocab,
             Dim = dim,
-            Layers = Int("llama.block_count"),
+            Layers = Int($"{a}.block_count"),
             Heads = heads,
             KvHeads = kvHeads,
-            HiddenDim = Int("llama.feed_forward_length"),
-            MaxSeq = Int("llama.context_length"),
-            RopeTheta = reader.Contains("llama.rope.freq_base") ? (float)reader.GetFloat("llama.rope.freq_base") : 10000f,
-            NormEps = (float)reader.GetFloat("llama.attention.layer_norm_rms_epsilon"),
+            HiddenDim = Int($"{a}.feed_forward_length"),
+            MaxSeq = Int($"{a}.context_length"),
+            RopeTheta = reader.Contains($"{a}.rope.freq_base") ? (float)reader.GetFloat($"{a}.rope.freq_base") : 10000f,
+            NormEps = (float)reader.GetFloat($"{a}.attention.layer_norm_rms_epsilon"),
             TiedEmbeddings = !reader.HasTensor("output.weight"),
             BosId = TokenId(GgufVocabulary.BosKey),
             EosId = TokenId(GgufVocabulary.EosKey),
         };
-        if (dim % heads != 0)
-            throw reader.Error($"'llama.embedding_length' {dim} is not a multiple of 'llama.attention.head_count' {heads}");
+        if (reader.Contains($"{a}.attention.key_length"))
+        {
+            int keyLength = Int($"{a}.attention.key_length");
+            if (reader.Contains($"{a}.attention.value_length") && reader.GetInt($"{a}.attention.value_length") != keyLength)
+                throw reader.Error($"'{a}.attention.value_length' {reader.GetInt($"{a}.attention.value_length")} differs from '{a}.attention.key_length' {keyLength}");
+            if (keyLength * heads != dim) config = config with { HeadDim = keyLength };
+        }
+        else if (dim % heads != 0)
+            throw reader.Error($"'{a}.embedding_length' {dim} is not a multiple of '{a}.attention.head_count' {heads}");
         if (heads % kvHeads != 0)
-            throw reader.Error($"'llama.attention.head_count' {heads} is not a multiple of 'llama.attention.head_count_kv' {kvHeads}");
+            throw reader.Error($"'{a}.attention.head_count' {heads} is not a multiple of '{a}.attention.head_count_kv' {kvHeads}");
         try
         {
             config.Validate();
@@ -239,14 +292,48 @@ public static class LlamaGguf
         {
             throw reader.Error(e.Message);
         }
-        if (reader.Contains("llama.rope.dimension_count") && reader.GetInt("llama.rope.dimension_count") != config.HeadDim)
-            throw reader.Error($"'llama.rope.dimension_count' {reader.GetInt("llama.rope.dimension_count")} differs from the head size {config.HeadDim} (partial RoPE is not supported)");
-        if (reader.Contains("llama.attention.key_length") && reader.GetInt("llama.attention.key_length") != config.HeadDim)
-            throw reader.Error($"'llama.attention.key_length' {reader.GetInt("llama.attention.key_length")} differs from embedding_length / head_count = {config.HeadDim}");
+        if (reader.Contains($"{a}.rope.dimension_count") && reader.GetInt($"{a}.rope.dimension_count") != config.HeadDim)
+            throw reader.Error($"'{a}.rope.dimension_count' {reader.GetInt($"{a}.rope.dimension_count")} differs from the head size {config.HeadDim} (partial RoPE is not supported)");
         var vocabulary = reader.Find(GgufVocabulary.TokensKey);
         if (vocabulary is not null && vocabulary.IsArray && vocabulary.Count != vocab)
-            throw reader.Error($"'{GgufVocabulary.TokensKey}' has {vocabulary.Count} tokens, 'llama.vocab_size' is {vocab}");
+            throw reader.Error($"'{GgufVocabulary.TokensKey}' has {vocabulary.Count} tokens, '{a}.vocab_size' is {vocab}");
+        if (reader.HasTensor(RopeFrequenciesTensor))
+            config = config with { RopeScaling = ReadRopeScaling(reader, config) };
         return config;
+    }
+
+    /// <summary>
+    /// Llama 3's rope scaling of a file with rope_freqs.weight: from Loom's loom.rope_scaling.* keys, or, for a file from
+    /// llama.cpp's converter (which keeps only the divisors), the parameters every Llama 3.x uses (low 1, high 4, original
+    /// context 8192) with the largest divisor as the factor. Either way the divisors they give must be the file's.
+    /// </summary>
+    static RopeScaling ReadRopeScaling(GgufReader reader, LlamaConfig config)
+    {
+        if (ArchitectureOf(config) != Architecture)
+            throw reader.Error($"tensor '{RopeFrequenciesTensor}' is not supported for architecture '{ArchitectureOf(config)}'");
+        var info = reader.Tensor(RopeFrequenciesTensor);
+        if (!info.Shape.SequenceEqual([config.HeadDim / 2]))
+            throw reader.Error($"tensor '{RopeFrequenciesTensor}' has shape {info.ShapeText}, the head size {config.HeadDim} needs [{config.HeadDim / 2}]");
+        float[] divisors = reader.ReadFloats(info);
+        RopeScaling scaling;
+        if (reader.Contains(RopeScalingPrefix + "factor"))
+        {
+            double Number(string key) => reader.Contains(RopeScalingPrefix + key) ? reader.GetFloat(RopeScalingPrefix + key) : throw reader.Error($"missing metadata key '{RopeScalingPrefix}{key}'");
+            scaling = new RopeScaling(Number("factor"), Number("low_freq_factor"), Number("high_freq_factor"),
+                (int)reader.GetInt(RopeScalingPrefix + "original_max_position_embeddings", 1, int.MaxValue));
+        }
+        else
+        {
+            scaling = new RopeScaling(divisors.Max(), 1, 4, 8192);
+        }
+        try { scaling.Validate(); }
+        catch (ArgumentException e) { throw reader.Error(e.Message); }
+        var expected = scaling.FrequencyDivisors(config.HeadDim, config.RopeTheta);
+        for (int i = 0; i < divisors.Length; i++)
+            if (!(Math.Abs(divisors[i] - expected[i]) <= 1e-5f * expected[i]))
+                throw reader.Error($"tensor '{RopeFrequenciesTensor}' value {i} is {divisors[i]}, Llama 3's rope scaling (factor {scaling.Factor}, low_freq_factor {scaling.LowFreqFactor}, " +
+                    $"high_freq_factor {scaling.HighFreqFactor}, original context {scaling.OriginalMaxPositionEmbeddings}) gives {expected[i]}");
+        return scaling;
     }
 
     /// <summary>
