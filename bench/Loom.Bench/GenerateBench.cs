@@ -59,12 +59,19 @@ public static class GenerateBench
 
         var vocabulary = GgufVocabulary.FromCharacters([.. Enumerable.Range(0, config.VocabSize).Select(i => ((char)(0x4E00 + i)).ToString())]);
         var weights = model.Parameters.ToDictionary(p => p.Name!);
-        foreach (var type in new[] { GgmlType.F32, GgmlType.Q8_0 })
+        foreach (var type in new[] { GgmlType.F32, GgmlType.Q8_0, GgmlType.Q4_K })
         {
             string path = Path.Combine(folder, $"{preset}-{type}.gguf");
             LlamaGguf.Write(path, config, weights, vocabulary, type, preset);
+            // Quantised rows pair Loom's int8 kernels on the very same file (memory-mapped, never expanded) with llama.cpp.
+            var paired = loom;
+            if (type != GgmlType.F32)
+            {
+                paired = Measure(new TransformerDecoder(QuantizedLlamaGguf.Load(path, config), slotCount: 1, compute: compute), config.VocabSize, tokens);
+                Report($"Loom {type}", paired, null);
+            }
             var llama = Measure(LlamaCppDecoder.Load(path, slots: 1, new LlamaCppOptions(ContextSize: ContextLength, Threads: compute.ThreadCount)), config.VocabSize, tokens);
-            Report($"llama.cpp {type}", llama, loom);
+            Report($"llama.cpp {type}", llama, paired);
             File.Delete(path);
         }
     }

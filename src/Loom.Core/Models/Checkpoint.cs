@@ -59,6 +59,9 @@ public static class Checkpoint
             if (tokens > config.VocabSize)
                 throw new InvalidDataException($"{tokenizer}: the tokenizer has {tokens} tokens, {ConfigFileName} says vocab_size {config.VocabSize}");
         }
+        string quantized = Path.Combine(folder, Gguf.QuantizedLlamaGguf.FileName);
+        if (!File.Exists(Path.Combine(folder, SafeTensors.ModelFileName)) && File.Exists(quantized))
+            return Gguf.QuantizedLlamaGguf.Load(quantized, config); // `loom quantize` output: weights stay quantised
         var content = SafeTensors.ReadModel(folder);
         string source = File.Exists(Path.Combine(folder, SafeTensors.ModelFileName))
             ? Path.Combine(folder, SafeTensors.ModelFileName)

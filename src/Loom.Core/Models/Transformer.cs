@@ -101,7 +101,8 @@ public sealed class Transformer
                 throw new InvalidDataException($"{source}: tensor '{p.Name}' is missing (config needs {p.ShapeText})");
             if (!t.SameShape(p))
                 throw new InvalidDataException($"{source}: tensor '{p.Name}' has shape {t.ShapeText}, the config needs {p.ShapeText}");
-            t.Span.CopyTo(p.Span);
+            if (t.Quantized is not null) p.HoldQuantized(t.Quantized); // kept quantised: no float32 copy is made
+            else t.Span.CopyTo(p.Span);
         }
         foreach (var name in tensors.Keys)
         {

@@ -195,11 +195,19 @@ public sealed unsafe class TransformerDecoder : IBatchDecoder
 
     public void Dispose() { }
 
-    /// <summary>The LM head on <paramref name="rows"/> final hidden states [rows, dim], written straight into logits [rows, vocab].</summary>
+    /// <summary>
+    /// The LM head on <paramref name="rows"/> final hidden states [rows, dim], written straight into logits [rows, vocab]
+    /// (int8 dot products when the head is held quantised).
+    /// </summary>
     void Head(float* hidden, int rows, Span<float> logits)
     {
         fixed (float* output = logits)
-            Gemv.Multiply(hidden, rows, config.Dim, model.LmHead.Pointer, config.VocabSize, output, Compute);
+        {
+            if (model.LmHead.Quantized is { } head)
+                QuantizedGemv.Multiply(hidden, rows, config.Dim, head, output, null, null, null, null, Compute);
+            else
+                Gemv.Multiply(hidden, rows, config.Dim, model.LmHead.Pointer, config.VocabSize, output, Compute);
+        }
     }
 
     void CheckSlot(int slot)

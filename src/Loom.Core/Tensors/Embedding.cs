@@ -18,7 +18,10 @@ public static class EmbeddingOps
         CheckRows(ids, weight.Dim(0), "token id", nameof(ids));
         int dim = weight.Dim(1);
         var y = tape.Allocate(batch, tokens, dim); // [batch, tokens, dim]
-        RowCopy.Run(weight.Pointer, ids, dim, y.Pointer, scatterAdd: false, tape.Compute);
+        if (weight.Quantized is { } table) // a frozen quantised table: each looked-up row is expanded
+            for (int i = 0; i < ids.Length; i++) table.DequantizeRow(ids[i], y.Span.Slice(i * dim, dim));
+        else
+            RowCopy.Run(weight.Pointer, ids, dim, y.Pointer, scatterAdd: false, tape.Compute);
         if (tape.NeedsGrad(weight))
             tape.Record(new TapeEntry { Op = EmbeddingBackward.Instance, Output = y, A = weight, Indices = ids, I0 = dim });
         return y;

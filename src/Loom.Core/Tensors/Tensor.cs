@@ -6,11 +6,12 @@ namespace Loom.Tensors;
 /// A float32 tensor: row-major, contiguous, at most 4 dimensions. Storage lives on the
 /// pinned object heap, so kernels may take raw pointers to it without pinning.
 /// Parameters are created with <see cref="Parameter"/>; activations come from a <see cref="Tape"/>,
-/// which reuses them from step to step.
+/// which reuses them from step to step. Storage is allocated on first use, so a weight that is then held
+/// quantised (<see cref="HoldQuantized"/>) never takes float32 memory.
 /// </summary>
 public sealed class Tensor
 {
-    float[] data;
+    float[]? data;
     int[] shape;
 
     /// <summary>Gradient of the loss with respect to this tensor, same shape; null until backward reaches it.</summary>
@@ -35,7 +36,45 @@ public sealed class Tensor
     {
         this.shape = shape.ToArray();
         Length = CheckedLength(this.shape);
-        data = GC.AllocateArray<float>(Math.Max(Length, 1), pinned: true);
+    }
+
+    /// <summary>
+    /// The weight's values in a ggml block format when it is held quantised (inference and a frozen base only:
+    /// its float32 values are not kept, and <see cref="Span"/> throws); null for a float32 tensor.
+    /// </summary>
+    public QuantizedMatrix? Quantized { get; private set; }
+
+    /// <summary>A frozen [rows, columns] weight held as <paramref name="matrix"/>, with no float32 storage.</summary>
+    public static Tensor FromQuantized(string name, QuantizedMatrix matrix)
+    {
+        var t = new Tensor(matrix.Rows, matrix.Columns) { Name = name };
+        t.HoldQuantized(matrix);
+        return t;
+    }
+
+    /// <summary>Makes this [rows, columns] weight hold <paramref name="matrix"/> instead of float32 values (dropped), frozen.</summary>
+    public void HoldQuantized(QuantizedMatrix matrix)
+    {
+        if (Rank != 2 || shape[0] != matrix.Rows || shape[1] != matrix.Columns)
+            throw new ArgumentException($"tensor '{Name}' {ShapeText} cannot hold a quantised [{matrix.Rows}, {matrix.Columns}]", nameof(matrix));
+        Quantized = matrix;
+        data = null;
+        Grad = null;
+        RequiresGrad = false;
+    }
+
+    /// <summary>The float32 storage, allocated (zeroed) on first use.</summary>
+    float[] Data
+    {
+        get
+        {
+            var current = data;
+            if (current is not null) return current;
+            if (Quantized is not null)
+                throw new InvalidOperationException($"tensor '{Name}' is held quantised ({Quantized.Type}); its float32 values are not kept");
+            Interlocked.CompareExchange(ref data, GC.AllocateArray<float>(Math.Max(Length, 1), pinned: true), null);
+            return data!;
+        }
     }
 
     /// <summary>A trainable tensor (gradient kept between backward calls until zeroed).</summary>
@@ -61,11 +100,11 @@ public sealed class Tensor
     /// <summary>Product of all axes but the last: the number of rows of the row-major matrix view.</summary>
     public int Rows => shape.Length == 0 ? 1 : Length / Math.Max(shape[^1], 1);
 
-    public Span<float> Span => data.AsSpan(0, Length);
+    public Span<float> Span => Data.AsSpan(0, Length);
 
-    internal int Capacity => data.Length;
+    internal int Capacity => Data.Length;
 
-    internal unsafe float* Pointer => (float*)Unsafe.AsPointer(ref data[0]);
+    internal unsafe float* Pointer => (float*)Unsafe.AsPointer(ref Data[0]);
 
     public float this[int index]
     {
@@ -74,7 +113,7 @@ public sealed class Tensor
     }
 
     /// <summary>The single value of a one-element tensor (a loss).</summary>
-    public float Scalar() => Length == 1 ? data[0] : throw new InvalidOperationException($"Scalar() needs one element, the tensor has {Length}");
+    public float Scalar() => Length == 1 ? Data[0] : throw new InvalidOperationException($"Scalar() needs one element, the tensor has {Length}");
 
     public void Zero() => Span.Clear();
 
@@ -107,7 +146,7 @@ public sealed class Tensor
         if (shape.Length != newShape.Length) shape = new int[newShape.Length];
         newShape.CopyTo(shape);
         Length = CheckedLength(shape);
-        if (data.Length < Length) data = GC.AllocateArray<float>(Length, pinned: true);
+        if (data is not null && data.Length < Length) data = GC.AllocateArray<float>(Length, pinned: true);
     }
 
     /// <summary>Whether both tensors have the same shape.</summary>

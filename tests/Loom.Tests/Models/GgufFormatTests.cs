@@ -271,11 +271,11 @@ public sealed class GgufFormatTests : IDisposable
     public void UnknownTensorTypeIsReportedWhenRead()
     {
         var writer = new GgufWriter();
-        writer.AddTensorData("q4", [32], 2, new byte[18]);
+        writer.AddTensorData("q4", [32], 3, new byte[20]);
         string path = PathOf("q4.gguf");
         writer.Write(path);
         using var reader = GgufReader.Open(path);
         var e = Assert.Throws<GgufException>(() => reader.ReadFloats("q4"));
-        AssertOneLine(e, path, "tensor 'q4' has unsupported type q4_0");
+        AssertOneLine(e, path, "tensor 'q4' has unsupported type q4_1");
     }
 }

@@ -125,7 +125,7 @@ public sealed class GgufReader : IDisposable
     {
         long byteCount = tensor.ByteCount;
         if (byteCount < 0)
-            throw Error($"tensor '{tensor.Name}' has unsupported type {GgmlTypes.Name(tensor.TypeId)} (Loom reads f32, f16, q8_0)");
+            throw Error($"tensor '{tensor.Name}' has unsupported type {GgmlTypes.Name(tensor.TypeId)} (Loom reads f32, f16, bf16, q8_0, q4_0, q4_k)");
         if (byteCount > Array.MaxLength)
             throw Error($"tensor '{tensor.Name}' is {byteCount} bytes, too large to read at once");
         var data = new byte[byteCount];
@@ -141,7 +141,7 @@ public sealed class GgufReader : IDisposable
         return data;
     }
 
-    /// <summary>A tensor's values as float32 (F16 and Q8_0 are expanded).</summary>
+    /// <summary>A tensor's values as float32 (F16, BF16 and the quantised types are expanded).</summary>
     public float[] ReadFloats(GgufTensorInfo tensor)
     {
         var raw = ReadRaw(tensor);

@@ -55,8 +55,8 @@ public sealed class GgufWriter
         }
         if (count != values.Length)
             throw new ArgumentException($"tensor '{name}': {values.Length} values do not fill shape [{string.Join(", ", shape.ToArray())}]", nameof(values));
-        if (type == GgmlType.Q8_0 && dims[0] % Q8Block.Size != 0)
-            throw new ArgumentException($"tensor '{name}': rows of {dims[0]} are not a multiple of the Q8_0 block size {Q8Block.Size}", nameof(type));
+        if (dims[0] % GgmlTypes.BlockSize(type) != 0)
+            throw new ArgumentException($"tensor '{name}': rows of {dims[0]} are not a multiple of the {type} block size {GgmlTypes.BlockSize(type)}", nameof(type));
         var data = new byte[GgmlTypes.ByteCount(type, count)];
         GgmlQuant.Encode(type, values, data);
         AddTensorData(name, dims, (uint)type, data);

@@ -30,7 +30,7 @@ public static class LlamaGguf
     public static string ArchitectureOf(LlamaConfig config) => config.ModelType == LlamaConfig.Qwen2Type ? Qwen2Architecture : Architecture;
 
     /// <summary>general.file_type values (llama_ftype) for the weight types Loom writes.</summary>
-    static int FileType(GgmlType type) => type switch { GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.Q8_0 => 7, _ => 0 };
+    static int FileType(GgmlType type) => type switch { GgmlType.F16 => 1, GgmlType.Q4_0 => 2, GgmlType.Q8_0 => 7, GgmlType.Q4_K => 15, GgmlType.BF16 => 32, _ => 0 };
 
     /// <summary>Hugging Face tensor name → GGUF tensor name; null for a name the llama mapping does not know.</summary>
     public static string? ToGgufName(string hfName)
@@ -94,8 +94,8 @@ public static class LlamaGguf
 
     /// <summary>
     /// Writes a llama or qwen2 GGUF. <paramref name="tensors"/> are looked up by Hugging Face name; weight
-    /// matrices are stored as <paramref name="type"/>, norms (1-D) always as F32, and a Q8_0
-    /// matrix whose rows are not a multiple of 32 falls back to F16 (as llama.cpp's converter does).
+    /// matrices are stored as <paramref name="type"/>, norms (1-D) always as F32, and a quantised
+    /// matrix whose rows are not a multiple of the block size falls back to F16 (as llama.cpp's converter does).
     /// </summary>
     public static void Write(string path, LlamaConfig config, IReadOnlyDictionary<string, Tensor> tensors, GgufVocabulary? vocabulary,
         GgmlType type = GgmlType.F32, string? name = null)
@@ -156,7 +156,7 @@ public static class LlamaGguf
             else if (architecture == Architecture && hfName.EndsWith("k_proj.weight", StringComparison.Ordinal))
                 values = PermuteToInterleaved(values, config.KvHeads, config.HeadDim, config.Dim);
             var storedType = shape.Length == 1 ? GgmlType.F32
-                : type == GgmlType.Q8_0 && shape[^1] % Q8Block.Size != 0 ? GgmlType.F16
+                : shape[^1] % GgmlTypes.BlockSize(type) != 0 ? GgmlType.F16
                 : type;
             writer.AddTensor(ggufName, shape, values, storedType);
         }
