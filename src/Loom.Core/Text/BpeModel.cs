@@ -49,7 +49,7 @@ internal sealed class BpeModel
             {
                 throw new InvalidDataException($"model.vocab[{TokenizerJson.Quote(token)}]: negative id {id}");
             }
-            if (Rune.TryGetRuneAt(token, 0, out var rune) && rune.Utf16SequenceLength == token.Length)
+            if (token.Length > 0 && Rune.TryGetRuneAt(token, 0, out var rune) && rune.Utf16SequenceLength == token.Length)
             {
                 characterIds[rune.Value] = id;
             }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using System.Text.RegularExpressions;
 
 namespace Loom.Text;
@@ -16,6 +17,135 @@ namespace Loom.Text;
 internal sealed class CodePointRegex(Regex regex)
 {
     public Regex Regex { get; } = regex;
+
+    /// <summary>
+    /// Compiles an Oniguruma pattern for .NET: possessive quantifiers (<c>X?+</c>, <c>X++</c>,
+    /// <c>X*+</c>), which .NET lacks, become the atomic groups they mean (<c>(?>X+)</c>). In
+    /// Oniguruma's default (Ruby) syntax <c>X{n,m}+</c> is not possessive but repeated: <c>(?:X{n,m})+</c>.
+    /// Throws <see cref="ArgumentException"/> where .NET cannot parse the result.
+    /// </summary>
+    public static CodePointRegex FromOniguruma(string pattern) =>
+        new(new Regex(RewritePossessive(pattern), RegexOptions.CultureInvariant | RegexOptions.Compiled));
+
+    internal static string RewritePossessive(string pattern)
+    {
+        if (!pattern.Contains("?+") && !pattern.Contains("++") && !pattern.Contains("*+") && !pattern.Contains("}+"))
+        {
+            return pattern;
+        }
+        var output = new StringBuilder(pattern.Length + 16);
+        var i = 0;
+        while (i < pattern.Length)
+        {
+            var atomEnd = AtomEnd(pattern, i);
+            var quantifierEnd = QuantifierEnd(pattern, atomEnd);
+            var plusFollows = quantifierEnd < pattern.Length && pattern[quantifierEnd] == '+';
+            if (plusFollows && quantifierEnd == atomEnd + 1)
+            {
+                output.Append("(?>").Append(pattern, i, quantifierEnd - i).Append(')');
+                i = quantifierEnd + 1;
+            }
+            else if (plusFollows && quantifierEnd > atomEnd)
+            {
+                // An interval then +: repeated, which .NET spells with a group.
+                output.Append("(?:").Append(pattern, i, quantifierEnd - i).Append(")+");
+                i = quantifierEnd + 1;
+            }
+            else
+            {
+                output.Append(pattern, i, quantifierEnd - i);
+                i = quantifierEnd;
+            }
+        }
+        return output.ToString();
+    }
+
+    // The end of the atom starting at `start`: an escape (\p{..} whole), a character class, a group, or one character.
+    private static int AtomEnd(string pattern, int start)
+    {
+        switch (pattern[start])
+        {
+            case '\\':
+                if (start + 2 < pattern.Length && pattern[start + 1] is 'p' or 'P' && pattern[start + 2] == '{')
+                {
+                    var close = pattern.IndexOf('}', start + 3);
+                    return close < 0 ? pattern.Length : close + 1;
+                }
+                return Math.Min(start + 2, pattern.Length);
+            case '[':
+                var i = start + 1;
+                if (i < pattern.Length && pattern[i] == '^')
+                {
+                    i++;
+                }
+                if (i < pattern.Length && pattern[i] == ']')
+                {
+                    i++;
+                }
+                var depth = 1;
+                for (; i < pattern.Length && depth > 0; i++)
+                {
+                    if (pattern[i] == '\\')
+                    {
+                        i++;
+                    }
+                    else if (pattern[i] == '[')
+                    {
+                        depth++;
+                    }
+                    else if (pattern[i] == ']')
+                    {
+                        depth--;
+                    }
+                }
+                return i;
+            case '(':
+                var level = 0;
+                for (var j = start; j < pattern.Length; j++)
+                {
+                    if (pattern[j] == '\\')
+                    {
+                        j++;
+                    }
+                    else if (pattern[j] == '[')
+                    {
+                        j = AtomEnd(pattern, j) - 1;
+                    }
+                    else if (pattern[j] == '(')
+                    {
+                        level++;
+                    }
+                    else if (pattern[j] == ')' && --level == 0)
+                    {
+                        return j + 1;
+                    }
+                }
+                return pattern.Length;
+            default:
+                return start + 1;
+        }
+    }
+
+    private static int QuantifierEnd(string pattern, int start)
+    {
+        if (start >= pattern.Length)
+        {
+            return start;
+        }
+        if (pattern[start] is '*' or '+' or '?')
+        {
+            return start + 1;
+        }
+        if (pattern[start] == '{')
+        {
+            var close = pattern.IndexOf('}', start);
+            if (close > start && pattern.AsSpan(start + 1, close - start - 1).IndexOfAnyExcept("0123456789,") < 0)
+            {
+                return close + 1;
+            }
+        }
+        return start;
+    }
 
     /// <summary>Appends the [start, end) bounds (UTF-16 indices into <paramref name="text"/>) of every match, left to right.</summary>
     public void Matches(ReadOnlySpan<char> text, List<(int Start, int End)> matches)

@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 
 namespace Loom.Text;
 
@@ -82,10 +81,10 @@ internal static partial class TokenizerJson
         return RequiredType(element, path) switch
         {
             "Sequence" => new TextNormalizer.Sequence(ReadList(element, "normalizers", path, ReadNormalizer)),
-            "NFC" => new TextNormalizer.Unicode(NormalizationForm.FormC),
-            "NFD" => new TextNormalizer.Unicode(NormalizationForm.FormD),
-            "NFKC" => new TextNormalizer.Unicode(NormalizationForm.FormKC),
-            "NFKD" => new TextNormalizer.Unicode(NormalizationForm.FormKD),
+            "NFC" => UnicodeForm(NormalizationForm.FormC, path),
+            "NFD" => UnicodeForm(NormalizationForm.FormD, path),
+            "NFKC" => UnicodeForm(NormalizationForm.FormKC, path),
+            "NFKD" => UnicodeForm(NormalizationForm.FormKD, path),
             "Prepend" => new TextNormalizer.Prepend(RequiredString(element, "prepend", path)),
             "Replace" => ReadPattern(element, path) switch
             {
@@ -96,6 +95,10 @@ internal static partial class TokenizerJson
             var type => throw new InvalidDataException($"{path}.type {Quote(type)} is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, Prepend, Replace)"),
         };
     }
+
+    private static TextNormalizer UnicodeForm(NormalizationForm form, string path) => UnicodeNormalizer.IsAvailable
+        ? new TextNormalizer.Unicode(form)
+        : throw new InvalidDataException($"{path}: Unicode normalization needs the ICU library (libicuuc), which is not installed");
 
     private static PreTokenizerStep? ReadPreTokenizer(JsonElement element, string path)
     {
@@ -222,7 +225,7 @@ internal static partial class TokenizerJson
         var source = RequiredString(pattern, "Regex", path + ".pattern");
         try
         {
-            return (null, new CodePointRegex(new Regex(source, RegexOptions.CultureInvariant)));
+            return (null, CodePointRegex.FromOniguruma(source));
         }
         catch (ArgumentException error)
         {
