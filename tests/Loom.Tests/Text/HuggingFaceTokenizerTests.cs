@@ -53,7 +53,7 @@ public class HuggingFaceTokenizerTests(ShakespeareTokenizers shakespeare) : ICla
 }
 
 /// <summary>
-/// Open models' tokenizer.json files (Llama 3, Qwen2, Llama 2, Mistral structures; vocabularies trained
+/// Open models' tokenizer.json files (Llama 3, Qwen2, SmolLM2, Llama 2, Mistral structures; vocabularies trained
 /// here) load into <see cref="HuggingFaceTokenizer"/> and give the ids Hugging Face's own library gives.
 /// </summary>
 public class OpenModelTokenizerTests(OpenModelTokenizers files) : IClassFixture<OpenModelTokenizers>
@@ -62,6 +62,7 @@ public class OpenModelTokenizerTests(OpenModelTokenizers files) : IClassFixture<
     {
         "llama3" => files.Llama3,
         "qwen2" => files.Qwen2,
+        "smollm2" => files.SmolLm2,
         "llama2" => files.Llama2,
         _ => files.Mistral,
     };
@@ -69,6 +70,7 @@ public class OpenModelTokenizerTests(OpenModelTokenizers files) : IClassFixture<
     [Theory]
     [InlineData("llama3")]
     [InlineData("qwen2")]
+    [InlineData("smollm2")]
     [InlineData("llama2")]
     [InlineData("mistral")]
     public void IdsEqualHuggingFaceOnAThousandLines(string family)
@@ -100,6 +102,7 @@ public class OpenModelTokenizerTests(OpenModelTokenizers files) : IClassFixture<
     [Theory]
     [InlineData("llama3")]
     [InlineData("qwen2")]
+    [InlineData("smollm2")]
     [InlineData("llama2")]
     [InlineData("mistral")]
     public void DecodeGivesTheTextBack(string family)

@@ -7,8 +7,8 @@ using System.Text.Json.Nodes;
 namespace Loom.Tests.Text;
 
 /// <summary>
-/// tokenizer.json files in the exact structure of the open model families (Llama 3, Qwen2, Llama 2,
-/// Mistral), with vocabularies trained here on Tiny Shakespeare plus code-like and non-ASCII lines
+/// tokenizer.json files in the exact structure of the open model families (Llama 3, Qwen2, SmolLM2,
+/// Llama 2, Mistral), with vocabularies trained here on Tiny Shakespeare plus code-like and non-ASCII lines
 /// (no real tokenizer file can be downloaded), written once into a temporary folder.
 /// </summary>
 public sealed class OpenModelTokenizers : IDisposable
@@ -60,6 +60,7 @@ public sealed class OpenModelTokenizers : IDisposable
 
         Llama3 = Write("llama3", Llama3Json(byteLevel));
         Qwen2 = Write("qwen2", Qwen2Json(byteLevel));
+        SmolLm2 = Write("smollm2", SmolLm2Json(byteLevel));
         Llama2 = Write("llama2", SentencePieceJson(pieces, pieceMerges, metaspace: false));
         Mistral = Write("mistral", SentencePieceJson(pieces, pieceMerges, metaspace: true));
     }
@@ -70,6 +71,8 @@ public sealed class OpenModelTokenizers : IDisposable
     public string Llama3 { get; }
 
     public string Qwen2 { get; }
+
+    public string SmolLm2 { get; }
 
     public string Llama2 { get; }
 
@@ -163,6 +166,31 @@ public sealed class OpenModelTokenizers : IDisposable
             },
             ["post_processor"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = false, ["use_regex"] = false },
             ["decoder"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = false, ["use_regex"] = false },
+            ["model"] = Model(vocab, merges, unknown: null, byteFallback: false, ignoreMerges: false),
+        };
+    }
+
+    private static JsonObject SmolLm2Json(ByteLevelBpeTokenizer trained)
+    {
+        var (vocab, merges) = ByteLevelVocabulary(trained, arrayMerges: false);
+        var size = vocab.Count;
+        string[] specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>"];
+        return new JsonObject
+        {
+            ["version"] = "1.0",
+            ["truncation"] = null,
+            ["padding"] = null,
+            ["added_tokens"] = new JsonArray([.. specials.Select((content, index) => AddedToken(size + index, content, special: true))]),
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = new JsonObject
+            {
+                ["type"] = "Sequence",
+                ["pretokenizers"] = new JsonArray(
+                    new JsonObject { ["type"] = "Digits", ["individual_digits"] = true },
+                    new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true }),
+            },
+            ["post_processor"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = false, ["use_regex"] = true },
+            ["decoder"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = true, ["use_regex"] = true },
             ["model"] = Model(vocab, merges, unknown: null, byteFallback: false, ignoreMerges: false),
         };
     }
