@@ -169,6 +169,11 @@ public sealed class HuggingFaceTokenizer : ITokenizer
 
     public bool IsSpecial(int id) => (uint)id < (uint)addedById.Length && addedById[id] is { Special: true };
 
+    /// <summary>Generation ends at the end-of-text token or a special end-of-turn token (<c>&lt;|eot_id|&gt;</c>, <c>&lt;|eom_id|&gt;</c>, <c>&lt;|im_end|&gt;</c>, <c>&lt;|end|&gt;</c>).</summary>
+    public bool IsEndOfGeneration(int id) => id == EosId || (IsSpecial(id) && EndOfTurnNames.Contains(idToToken[id]));
+
+    private static readonly string[] EndOfTurnNames = ["<|eot_id|>", "<|eom_id|>", "<|im_end|>", SpecialTokens.End];
+
     public byte[] TokenBytes(int id) => (uint)id < (uint)idToBytes.Length ? [.. idToBytes[id]] : [];
 
     /// <summary>Writes the <c>tokenizer.json</c> this tokenizer was read from, unchanged, atomically.</summary>

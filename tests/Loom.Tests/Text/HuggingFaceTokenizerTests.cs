@@ -213,6 +213,12 @@ public class OpenModelTokenizerTests(OpenModelTokenizers files) : IClassFixture<
         Assert.True(llama2.AddsBos);
         Assert.Equal((1, 2), (llama2.BosId, llama2.EosId));
         Assert.DoesNotContain(1, llama2.Encode("Hello"));
+        Assert.True(llama3.IsEndOfGeneration(llama3.TokenToId("<|eot_id|>")!.Value));
+        Assert.True(llama3.IsEndOfGeneration(llama3.EosId!.Value));
+        Assert.False(llama3.IsEndOfGeneration(llama3.TokenToId("<|start_header_id|>")!.Value));
+        Assert.True(qwen2.IsEndOfGeneration(qwen2.TokenToId("<|im_end|>")!.Value));
+        Assert.False(qwen2.IsEndOfGeneration(qwen2.Encode("Hello")[0]));
+        Assert.True(llama2.IsEndOfGeneration(2));
         Assert.Equal(1, ((HuggingFaceTokenizer)llama2).EncodeWithTemplate("Hello")[0]);
     }
 
