@@ -5,7 +5,7 @@ using System.Text;
 namespace Loom.Text;
 
 /// <summary>
-/// GPT-2-style byte-level BPE: text is split by the GPT-2 pre-tokenizer regex, each piece is encoded as
+/// GPT-2-style byte-level BPE: text is split by the GPT-2 pre-tokenizer regex (see <see cref="CodePointRegex"/>), each piece is encoded as
 /// bytes (WTF-8, so every .NET string round-trips), and merges are applied lowest rank first, leftmost
 /// first among equal ranks (as Hugging Face tokenizers and Microsoft.ML.Tokenizers do).
 /// </summary>
@@ -14,13 +14,15 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
     private const int CacheLimit = 200_000;
     private const int CacheableLength = 64;
 
+    // GPT-2's pattern with Oniguruma's code-point semantics, as Hugging Face runs it.
+    internal static readonly CodePointRegex PreTokenizer = new(ByteLevel.PreTokenizer());
+
     private readonly string[] idToToken;
     private readonly byte[]?[] idToBytes; // null for special tokens
     private readonly bool[] special;
     private readonly Dictionary<string, int> tokenToId;
     private readonly int[] byteToId = new int[256];
-    private readonly Dictionary<long, int> mergeRanks = [];
-    private readonly int[] mergeResults;
+    private readonly BpeMerges mergeTable;
     private readonly (int Left, int Right)[] merges;
     private readonly SpecialTokenSplitter specialSplitter;
     private readonly ConcurrentDictionary<string, int[]> cache = new();
@@ -83,7 +85,7 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
                 throw new InvalidDataException($"vocabulary: byte 0x{b:X2} ('{token}') has no token");
             }
         }
-        mergeResults = new int[merges.Count];
+        var mergeIds = new (int, int, int)[merges.Count];
         this.merges = new (int, int)[merges.Count];
         for (var rank = 0; rank < merges.Count; rank++)
         {
@@ -94,9 +96,9 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
                 throw new InvalidDataException($"merges[{rank}]: '{left} {right}' uses a token that is not in the vocabulary");
             }
             this.merges[rank] = (leftId, rightId);
-            mergeResults[rank] = mergedId;
-            mergeRanks.TryAdd(PairKey(leftId, rightId), rank);
+            mergeIds[rank] = (leftId, rightId, mergedId);
         }
+        mergeTable = new BpeMerges(mergeIds, lastWins: false);
         SpecialTokenIds = new Dictionary<string, int>(specialTokens);
         specialSplitter = new SpecialTokenSplitter(specialTokens);
         cacheLookup = cache.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -216,9 +218,11 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
     {
         byte[]? rented = null;
         Span<byte> buffer = stackalloc byte[256];
-        foreach (var match in ByteLevel.PreTokenizer().EnumerateMatches(text))
+        var matches = new List<(int Start, int End)>(text.Length / 4 + 1);
+        PreTokenizer.Matches(text, matches);
+        foreach (var (pieceStart, pieceEnd) in matches)
         {
-            var piece = text.Slice(match.Index, match.Length);
+            var piece = text[pieceStart..pieceEnd];
             if (piece.Length <= CacheableLength && cacheLookup.TryGetValue(piece, out var cached))
             {
                 ids.AddRange(cached);
@@ -252,71 +256,15 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         }
     }
 
-    // Applies merges to one pre-tokenized piece: the lowest-ranked adjacent pair first, leftmost among
-    // equals; a heap over (rank, position) and a linked list of symbols make it O(n log n) in the length.
+    // Applies merges to one pre-tokenized piece, starting from one symbol per byte.
     private void EncodeWord(ReadOnlySpan<byte> bytes, List<int> ids)
     {
-        var length = bytes.Length;
-        if (length == 0)
-        {
-            return;
-        }
-        if (length == 1)
-        {
-            ids.Add(byteToId[bytes[0]]);
-            return;
-        }
-        var symbols = new int[length];
-        var next = new int[length];
-        var previous = new int[length];
-        var queue = new PriorityQueue<int, long>();
-        for (var i = 0; i < length; i++)
+        var symbols = bytes.Length <= 256 ? stackalloc int[bytes.Length] : new int[bytes.Length];
+        for (var i = 0; i < bytes.Length; i++)
         {
             symbols[i] = byteToId[bytes[i]];
-            next[i] = i + 1 < length ? i + 1 : -1;
-            previous[i] = i - 1;
         }
-        for (var i = 0; i + 1 < length; i++)
-        {
-            Enqueue(i, i + 1);
-        }
-        while (queue.TryDequeue(out var position, out var priority))
-        {
-            var rank = (int)(priority >> 32);
-            var right = next[position];
-            if (symbols[position] < 0 || right < 0
-                || !mergeRanks.TryGetValue(PairKey(symbols[position], symbols[right]), out var currentRank) || currentRank != rank)
-            {
-                continue;
-            }
-            symbols[position] = mergeResults[rank];
-            symbols[right] = -1;
-            next[position] = next[right];
-            if (next[right] >= 0)
-            {
-                previous[next[right]] = position;
-            }
-            if (previous[position] >= 0)
-            {
-                Enqueue(previous[position], position);
-            }
-            if (next[position] >= 0)
-            {
-                Enqueue(position, next[position]);
-            }
-        }
-        for (var i = 0; i >= 0; i = next[i])
-        {
-            ids.Add(symbols[i]);
-        }
-
-        void Enqueue(int left, int right)
-        {
-            if (mergeRanks.TryGetValue(PairKey(symbols[left], symbols[right]), out var rank))
-            {
-                queue.Enqueue(left, ((long)rank << 32) | (uint)left);
-            }
-        }
+        mergeTable.Apply(symbols, ids);
     }
 
     private int? FirstPresent(string[] names)

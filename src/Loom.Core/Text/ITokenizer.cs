@@ -19,6 +19,13 @@ public interface ITokenizer
     int? PadId { get; }
 
     /// <summary>
+    /// Whether the model expects <see cref="BosId"/> in front of every sequence (a Hugging Face
+    /// post-processor that adds <c>&lt;s&gt;</c> or <c>&lt;|begin_of_text|&gt;</c>). <see cref="Encode(string, bool)"/>
+    /// never adds it; whoever starts a sequence does.
+    /// </summary>
+    bool AddsBos => false;
+
+    /// <summary>
     /// Encodes text. Special-token strings in the text (such as <c>&lt;|user|&gt;</c>) are plain text
     /// unless <paramref name="allowSpecialTokens"/> is true, so documents cannot inject control tokens.
     /// </summary>
@@ -83,9 +90,11 @@ public static class Tokenizer
     public const string FileName = "tokenizer.json";
 
     /// <summary>
-    /// Reads <c>tokenizer.json</c> from a folder (or the file itself). Byte-level BPE models become
-    /// <see cref="ByteLevelBpeTokenizer"/>; BPE models with no merges and no pre-tokenizer whose tokens
-    /// are single characters become <see cref="CharTokenizer"/>.
+    /// Reads <c>tokenizer.json</c> from a folder (or the file itself). Loom's own byte-level BPE (GPT-2
+    /// pre-tokenizer, special added tokens only) becomes <see cref="ByteLevelBpeTokenizer"/>; other
+    /// byte-level BPE files (Llama 3, Qwen2, SmolLM2) and SentencePiece-style BPE files with byte fallback
+    /// (Llama 2, Mistral) become <see cref="HuggingFaceTokenizer"/>; BPE models with no merges and no
+    /// pre-tokenizer whose tokens are single characters become <see cref="CharTokenizer"/>.
     /// </summary>
     public static ITokenizer Load(string path)
     {

@@ -6,7 +6,7 @@ using System.Text.Json;
 namespace Loom.Text;
 
 /// <summary>Reads and writes Hugging Face <c>tokenizer.json</c> files.</summary>
-internal static class TokenizerJson
+internal static partial class TokenizerJson
 {
     private static readonly JsonWriterOptions WriterOptions = new() { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
@@ -89,11 +89,12 @@ internal static class TokenizerJson
     public static ITokenizer Read(string file)
     {
         JsonDocument document;
+        byte[] bytes;
         try
         {
             long length = new FileInfo(file).Length;
             if (length > MaxFileBytes) throw new InvalidDataException($"{file}: {length:N0} bytes; a tokenizer.json is at most {MaxFileBytes >> 20} MiB");
-            var bytes = File.ReadAllBytes(file);
+            bytes = File.ReadAllBytes(file);
             if (!System.Text.Unicode.Utf8.IsValid(bytes))
             {
                 throw new InvalidDataException($"{file}: not valid UTF-8");
@@ -108,7 +109,7 @@ internal static class TokenizerJson
         {
             using (document)
             {
-                return Read(file, document.RootElement);
+                return Read(file, document.RootElement, bytes);
             }
         }
         catch (InvalidOperationException)
@@ -118,7 +119,7 @@ internal static class TokenizerJson
         }
     }
 
-    private static ITokenizer Read(string file, JsonElement root)
+    private static ITokenizer Read(string file, JsonElement root, byte[] bytes)
     {
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
         {
@@ -152,35 +153,27 @@ internal static class TokenizerJson
                 merges.Add(ParseMerge(file, index++, merge));
             }
         }
-        var specials = new Dictionary<string, int>(StringComparer.Ordinal);
-        if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
-        {
-            var index = 0;
-            foreach (var token in added.EnumerateArray())
-            {
-                if (token.ValueKind != JsonValueKind.Object
-                    || !token.TryGetProperty("content", out var contentElement) || contentElement.ValueKind != JsonValueKind.String
-                    || !token.TryGetProperty("id", out var idElement) || idElement.ValueKind != JsonValueKind.Number || !idElement.TryGetInt32(out var id))
-                {
-                    throw new InvalidDataException($"{file}: added_tokens[{index}] needs a string \"content\" and an integer \"id\"");
-                }
-                index++;
-                var content = contentElement.GetString()!;
-                if (!vocabulary.TryGetValue(content, out var vocabId) || vocabId == id)
-                {
-                    vocabulary.Remove(content);
-                    specials[content] = id;
-                }
-            }
-        }
-        var isByteLevel = root.TryGetProperty("pre_tokenizer", out var preTokenizer) && ContainsByteLevel(preTokenizer);
+        var added = ReadAddedTokens(file, root);
         try
         {
-            if (isByteLevel)
+            if (root.TryGetProperty("pre_tokenizer", out var preTokenizer) && IsLoomByteLevel(root, model, preTokenizer, added))
             {
+                var specials = new Dictionary<string, int>(StringComparer.Ordinal);
+                foreach (var token in added)
+                {
+                    if (!vocabulary.TryGetValue(token.Content, out var vocabId) || vocabId == token.Id)
+                    {
+                        vocabulary.Remove(token.Content);
+                        specials[token.Content] = token.Id;
+                    }
+                }
                 return new ByteLevelBpeTokenizer(vocabulary, merges, specials);
             }
-            if (merges.Count == 0 && specials.Count == 0 && vocabulary.Keys.All(IsSingleRune))
+            if (IsHuggingFaceBpe(root, model))
+            {
+                return new HuggingFaceTokenizer(ReadPipeline(root, model, vocabulary, merges, added), bytes);
+            }
+            if (merges.Count == 0 && added.Count == 0 && vocabulary.Keys.All(IsSingleRune))
             {
                 var characters = vocabulary.OrderBy(pair => pair.Value).Select(pair => Rune.GetRuneAt(pair.Key, 0)).ToList();
                 var tokenizer = new CharTokenizer(characters);
@@ -198,7 +191,36 @@ internal static class TokenizerJson
         {
             throw new InvalidDataException($"{file}: {error.Message.ReplaceLineEndings(" ")}");
         }
-        throw new InvalidDataException($"{file}: only byte-level BPE and character vocabularies are supported");
+        throw new InvalidDataException($"{file}: only byte-level BPE and character vocabularies are supported, and SentencePiece-style BPE "
+            + "(model.byte_fallback, a Metaspace pre_tokenizer or a Prepend normalizer)");
+    }
+
+    private static List<AddedToken> ReadAddedTokens(string file, JsonElement root)
+    {
+        var added = new List<AddedToken>();
+        if (!root.TryGetProperty("added_tokens", out var list) || list.ValueKind != JsonValueKind.Array)
+        {
+            return added;
+        }
+        var index = 0;
+        foreach (var token in list.EnumerateArray())
+        {
+            if (token.ValueKind != JsonValueKind.Object
+                || !token.TryGetProperty("content", out var contentElement) || contentElement.ValueKind != JsonValueKind.String
+                || !token.TryGetProperty("id", out var idElement) || idElement.ValueKind != JsonValueKind.Number || !idElement.TryGetInt32(out var id))
+            {
+                throw new InvalidDataException($"{file}: added_tokens[{index}] needs a string \"content\" and an integer \"id\"");
+            }
+            var path = $"added_tokens[{index}]";
+            added.Add(new AddedToken(id, contentElement.GetString()!,
+                Special: OptionalBool(token, "special", path, fallback: false),
+                Normalized: OptionalBool(token, "normalized", path, fallback: false),
+                LStrip: OptionalBool(token, "lstrip", path, fallback: false),
+                RStrip: OptionalBool(token, "rstrip", path, fallback: false),
+                SingleWord: OptionalBool(token, "single_word", path, fallback: false)));
+            index++;
+        }
+        return added;
     }
 
     private static (string, string) ParseMerge(string file, int index, JsonElement merge)
@@ -220,25 +242,8 @@ internal static class TokenizerJson
         throw new InvalidDataException($"{file}: model.merges[{index}] is not \"left right\" or [left, right]");
     }
 
-    private static bool ContainsByteLevel(JsonElement element)
-    {
-        if (element.ValueKind != JsonValueKind.Object)
-        {
-            return false;
-        }
-        if (element.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "ByteLevel")
-        {
-            return true;
-        }
-        if (element.TryGetProperty("pretokenizers", out var list) && list.ValueKind == JsonValueKind.Array)
-        {
-            return list.EnumerateArray().Any(ContainsByteLevel);
-        }
-        return false;
-    }
-
     /// <summary>A name from the file as a JSON string literal: quoted, with line breaks and control characters escaped, so an error stays one line.</summary>
-    static string Quote(string? name) => JsonSerializer.Serialize(name, QuoteOptions);
+    internal static string Quote(string? name) => JsonSerializer.Serialize(name, QuoteOptions);
 
     static readonly JsonSerializerOptions QuoteOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
