@@ -85,9 +85,10 @@ public sealed class JinjaChatFormat : IChatFormat
 
     /// <summary>
     /// Tokenizes the rendered conversation whole. The target spans are the assistant turns as the template renders
-    /// them: for turn i, the text between the conversation up to i rendered with an open assistant turn and the
-    /// conversation through i rendered closed, so the span holds the content and the end-of-turn marker. A token is a
-    /// target when it starts inside a span.
+    /// them: for turn i, the text from the end of the conversation up to i rendered with an open assistant turn to
+    /// where the conversation through i rendered closed stops agreeing with the whole (a template may close the last
+    /// turn differently, e.g. with an eos token), less trailing whitespace: the content and the end-of-turn marker, as
+    /// Loom's own format marks them. A token is a target when it lies wholly inside a span.
     /// </summary>
     public (int[] Ids, bool[] TargetMask) Encode(IReadOnlyList<ChatTurn> turns, ITokenizer tokenizer, bool addGenerationPrompt)
     {
@@ -99,18 +100,22 @@ public sealed class JinjaChatFormat : IChatFormat
             if (turns[i].Role != "assistant") continue;
             string open = Render([.. turns.Take(i)], addGenerationPrompt: true, now);
             string closed = Render([.. turns.Take(i + 1)], addGenerationPrompt: false, now);
-            if (!closed.StartsWith(open, StringComparison.Ordinal) || !text.StartsWith(closed, StringComparison.Ordinal))
+            if (!closed.StartsWith(open, StringComparison.Ordinal) || !text.StartsWith(open, StringComparison.Ordinal))
                 throw new InvalidDataException($"the chat template does not render assistant turn {i + 1} as a continuation of the turns before it, so its tokens cannot be marked for tuning");
-            spans.Add((Encoding.UTF8.GetByteCount(open), Encoding.UTF8.GetByteCount(closed)));
+            int end = open.Length;
+            while (end < closed.Length && end < text.Length && closed[end] == text[end]) end++;
+            while (end > open.Length && char.IsWhiteSpace(text[end - 1])) end--;
+            spans.Add((Encoding.UTF8.GetByteCount(text.AsSpan(0, open.Length)), Encoding.UTF8.GetByteCount(text.AsSpan(0, end))));
         }
         int[] ids = tokenizer.Encode(text, allowSpecialTokens: true);
         var mask = new bool[ids.Length];
         long offset = 0;
         for (int t = 0; t < ids.Length; t++)
         {
+            long next = offset + TokenByteLength(tokenizer, ids[t]);
             foreach (var (start, end) in spans)
-                if (offset >= start && offset < end) { mask[t] = true; break; }
-            offset += TokenByteLength(tokenizer, ids[t]);
+                if (offset >= start && next <= end) { mask[t] = true; break; }
+            offset = next;
         }
         return (ids, mask);
     }
@@ -129,7 +134,10 @@ public sealed class JinjaChatFormat : IChatFormat
             int at = closed.LastIndexOf(Probe, StringComparison.Ordinal);
             if (closed.StartsWith(open, StringComparison.Ordinal) && at >= open.Length)
             {
-                string end = closed[(at + Probe.Length)..].Trim();
+                string end = closed[(at + Probe.Length)..];
+                int eos = string.IsNullOrEmpty(EosToken) ? -1 : end.IndexOf(EosToken, StringComparison.Ordinal);
+                if (eos > 0) end = end[..eos]; // a template that closes the conversation with eos: the turn ends before it
+                end = end.Trim();
                 if (end.Length > 0) stops.Add(end);
             }
         }
