@@ -28,8 +28,6 @@ public delegate object? JinjaFunction(IReadOnlyList<object?> arguments, IReadOnl
 /// <summary>Conversions and Python semantics shared by the evaluator, the filters and the tests.</summary>
 static class JinjaValues
 {
-    public static bool IsUndefined(object? value) => value is JinjaUndefined;
-
     /// <summary>A JSON value as a template value (objects keep their order; whole numbers become long).</summary>
     public static object? FromJson(JsonNode? node) => node switch
     {
