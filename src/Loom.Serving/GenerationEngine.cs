@@ -21,6 +21,9 @@ public sealed record GenerationEngineOptions
     /// </summary>
     public int? PrefillChunkTokens { get; init; }
 
+    /// <summary>The model's chat format (<see cref="JinjaChatFormat"/> for an imported model); null means Loom's own.</summary>
+    public IChatFormat? ChatFormat { get; init; }
+
     /// <summary>What <see cref="PrefillChunkTokens"/> must be a multiple of.</summary>
     public const int PrefillChunkAlignment = 64;
 
@@ -60,6 +63,9 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         this.tokenizer = tokenizer;
         endsGeneration = new bool[decoder.VocabSize];
         for (int id = 0; id < Math.Min(decoder.VocabSize, tokenizer.VocabSize); id++) endsGeneration[id] = tokenizer.IsEndOfGeneration(id);
+        ChatFormat = options?.ChatFormat ?? LoomChatFormat.Instance;
+        foreach (var stop in ChatFormat.StopSequences) // the format's end-of-turn token (<|im_end|>, <|eot_id|>) ends a sequence too
+            if (tokenizer.TokenToId(stop) is int stopId && stopId < endsGeneration.Length && tokenizer.IsSpecial(stopId)) endsGeneration[stopId] = true;
         int queueLimit = options?.QueueLimit ?? 256;
         prefillChunk = options?.PrefillChunkTokens ?? 256;
         if (prefillChunk < 0 || prefillChunk % GenerationEngineOptions.PrefillChunkAlignment != 0)
@@ -75,6 +81,9 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     public int ContextLength => decoder.ContextLength;
     public ITokenizer Tokenizer => tokenizer;
 
+    /// <summary>How conversations become prompts (<see cref="EncodeChat"/>) and where chat answers stop.</summary>
+    public IChatFormat ChatFormat { get; }
+
     /// <summary>Sequences being decoded right now.</summary>
     public int ActiveSequences { get; private set; }
 
@@ -84,7 +93,7 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
 
     public int CountTokens(string text) => tokenizer.Encode(text).Length;
 
-    public int[] EncodeChat(IReadOnlyList<ChatTurn> turns) => ChatTemplate.Encode(turns, tokenizer, addGenerationPrompt: true).Ids;
+    public int[] EncodeChat(IReadOnlyList<ChatTurn> turns) => ChatFormat.Encode(turns, tokenizer, addGenerationPrompt: true).Ids;
 
     public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {

@@ -72,7 +72,7 @@ public sealed class LoomChatClient(ITextGenerator generator) : IChatClient
     }
 
     /// <summary>
-    /// The generation request for a conversation: Loom's chat template, ending with an open assistant turn.
+    /// The generation request for a conversation: the generator's chat format, ending with an open assistant turn.
     /// Throws <see cref="ChatRequestException"/> when the prompt leaves no room in the context.
     /// </summary>
     public static GenerationRequest Request(ITextGenerator generator, IEnumerable<ChatMessage> messages, ChatOptions? options) =>
@@ -85,8 +85,9 @@ public sealed class LoomChatClient(ITextGenerator generator) : IChatClient
         return new GenerationRequest
         {
             PromptTokens = tokens,
+            AddBos = generator.ChatFormat is LoomChatFormat, // a checkpoint's chat template writes its own bos_token
             MaxTokens = options?.MaxOutputTokens,
-            Stop = [.. options?.StopSequences ?? [], ChatTemplate.End],
+            Stop = [.. options?.StopSequences ?? [], .. generator.ChatFormat.StopSequences],
             Sampling = Sampling(options),
             Format = tools?.Format ?? ChatTools.ResponseFormat(options),
             TopLogprobs = TopLogprobs(options),

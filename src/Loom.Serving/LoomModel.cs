@@ -42,10 +42,13 @@ public sealed class LoomModel : IAsyncDisposable
     public ITokenizer Tokenizer { get; }
     public TransformerDecoder Decoder { get; }
     public GenerationEngine Engine { get; }
+    /// <summary>The checkpoint's chat format: its Jinja template, or Loom's own.</summary>
+    public IChatFormat ChatFormat => Engine.ChatFormat;
 
     /// <summary>
     /// Loads a checkpoint folder (or a training output folder holding checkpoint/): config.json,
-    /// model.safetensors, tokenizer.json. Errors are one line naming the file. The model is served as
+    /// model.safetensors, tokenizer.json, and the chat template of tokenizer_config.json when there is one (else
+    /// Loom's chat format; see <see cref="Text.ChatFormat.Load"/>). Errors are one line naming the file. The model is served as
     /// <paramref name="name"/>, or when null as its folder's name (the parent's, for a folder called checkpoint).
     /// </summary>
     public static LoomModel Load(string folder, LoomModelOptions? options = null, string? name = null)
@@ -53,12 +56,15 @@ public sealed class LoomModel : IAsyncDisposable
         string resolved = Checkpoint.Resolve(folder);
         var transformer = Checkpoint.Load(resolved);
         var tokenizer = Text.Tokenizer.Load(resolved);
+        options ??= new LoomModelOptions();
+        if (options.Engine?.ChatFormat is null)
+            options = options with { Engine = (options.Engine ?? new GenerationEngineOptions()) with { ChatFormat = Text.ChatFormat.Load(resolved) } };
         if (name is null)
         {
             name = Path.GetFileName(Path.GetFullPath(resolved).TrimEnd(Path.DirectorySeparatorChar));
             if (name == "checkpoint") name = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(resolved).TrimEnd(Path.DirectorySeparatorChar))) ?? name;
         }
-        return new LoomModel(name, transformer, tokenizer, options ?? new LoomModelOptions());
+        return new LoomModel(name, transformer, tokenizer, options);
     }
 
     /// <summary>A model already in memory (tests, benchmarks, a model just trained).</summary>

@@ -96,6 +96,9 @@ public interface ITextGenerator
     /// <summary>A conversation as prompt tokens, in the model's chat format, ending with an open assistant turn.</summary>
     int[] EncodeChat(IReadOnlyList<Loom.Text.ChatTurn> turns);
 
+    /// <summary>The model's chat format: chat requests stop at its <see cref="Loom.Text.IChatFormat.StopSequences"/>. Loom's own unless the model carries a template.</summary>
+    Loom.Text.IChatFormat ChatFormat => Loom.Text.LoomChatFormat.Instance;
+
     /// <summary>Streams the completion of one request. Throws <see cref="ArgumentException"/> with a one-line message for a bad request (a prompt longer than the context).</summary>
     IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default);
 }

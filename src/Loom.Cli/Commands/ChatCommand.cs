@@ -6,7 +6,8 @@ namespace Loom.Cli.Commands;
 
 /// <summary>
 /// <c>loom chat</c>: a conversation on the terminal. Reads one message per line from stdin (so it
-/// also works with piped input), keeps the conversation, formats it with Loom's chat template and
+/// also works with piped input), keeps the conversation, formats it with the model's chat format (its
+/// tokenizer_config.json template, or Loom's) and
 /// streams each answer. <c>/exit</c> or end of input quits; <c>/reset</c> forgets the conversation.
 /// When the conversation outgrows the context the oldest exchanges are dropped.
 /// </summary>
@@ -22,8 +23,8 @@ internal static class ChatCommand
         {
             var sampling = arguments.Sampling(parseResult);
             int? maxTokens = arguments.MaxTokensOrNull(parseResult);
-            string[] stops = [.. parseResult.GetValue(arguments.Stop) ?? [], ChatTemplate.End];
             var handle = arguments.Open(parseResult);
+            string[] stops = [.. parseResult.GetValue(arguments.Stop) ?? [], .. handle.Generator.ChatFormat.StopSequences];
             try
             {
                 return Run(handle.Generator, parseResult.GetValue(system), sampling, maxTokens, stops);
@@ -66,7 +67,10 @@ internal static class ChatCommand
                 exitCode = 1;
                 continue;
             }
-            var request = new GenerationRequest { PromptTokens = prompt, MaxTokens = maxTokens, Sampling = sampling, Stop = stops };
+            var request = new GenerationRequest
+            {
+                PromptTokens = prompt, AddBos = generator.ChatFormat is LoomChatFormat, MaxTokens = maxTokens, Sampling = sampling, Stop = stops,
+            };
             var answer = new StringWriter();
             using var both = new TeeWriter(Console.Out, answer);
             try

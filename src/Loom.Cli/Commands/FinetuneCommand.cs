@@ -86,6 +86,7 @@ internal static class FinetuneCommand
                 Lora = lora,
                 MergeLora = parse.GetValue(MergeLora),
                 Compute = compute,
+                ChatFormat = ChatFormat.Load(Checkpoint.Resolve(parse.GetValue(Model)!)),
             }.Validate();
         }
 
@@ -254,18 +255,19 @@ internal static class FinetuneCommand
             string folder = Checkpoint.Resolve(parse.GetValue(model)!);
             var policy = Checkpoint.Load(folder);
             var tokenizer = Tokenizer.Load(folder);
+            var format = ChatFormat.Load(folder);
             var random = new DeterministicRandom(parse.GetValue(seed));
             IReadOnlyList<ChatTurn> turns = [new ChatTurn("user", parse.GetValue(prompt)!)];
             if (parse.GetValue(rewardModel) is string rmFolder)
             {
                 var reward = RewardModel.Load(rmFolder);
-                var ranked = new BestOfN(policy, reward, tokenizer, compute).Generate(turns, n, parse.GetValue(maxNew), parse.GetValue(temperature), random);
+                var ranked = new BestOfN(policy, reward, tokenizer, compute, format).Generate(turns, n, parse.GetValue(maxNew), parse.GetValue(temperature), random);
                 Console.WriteLine(ranked[0].Response);
                 foreach (var (response, score) in ranked) Console.Error.WriteLine($"reward {score:F3}: {response.ReplaceLineEndings(" ")}");
                 return 0;
             }
-            var (ids, _) = ChatTemplate.Encode(turns, tokenizer, addGenerationPrompt: true);
-            var sample = new PolicySampler(policy, compute).Sample([ids], 1, parse.GetValue(maxNew), parse.GetValue(temperature), SequenceLogProbs.EndId(tokenizer), random)[0];
+            var (ids, _) = format.Encode(turns, tokenizer, addGenerationPrompt: true);
+            var sample = new PolicySampler(policy, compute).Sample([ids], 1, parse.GetValue(maxNew), parse.GetValue(temperature), SequenceLogProbs.EndId(tokenizer, format), random)[0];
             Console.WriteLine(tokenizer.Decode(sample, skipSpecialTokens: true));
             return 0;
         }));

@@ -4,6 +4,52 @@ namespace Loom.Text;
 public sealed record ChatTurn(string Role, string Content);
 
 /// <summary>
+/// How a model lays a conversation out as text and tokens: Loom's own format (<see cref="LoomChatFormat"/>) or the
+/// Jinja chat template a checkpoint carries in tokenizer_config.json (<see cref="JinjaChatFormat"/>). Serving builds
+/// prompts with it and stops at its <see cref="StopSequences"/>; tuning builds examples with it and learns the
+/// assistant turns its <see cref="Encode"/> marks.
+/// </summary>
+public interface IChatFormat
+{
+    /// <summary>The text that ends an assistant turn (such as <c>&lt;|end|&gt;</c>, <c>&lt;|im_end|&gt;</c>, <c>&lt;|eot_id|&gt;</c>); generation stops there.</summary>
+    IReadOnlyList<string> StopSequences { get; }
+
+    /// <summary>The conversation as one string; with <paramref name="addGenerationPrompt"/> it ends with an open assistant turn.</summary>
+    string Format(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt);
+
+    /// <summary>
+    /// The conversation as token ids, with a mask that is true on the tokens a model should learn to produce: each
+    /// assistant turn's content and the marker that ends it.
+    /// </summary>
+    (int[] Ids, bool[] TargetMask) Encode(IReadOnlyList<ChatTurn> turns, ITokenizer tokenizer, bool addGenerationPrompt);
+}
+
+/// <summary>Loom's own chat format (<see cref="ChatTemplate"/>) as an <see cref="IChatFormat"/>: the format of every checkpoint Loom trains.</summary>
+public sealed class LoomChatFormat : IChatFormat
+{
+    public static LoomChatFormat Instance { get; } = new();
+
+    LoomChatFormat() { }
+
+    public IReadOnlyList<string> StopSequences { get; } = [ChatTemplate.End];
+
+    public string Format(IReadOnlyList<ChatTurn> turns, bool addGenerationPrompt) => ChatTemplate.Format(turns, addGenerationPrompt);
+
+    public (int[] Ids, bool[] TargetMask) Encode(IReadOnlyList<ChatTurn> turns, ITokenizer tokenizer, bool addGenerationPrompt) =>
+        ChatTemplate.Encode(turns, tokenizer, addGenerationPrompt);
+}
+
+/// <summary>Finding a checkpoint's chat format.</summary>
+public static class ChatFormat
+{
+    /// <summary>
+    /// The chat format of a checkpoint folder: the Jinja template of its tokenizer_config.json (or chat_template.jinja)
+    /// when it has one, else Loom's own format.
+    /// </summary>
+    public static IChatFormat Load(string folder) => JinjaChatFormat.FromFolder(folder) ?? (IChatFormat)LoomChatFormat.Instance;
+}
+
+/// <summary>
 /// Loom's chat format, used by tuning (to build examples) and by serving (to build prompts):
 /// <c>&lt;|system|&gt;\n…&lt;|end|&gt;\n&lt;|user|&gt;\n…&lt;|end|&gt;\n&lt;|assistant|&gt;\n…&lt;|end|&gt;\n</c>.
 /// The role markers and <c>&lt;|end|&gt;</c> are special tokens of Loom's tokenizers. A function's result comes back

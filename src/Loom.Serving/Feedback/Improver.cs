@@ -229,13 +229,14 @@ public static class Improver
     {
         var model = Checkpoint.Load(parentCheckpoint);
         var tokenizer = Tokenizer.Load(parentCheckpoint);
+        var format = ChatFormat.Load(parentCheckpoint);
         var stages = new List<string>();
         var metrics = new Dictionary<string, float>(StringComparer.Ordinal);
         string? output = null;
         TuneOptions Tune(string stage, int steps) => new TuneOptions
         {
             OutputFolder = output = Path.Combine(work, stage), Steps = steps, Batch = options.Batch, LearningRate = options.LearningRate,
-            Seed = options.Seed, Lora = options.Lora, MergeLora = options.Lora is not null, Compute = options.Compute,
+            Seed = options.Seed, Lora = options.Lora, MergeLora = options.Lora is not null, Compute = options.Compute, ChatFormat = format,
         }.Validate();
         Action<TuneEvent> Report(string stage) => e =>
         {
@@ -302,9 +303,10 @@ public static class Improver
     {
         var model = Checkpoint.Load(checkpoint);
         var tokenizer = Tokenizer.Load(checkpoint);
-        var ids = options.HeldOutPrompts.Select(p => ChatTemplate.Encode([new ChatTurn("user", p.Prompt)], tokenizer, addGenerationPrompt: true).Ids).ToList();
+        var format = ChatFormat.Load(checkpoint);
+        var ids = options.HeldOutPrompts.Select(p => format.Encode([new ChatTurn("user", p.Prompt)], tokenizer, addGenerationPrompt: true).Ids).ToList();
         var samples = new PolicySampler(model, options.Compute).Sample(ids, options.SamplesPerPrompt, options.MaxNewTokens, options.Temperature,
-            SequenceLogProbs.EndId(tokenizer), new DeterministicRandom(options.Seed));
+            SequenceLogProbs.EndId(tokenizer, format), new DeterministicRandom(options.Seed));
         return [.. samples.Select(s => tokenizer.Decode(s, skipSpecialTokens: true).Trim())];
     }
 

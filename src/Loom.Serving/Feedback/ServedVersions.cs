@@ -233,6 +233,8 @@ public sealed class ServedVersions : ITextGenerator, IAsyncDisposable
 
     int[] ITextGenerator.EncodeChat(IReadOnlyList<ChatTurn> turns) => Volatile.Read(ref current).Model.Engine.EncodeChat(turns);
 
+    IChatFormat ITextGenerator.ChatFormat => Volatile.Read(ref current).Model.Engine.ChatFormat;
+
     async IAsyncEnumerable<GenerationUpdate> ITextGenerator.GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var lease = Acquire();

@@ -19,8 +19,8 @@ public static class DpoTuner
         if (!(beta > 0) || !float.IsFinite(beta)) throw new ArgumentException($"DpoTuner.Run: beta must be positive, got {beta}");
         if (pairs.Count == 0) throw new ArgumentException("no preference pairs to train on");
         var random = new DeterministicRandom(options.Seed);
-        int stopId = SequenceLogProbs.EndId(tokenizer);
-        var encoded = pairs.Select(p => (Chosen: TokenSequence.FromResponse(p.Prompt, p.Chosen, tokenizer), Rejected: TokenSequence.FromResponse(p.Prompt, p.Rejected, tokenizer))).ToList();
+        int stopId = SequenceLogProbs.EndId(tokenizer, options.ChatFormat);
+        var encoded = pairs.Select(p => (Chosen: TokenSequence.FromResponse(p.Prompt, p.Chosen, tokenizer, options.ChatFormat), Rejected: TokenSequence.FromResponse(p.Prompt, p.Rejected, tokenizer, options.ChatFormat))).ToList();
         var order = TuningLoop.Shuffle(encoded.Count, random);
         int held = encoded.Count >= 20 ? (int)(encoded.Count * options.EvalFraction) : 0;
         var evalIndices = order.Take(held).ToList();
@@ -30,7 +30,7 @@ public static class DpoTuner
         var reference = TuningLoop.FrozenCopy(model);
         var referenceChosen = SequenceLogProbs.Compute(reference, [.. encoded.Select(e => e.Chosen)], compute: options.Compute);
         var referenceRejected = SequenceLogProbs.Compute(reference, [.. encoded.Select(e => e.Rejected)], compute: options.Compute);
-        var klPromptIds = pairs.Select(p => ChatTemplate.Encode(p.Prompt, tokenizer, addGenerationPrompt: true).Ids)
+        var klPromptIds = pairs.Select(p => (options.ChatFormat ?? LoomChatFormat.Instance).Encode(p.Prompt, tokenizer, addGenerationPrompt: true).Ids)
             .DistinctBy(ids => string.Join(',', ids)).Take(klPrompts).ToList();
 
         var trainable = TuningLoop.Trainable(model, options);

@@ -47,8 +47,8 @@ public static class GrpoTuner
         if (rewardModel.Model.Config.VocabSize != model.Config.VocabSize)
             throw new ArgumentException($"the reward model's vocabulary ({rewardModel.Model.Config.VocabSize}) differs from the policy's ({model.Config.VocabSize})");
         var random = new DeterministicRandom(options.Seed);
-        int stopId = SequenceLogProbs.EndId(tokenizer);
-        var promptIds = prompts.Select(p => ChatTemplate.Encode(p, tokenizer, addGenerationPrompt: true).Ids).ToList();
+        int stopId = SequenceLogProbs.EndId(tokenizer, options.ChatFormat);
+        var promptIds = prompts.Select(p => (options.ChatFormat ?? LoomChatFormat.Instance).Encode(p, tokenizer, addGenerationPrompt: true).Ids).ToList();
         var reference = TuningLoop.FrozenCopy(model);
         var trainable = TuningLoop.Trainable(model, options);
         using var loop = new TuningLoop(options, options.Steps, trainable, report);
@@ -68,7 +68,7 @@ public static class GrpoTuner
             // Rollouts from the current policy, scored by the reward model.
             var responses = sampler.Sample([.. picked.Select(i => promptIds[i])], group, grpo.MaxNewTokens, grpo.Temperature, stopId, random);
             var texts = responses.Select(r => tokenizer.Decode(r, skipSpecialTokens: true)).ToList();
-            var rewards = rewardModel.Score([.. texts.Select((t, k) => TokenSequence.FromResponse(prompts[picked[k / group]], t, tokenizer))], compute: loop.Compute);
+            var rewards = rewardModel.Score([.. texts.Select((t, k) => TokenSequence.FromResponse(prompts[picked[k / group]], t, tokenizer, options.ChatFormat))], compute: loop.Compute);
             var advantages = new float[rewards.Length];
             for (int p = 0; p < promptsPerStep; p++)
             {

@@ -124,11 +124,14 @@ public sealed class BestOfN
     readonly RewardModel rewardModel;
     readonly ITokenizer tokenizer;
     readonly ComputeContext? compute;
+    readonly IChatFormat format;
 
     /// <param name="compute">The threads sampling and scoring run on; null means <see cref="ComputeContext.Default"/>.</param>
-    public BestOfN(Transformer policy, RewardModel rewardModel, ITokenizer tokenizer, ComputeContext? compute = null)
+    /// <param name="format">The policy's chat format; null means Loom's.</param>
+    public BestOfN(Transformer policy, RewardModel rewardModel, ITokenizer tokenizer, ComputeContext? compute = null, IChatFormat? format = null)
     {
         this.compute = compute;
+        this.format = format ?? LoomChatFormat.Instance;
         sampler = new PolicySampler(policy, compute);
         this.rewardModel = rewardModel;
         this.tokenizer = tokenizer;
@@ -138,11 +141,11 @@ public sealed class BestOfN
     public IReadOnlyList<(string Response, float Reward)> Generate(IReadOnlyList<ChatTurn> prompt, int n, int maxNewTokens, float temperature, DeterministicRandom random)
     {
         if (n < 1) throw new ArgumentException($"best-of-n needs n >= 1, got {n}", nameof(n));
-        int stopId = tokenizer.TokenToId(ChatTemplate.End) ?? throw new InvalidDataException($"the tokenizer has no {ChatTemplate.End} token");
-        var (promptIds, _) = ChatTemplate.Encode(prompt, tokenizer, addGenerationPrompt: true);
+        int stopId = SequenceLogProbs.EndId(tokenizer, format);
+        var (promptIds, _) = format.Encode(prompt, tokenizer, addGenerationPrompt: true);
         var samples = sampler.Sample([promptIds], n, maxNewTokens, temperature, stopId, random);
         var texts = samples.Select(s => tokenizer.Decode(s, skipSpecialTokens: true)).ToList();
-        var rewards = rewardModel.Score([.. texts.Select(t => TokenSequence.FromResponse(prompt, t, tokenizer))], compute: compute);
+        var rewards = rewardModel.Score([.. texts.Select(t => TokenSequence.FromResponse(prompt, t, tokenizer, format))], compute: compute);
         return [.. texts.Select((t, i) => (t, rewards[i])).OrderByDescending(x => x.Item2)];
     }
 

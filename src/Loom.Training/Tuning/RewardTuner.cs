@@ -21,7 +21,7 @@ public static class RewardTuner
         var head = reward.Head.Span;
         for (int i = 0; i < head.Length; i++) head[i] = (float)headRandom.NextGaussian() * Transformer.InitStdDev;
 
-        var encoded = pairs.Select(p => (Chosen: TokenSequence.FromResponse(p.Prompt, p.Chosen, tokenizer), Rejected: TokenSequence.FromResponse(p.Prompt, p.Rejected, tokenizer))).ToList();
+        var encoded = pairs.Select(p => (Chosen: TokenSequence.FromResponse(p.Prompt, p.Chosen, tokenizer, options.ChatFormat), Rejected: TokenSequence.FromResponse(p.Prompt, p.Rejected, tokenizer, options.ChatFormat))).ToList();
         var order = TuningLoop.Shuffle(encoded.Count, random);
         int held = (int)(encoded.Count * options.EvalFraction);
         var evalSet = order.Take(held).Select(i => encoded[i]).ToList();

@@ -52,7 +52,15 @@ public static class SequenceLogProbs
         return (float)(total / sequences.Count);
     }
 
-    /// <summary>The id that ends an assistant turn (<c>&lt;|end|&gt;</c>); a one-line error when the tokenizer lacks it.</summary>
-    public static int EndId(ITokenizer tokenizer) =>
-        tokenizer.TokenToId(ChatTemplate.End) ?? throw new InvalidDataException($"the tokenizer has no {ChatTemplate.End} token (chat tuning needs Loom's special tokens)");
+    /// <summary>
+    /// The id that ends an assistant turn in the chat format (null: Loom's <c>&lt;|end|&gt;</c>): its first stop sequence
+    /// that is one token of the vocabulary. A one-line error when the tokenizer has none.
+    /// </summary>
+    public static int EndId(ITokenizer tokenizer, IChatFormat? format = null)
+    {
+        var stops = (format ?? LoomChatFormat.Instance).StopSequences;
+        foreach (var stop in stops)
+            if (tokenizer.TokenToId(stop) is int id) return id;
+        throw new InvalidDataException($"the tokenizer has no token for the end of a chat turn ({string.Join(" or ", stops)}); chat tuning needs it");
+    }
 }

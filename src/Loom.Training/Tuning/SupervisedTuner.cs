@@ -17,7 +17,7 @@ public static class SupervisedTuner
         options.Validate();
         if (examples.Count == 0) throw new ArgumentException("no supervised examples to train on");
         var random = new DeterministicRandom(options.Seed);
-        var sequences = examples.Select(e => TokenSequence.FromTurns(e.Turns, tokenizer)).ToList();
+        var sequences = examples.Select(e => TokenSequence.FromTurns(e.Turns, tokenizer, options.ChatFormat)).ToList();
         var order = TuningLoop.Shuffle(sequences.Count, random);
         int held = examples.Count >= 20 ? (int)(examples.Count * options.EvalFraction) : 0;
         var evalSet = order.Take(held).Select(i => sequences[i]).ToList();

@@ -5,17 +5,20 @@ namespace Loom.Training.Tuning;
 /// <summary>A tokenized example: ids and a mask that is true on the tokens the model is scored or trained on (the response).</summary>
 public sealed record TokenSequence(int[] Ids, bool[] TargetMask)
 {
-    /// <summary>A prompt and one assistant response in Loom's chat format; the mask covers the response and its end marker.</summary>
-    public static TokenSequence FromResponse(IReadOnlyList<ChatTurn> prompt, string response, ITokenizer tokenizer)
+    /// <summary>
+    /// A prompt and one assistant response in the model's chat format (null: Loom's); the mask covers the response and
+    /// its end marker.
+    /// </summary>
+    public static TokenSequence FromResponse(IReadOnlyList<ChatTurn> prompt, string response, ITokenizer tokenizer, IChatFormat? format = null)
     {
-        var (ids, mask) = ChatTemplate.Encode([.. prompt, new ChatTurn("assistant", response)], tokenizer, addGenerationPrompt: false);
+        var (ids, mask) = (format ?? LoomChatFormat.Instance).Encode([.. prompt, new ChatTurn("assistant", response)], tokenizer, addGenerationPrompt: false);
         return new TokenSequence(ids, mask);
     }
 
-    /// <summary>A whole conversation; the mask covers every assistant turn.</summary>
-    public static TokenSequence FromTurns(IReadOnlyList<ChatTurn> turns, ITokenizer tokenizer)
+    /// <summary>A whole conversation in the model's chat format (null: Loom's); the mask covers every assistant turn.</summary>
+    public static TokenSequence FromTurns(IReadOnlyList<ChatTurn> turns, ITokenizer tokenizer, IChatFormat? format = null)
     {
-        var (ids, mask) = ChatTemplate.Encode(turns, tokenizer, addGenerationPrompt: false);
+        var (ids, mask) = (format ?? LoomChatFormat.Instance).Encode(turns, tokenizer, addGenerationPrompt: false);
         return new TokenSequence(ids, mask);
     }
 

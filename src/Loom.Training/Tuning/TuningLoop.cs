@@ -34,6 +34,8 @@ public sealed record TuneOptions
     public ulong Seed { get; init; } = 1;
     /// <summary>Train LoRA adapters instead of every weight; null = full fine-tuning.</summary>
     public LoraOptions? Lora { get; init; }
+    /// <summary>The chat format examples are built in (an imported model's template); null means Loom's. A Jinja format is saved with the tuned checkpoint.</summary>
+    public IChatFormat? ChatFormat { get; init; }
     /// <summary>With LoRA: also write the merged model to checkpoint/ (the adapter alone always goes to adapter/).</summary>
     public bool MergeLora { get; init; }
     /// <summary>Write metrics.jsonl (tests may turn it off).</summary>
@@ -171,7 +173,11 @@ public sealed class TuningLoop : IDisposable
             if (!options.MergeLora) return;
             Lora.Merge(model);
         }
-        Checkpoint.Save(Path.Combine(options.OutputFolder, CheckpointFolderName), model, tokenizer.Save);
+        Checkpoint.Save(Path.Combine(options.OutputFolder, CheckpointFolderName), model, folder =>
+        {
+            tokenizer.Save(folder);
+            if (options.ChatFormat is JinjaChatFormat template) template.Save(folder);
+        });
     }
 
     /// <summary>A frozen copy (no tensor requires a gradient): the reference model of DPO and RL.</summary>
