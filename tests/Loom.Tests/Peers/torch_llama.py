@@ -6,9 +6,9 @@
   torch_llama.py adamw FOLDER   reads adamw.json, params.safetensors, grads.safetensors; runs torch.optim.AdamW in
                                 float64 and writes adamw_result.json with the parameters after the steps
   torch_llama.py bench CONFIG BATCH TOKENS
-                                prints "ready <torch version>", then answers each stdin line "step THREADS" with the
-                                wall milliseconds of one training step (forward, backward, clipping, AdamW) run on
-                                THREADS threads; "quit" ends it
+                                prints "ready <torch version> <BLAS library>", then answers each stdin line
+                                "step THREADS" with the wall milliseconds of one training step (forward, backward,
+                                clipping, AdamW) run with torch.set_num_threads(THREADS); "quit" ends it
 
 The model follows Hugging Face's LlamaForCausalLM (RMSNorm, rotate-half RoPE, grouped-query attention, SwiGLU, tied or
 untied head); transformers is not needed. Safetensors files are read with struct and json.
@@ -135,6 +135,13 @@ def adamw(folder):
         json.dump({"torch": torch.__version__, "params": {n: params[n].reshape(-1).tolist() for n in names}}, f)
 
 
+def loaded_blas():
+    """The BLAS library torch's matrix products run on (Debian: the libblas.so.3 alternative), from /proc/self/maps."""
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "blas" in line.split()[-1]}
+    return ",".join(sorted(paths)) or "none"
+
+
 def bench(config_path, batch, tokens):
     with open(config_path) as f:
         config = json.load(f)
@@ -161,7 +168,7 @@ def bench(config_path, batch, tokens):
         lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
     ids = torch.randint(vocab, (batch, tokens), generator=generator)
     targets = torch.randint(vocab, (batch, tokens), generator=generator)
-    print(f"ready {torch.__version__}", flush=True)
+    print(f"ready {torch.__version__} {loaded_blas()}", flush=True)
     for line in sys.stdin:
         words = line.split()
         if not words or words[0] == "quit":
