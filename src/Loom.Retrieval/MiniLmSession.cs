@@ -46,14 +46,25 @@ internal sealed class MiniLmSession : IDisposable
         byte[] model = ReadPackageModel();
         // Extended optimisations only: the saved graph must not hold kernels for this CPU alone (ENABLE_ALL's NCHWc layouts).
         var options = Options(threads, GraphOptimizationLevel.ORT_ENABLE_EXTENDED, inPlace: false);
+        // A name of its own for each writer (processes, and threads of one process), renamed into place when whole.
         // ONNX Runtime picks the saved format by the extension (.ort) as well as by the config entry below.
-        string? temporary = path is null ? null : $"{path}.{Environment.ProcessId}.tmp.ort";
+        string? temporary = path is null ? null : $"{path}.{Environment.ProcessId}-{Guid.NewGuid():N}.tmp.ort";
         if (temporary is not null && TryCreateFolder(Path.GetDirectoryName(temporary)!))
         {
             options.OptimizedModelFilePath = temporary;
             options.AddSessionConfigEntry("session.save_model_format", "ORT");
         }
-        session = new InferenceSession(model, options);
+        try
+        {
+            session = new InferenceSession(model, options);
+        }
+        catch (OnnxRuntimeException) when (options.OptimizedModelFilePath is { Length: > 0 })
+        {
+            // The cache could not be written (a full disk): run without it.
+            TryDelete(temporary!);
+            options = Options(threads, GraphOptimizationLevel.ORT_ENABLE_EXTENDED, inPlace: false);
+            session = new InferenceSession(model, options);
+        }
         if (options.OptimizedModelFilePath is { Length: > 0 } && File.Exists(temporary))
         {
             // A rename, so a process starting meanwhile sees no file or a whole one.
