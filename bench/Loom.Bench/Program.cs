@@ -19,8 +19,10 @@ public static class Program
             case "fuzz": return FuzzBench.Run(args[1..]);
             case "soak": return SoakBench.Run(args[1..]);
             case "loop": return LoopBench.Run(args[1..]);
+            case "torch": return TorchBench.Run(args[1..]);
+            case "cli-start": return CliStartBench.Run(args[1..]);
             default:
-                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs, structured, eval-cache, fuzz, soak, loop");
+                Console.Error.WriteLine("usage: Loom.Bench <benchmark>   benchmarks: gemm, step, tuning, generate, serve, retrieval-eval, retrieval-latency, logs, structured, eval-cache, fuzz, soak, loop, torch, cli-start");
                 return 2;
         }
     }

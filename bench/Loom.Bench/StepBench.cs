@@ -25,7 +25,7 @@ internal static class StepBench
     const int DefaultSamples = 5;
     const float Subnormal = 1e-40f;
 
-    static readonly LlamaConfig Config = new() { VocabSize = 4096, Dim = 256, Layers = 4, Heads = 4, KvHeads = 4, HiddenDim = 768, MaxSeq = Tokens };
+    internal static readonly LlamaConfig Config = new() { VocabSize = 4096, Dim = 256, Layers = 4, Heads = 4, KvHeads = 4, HiddenDim = 768, MaxSeq = Tokens };
 
     /// <summary>
     /// Models by name. gpt2-124m keeps the Llama architecture at GPT-2 small's sizes: 12 layers × 768, 12 heads,
@@ -90,7 +90,7 @@ internal static class StepBench
 
 
     /// <summary>One model, optimizer and tape on one context: the step that a sample times.</summary>
-    sealed class Trainer : IDisposable
+    internal sealed class Trainer : IDisposable
     {
         readonly ComputeContext compute;
         readonly Transformer model;

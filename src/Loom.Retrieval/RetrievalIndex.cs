@@ -70,19 +70,34 @@ public sealed class RetrievalIndex : IDisposable
         // An existing index whose database is gone or empty would silently become a new empty index beside stale vectors.
         if (existed && manifest.Store == "sqlite" && (!File.Exists(database) || new FileInfo(database).Length == 0))
             throw new InvalidDataException($"{database}: the index database is {(File.Exists(database) ? "empty (0 bytes)" : "missing")}, though {manifestPath} describes an index; restore it or ingest into a new folder");
+        // The embedder loads on another core while the store opens (MiniLM takes a few hundred milliseconds even from
+        // its cached model: most of a `loom search` call).
+        var embedderLoad = customEmbedder is not null ? Task.FromResult(customEmbedder) : Task.Run(() => Embedders.Create(manifest.Embedder), CancellationToken.None);
         IRetrievalStore store;
         try
         {
             store = await OpenStoreAsync(manifest, folder, postgresConnection, cancellationToken);
         }
-        catch when (!existed)
+        catch
         {
-            // A new index whose store cannot be opened (PostgreSQL unreachable) leaves nothing behind.
-            File.Delete(manifestPath);
-            if (!folderExisted && !Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
+            if (customEmbedder is null) _ = embedderLoad.ContinueWith(load => load.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+            if (!existed)
+            {
+                // A new index whose store cannot be opened (PostgreSQL unreachable) leaves nothing behind.
+                File.Delete(manifestPath);
+                if (!folderExisted && !Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
+            }
             throw;
         }
-        return new RetrievalIndex(manifest, store, customEmbedder ?? Embedders.Create(manifest.Embedder));
+        try
+        {
+            return new RetrievalIndex(manifest, store, await embedderLoad);
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
     }
 
     static async Task<IRetrievalStore> OpenStoreAsync(IndexManifest manifest, string folder, string? postgresConnection, CancellationToken cancellationToken)
