@@ -124,7 +124,8 @@ public sealed class Tensor
     internal void ShareValues(Tensor source)
     {
         if (!SameShape(source)) throw new ArgumentException($"{ToString()} cannot share the values of {source}: the shapes differ", nameof(source));
-        data = source.data;
+        if (source.Quantized is { } matrix) HoldQuantized(matrix);
+        else data = source.Data;
     }
 
     /// <summary>The gradient tensor, created zeroed if absent (parameters keep theirs until <see cref="ZeroGrad"/>).</summary>
