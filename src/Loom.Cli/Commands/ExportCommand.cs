@@ -20,6 +20,8 @@ internal static class ExportCommand
             var weightType = ParseType(parseResult.GetValue(type)!);
             string folder = Checkpoint.Resolve(parseResult.GetValue(model)!);
             var transformer = Checkpoint.Load(folder);
+            if (transformer.QuantizedType is { } quantized)
+                throw new ArgumentException($"{folder}: the weights are held quantised ({quantized}); export reads float32 weights: export the checkpoint it was quantised from, or run its model.gguf with --gguf");
             var tokenizer = File.Exists(Path.Combine(folder, Checkpoint.TokenizerFileName)) ? Tokenizer.Load(folder) : null;
             string output = parseResult.GetValue(gguf)!;
             string modelName = parseResult.GetValue(name) ?? new DirectoryInfo(Path.GetFullPath(parseResult.GetValue(model)!)).Name;

@@ -93,7 +93,10 @@ internal static class FinetuneCommand
         public (Transformer Model, ITokenizer Tokenizer, string Folder) Load(ParseResult parse)
         {
             string folder = Checkpoint.Resolve(parse.GetValue(Model)!);
-            return (Checkpoint.Load(folder), Tokenizer.Load(folder), folder);
+            var model = Checkpoint.Load(folder);
+            if (model.QuantizedType is { } quantized)
+                throw new ArgumentException($"{folder}: the weights are held quantised ({quantized}); tuning needs float32 weights (tuning a quantised base is not supported yet): tune the checkpoint it was quantised from");
+            return (model, Tokenizer.Load(folder), folder);
         }
 
         public FeedbackData Read(ParseResult parse, Option<string> data)
@@ -219,6 +222,8 @@ internal static class FinetuneCommand
         {
             string folder = Checkpoint.Resolve(parse.GetValue(model)!);
             var transformer = Checkpoint.Load(folder);
+            if (transformer.QuantizedType is { } quantized)
+                throw new ArgumentException($"{folder}: the weights are held quantised ({quantized}); an adapter merges into float32 weights: merge into the checkpoint it was quantised from");
             var tokenizer = Tokenizer.Load(folder);
             string adapterFolder = parse.GetValue(adapter)!;
             if (!Directory.Exists(adapterFolder)) throw new DirectoryNotFoundException($"{adapterFolder}: adapter folder not found");

@@ -77,6 +77,9 @@ public sealed class Transformer
         parameters = [.. list];
     }
 
+    /// <summary>The ggml type of the first weight held quantised (see <see cref="Tensor.HoldQuantized"/>), or null when every weight is float32.</summary>
+    public Gguf.GgmlType? QuantizedType => parameters.FirstOrDefault(p => p.Quantized is not null)?.Quantized!.Type;
+
     /// <summary>Every trainable tensor once (a tied head is the embedding), named as in Hugging Face.</summary>
     public IReadOnlyList<Tensor> Parameters => parameters;
 

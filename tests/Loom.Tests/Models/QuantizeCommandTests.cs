@@ -51,6 +51,27 @@ public sealed class QuantizeCommandTests : IDisposable
     }
 
     [Fact]
+    public void CommandsThatNeedFloatWeightsRefuseAQuantisedFolderInOneLine()
+    {
+        string checkpoint = WriteCheckpoint();
+        string output = Path.Combine(folder, "q8");
+        Assert.Equal(0, CliRun.Run("quantize", "--in", checkpoint, "--out", output, "--type", "q8_0").ExitCode);
+        string data = Path.Combine(folder, "sft.jsonl");
+        File.WriteAllText(data, "{\"prompt\": \"First\", \"completion\": \" Citizen\"}\n");
+        foreach (var arguments in new[]
+        {
+            new[] { "export", "--gguf", Path.Combine(folder, "out.gguf"), "--model", output },
+            new[] { "finetune", "sft", "--model", output, "--data", data, "--out", Path.Combine(folder, "tuned"), "--steps", "1" },
+        })
+        {
+            var run = CliRun.Run(arguments);
+            Assert.NotEqual(0, run.ExitCode);
+            Assert.Contains("the weights are held quantised (Q8_0)", run.Error);
+            Assert.Single(run.Error.Trim().Split('\n'));
+        }
+    }
+
+    [Fact]
     public void AnUnknownTypeIsOneLineNamingTheFlag()
     {
         string checkpoint = WriteCheckpoint();
