@@ -89,8 +89,6 @@ public sealed class KvCacheView
         starts = new int[rows ?? cache.SlotCount];
     }
 
-    /// <summary>Batch rows a pass may have.</summary>
-    public int Rows => slots.Length;
 
     public KvCache Cache { get; }
 
