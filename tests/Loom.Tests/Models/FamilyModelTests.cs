@@ -88,28 +88,7 @@ public sealed class FamilyModelTests
         string[] names = config.AttentionBias
             ? ["model.layers.0.self_attn.q_proj.bias", "model.layers.0.self_attn.k_proj.bias", "model.layers.1.self_attn.v_proj.bias", "model.layers.1.self_attn.q_proj.weight"]
             : ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight", "model.layers.1.self_attn.v_proj.weight", "model.embed_tokens.weight"];
-        foreach (string name in names)
-        {
-            var parameter = model.Parameters.Single(p => p.Name == name);
-            var weights = reference.Weights[name];
-            var analytic = new List<double>();
-            var numeric = new List<double>();
-            for (int sample = 0; sample < 8; sample++)
-            {
-                int index = random.Next(weights.Length);
-                double saved = weights[index];
-                const double step = 1e-5;
-                weights[index] = saved + step;
-                double plus = reference.Loss(ids, targets, batch, tokens);
-                weights[index] = saved - step;
-                double minus = reference.Loss(ids, targets, batch, tokens);
-                weights[index] = saved;
-                numeric.Add((plus - minus) / (2 * step));
-                analytic.Add(parameter.Grad![index]);
-            }
-            double error = GradCheck.RelativeError([.. analytic], [.. numeric]);
-            Assert.True(error < 2e-3, $"{family} {name}: gradient relative error {error:E3}");
-        }
+        reference.AssertGradientsMatch(model, ids, targets, batch, tokens, names, samples: 8, random, label: $"{family} ");
     }
 
     [Theory]

@@ -8,6 +8,38 @@ internal sealed class LlamaReference(int vocab, int dim, int layers, int heads, 
 {
     public required Dictionary<string, double[]> Weights { get; init; }
 
+    /// <summary>
+    /// Checks the gradients that backward left on <paramref name="model"/>'s parameters <paramref name="names"/> against
+    /// central finite differences of this reference's loss, at <paramref name="samples"/> random entries each
+    /// (relative error below 2e-3); <paramref name="label"/> starts each failure message.
+    /// </summary>
+    public void AssertGradientsMatch(Loom.Models.Transformer model, int[] ids, int[] targets, int batch, int tokens,
+        IEnumerable<string> names, int samples, Random random, string label)
+    {
+        foreach (string name in names)
+        {
+            var parameter = model.Parameters.Single(p => p.Name == name);
+            var weights = Weights[name];
+            var analytic = new List<double>();
+            var numeric = new List<double>();
+            for (int sample = 0; sample < samples; sample++)
+            {
+                int index = random.Next(weights.Length);
+                double saved = weights[index];
+                const double step = 1e-5;
+                weights[index] = saved + step;
+                double plus = Loss(ids, targets, batch, tokens);
+                weights[index] = saved - step;
+                double minus = Loss(ids, targets, batch, tokens);
+                weights[index] = saved;
+                numeric.Add((plus - minus) / (2 * step));
+                analytic.Add(parameter.Grad![index]);
+            }
+            double error = Loom.Tests.Tensors.GradCheck.RelativeError([.. analytic], [.. numeric]);
+            Assert.True(error < 2e-3, $"{label}{name}: gradient relative error {error:E3} (analytic {string.Join(", ", analytic)}; numeric {string.Join(", ", numeric)})");
+        }
+    }
+
     /// <summary>Llama 3's rope scaling: frequency i is theta^(−2i/headDim) / FrequencyDivisors[i]; null for plain RoPE.</summary>
     public double[]? FrequencyDivisors { get; init; }
 

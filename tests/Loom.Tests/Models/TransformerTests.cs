@@ -69,28 +69,7 @@ public class TransformerTests
             "model.layers.1.self_attn.v_proj.weight", "model.layers.1.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
             "model.layers.1.mlp.down_proj.weight", "model.layers.0.input_layernorm.weight", "model.layers.1.post_attention_layernorm.weight",
             "model.norm.weight", .. tied ? Array.Empty<string>() : ["lm_head.weight"]];
-        foreach (string name in checkedNames)
-        {
-            var parameter = model.Parameters.Single(p => p.Name == name);
-            var weights = reference.Weights[name];
-            var analytic = new List<double>();
-            var numeric = new List<double>();
-            for (int sample = 0; sample < 6; sample++)
-            {
-                int index = random.Next(weights.Length);
-                double saved = weights[index];
-                const double step = 1e-5;
-                weights[index] = saved + step;
-                double plus = reference.Loss(ids, targets, batch, tokens);
-                weights[index] = saved - step;
-                double minus = reference.Loss(ids, targets, batch, tokens);
-                weights[index] = saved;
-                numeric.Add((plus - minus) / (2 * step));
-                analytic.Add(parameter.Grad![index]);
-            }
-            double error = GradCheck.RelativeError([.. analytic], [.. numeric]);
-            Assert.True(error < 2e-3, $"{name}: gradient relative error {error:E3} (analytic {string.Join(", ", analytic)}; numeric {string.Join(", ", numeric)})");
-        }
+        reference.AssertGradientsMatch(model, ids, targets, batch, tokens, checkedNames, samples: 6, random, label: "");
     }
 
     [Fact]
