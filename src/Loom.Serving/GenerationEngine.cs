@@ -14,8 +14,9 @@ public sealed record GenerationEngineOptions
     public int? QueueLimit { get; init; }
 
     /// <summary>
-    /// Prompt tokens prefilled per step: a longer prompt is prefilled in slices of this many tokens between the
-    /// decode steps of the running sequences, which keep streaming meanwhile. A multiple of
+    /// The longest prompt prefilled whole on admission: a longer one is prefilled in slices while the running sequences
+    /// keep streaming (along their decode steps, see <see cref="PrefillTokensPerDecodeStep"/>), and in slices of this
+    /// many tokens as steps of their own when nothing else is decoding. A multiple of
     /// <see cref="PrefillChunkAlignment"/> (slices start on the attention's query blocks, so a sequence gets the very
     /// numbers of a whole prefill); 0 prefills every prompt whole. Null means 256.
     /// </summary>
@@ -42,7 +43,8 @@ public sealed record GenerationEngineOptions
 /// each into a free KV-cache slot (prefill), then decodes every active sequence together, one
 /// token per step, and streams each sequence's text to its own reader. A cancelled request frees
 /// its slot at the next step. A prompt longer than <see cref="GenerationEngineOptions.PrefillChunkTokens"/> is
-/// prefilled one slice per step (the oldest such request first), between the decode steps of the others.
+/// prefilled one slice per step (the oldest such request first): inside the decode step of the others while they run,
+/// as a step of its own otherwise.
 /// </summary>
 public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
 {
@@ -209,21 +211,8 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
                 if (alongside) Fail(slots[prefilling]!, e, prefilling, slots);
                 continue;
             }
-            if (alongside && !slots[prefilling]!.IsPrefilling) EmitFirst(prefilling, slots, sliceLogits);
-            for (int i = 0; i < count; i++)
-            {
-                int slot = activeSlots[i];
-                var job = slots[slot]!;
-                var row = logits.AsSpan(i * decoder.VocabSize, decoder.VocabSize);
-                try
-                {
-                    Emit(job, Sample(job, row), slot, slots);
-                }
-                catch (Exception e)
-                {
-                    Fail(job, e, slot, slots);
-                }
-            }
+            if (alongside && !slots[prefilling]!.IsPrefilling) SampleAndEmit(prefilling, slots, sliceLogits);
+            for (int i = 0; i < count; i++) SampleAndEmit(activeSlots[i], slots, logits.AsSpan(i * decoder.VocabSize, decoder.VocabSize));
         }
     }
 
@@ -257,8 +246,8 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         }
     }
 
-    /// <summary>Samples and streams the first token of the job in <paramref name="slot"/>, whose prompt has just been prefilled.</summary>
-    void EmitFirst(int slot, Job?[] slots, Span<float> row)
+    /// <summary>Samples the next token of the sequence in <paramref name="slot"/> from its logits row and streams it; a failure ends that sequence alone.</summary>
+    void SampleAndEmit(int slot, Job?[] slots, Span<float> row)
     {
         var job = slots[slot]!;
         try
