@@ -129,16 +129,7 @@ public class GemmTests
                 // Warm up past the JIT's tiering (30 calls, then a background recompile that allocates on its own).
                 for (int warm = 0; warm < 40; warm++) RunAllLayouts(a, b, m, k, n, c, compute);
                 Thread.Sleep(300);
-                // The count is process-wide, and the runtime or the test runner may allocate now and then on their own
-                // threads; a real per-call allocation shows in every attempt, so the fewest bytes seen must be zero.
-                long fewest = long.MaxValue;
-                for (int attempt = 0; attempt < 5 && fewest > 0; attempt++)
-                {
-                    long before = GC.GetTotalAllocatedBytes(precise: true);
-                    RunAllLayouts(a, b, m, k, n, c, compute);
-                    fewest = Math.Min(fewest, GC.GetTotalAllocatedBytes(precise: true) - before);
-                }
-                Assert.Equal(0, fewest);
+                Assert.Equal(0, AllocationProbe.FewestBytes(() => RunAllLayouts(a, b, m, k, n, c, compute), warmUp: 0));
             });
     }
 
