@@ -19,7 +19,8 @@ namespace Loom.Bench;
 /// Then chunked prefill: the inter-token latency of 4 running streams while idle and while a 2,000-token prompt
 /// is prefilled, with the prompt prefilled whole, in slices of its own between decode steps, and in slices riding
 /// along the decode steps (the same preset with a context of 4,096 tokens; measured on the engine, in-process).
-/// Usage: serve [--tokens N] [--repeats N] [--preset NAME] [--scenario all|throughput|prefill]
+/// Then the same batched decoding against llama.cpp's own on the same weights (<see cref="ServePeerBench"/>).
+/// Usage: serve [--tokens N] [--repeats N] [--preset NAME] [--scenario all|throughput|prefill|peer]
 /// </summary>
 public static class ServeBench
 {
@@ -38,7 +39,7 @@ public static class ServeBench
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
             }
         }
-        if (scenario is not ("all" or "throughput" or "prefill")) { Console.Error.WriteLine($"unknown scenario {scenario}: all, throughput or prefill"); return 2; }
+        if (scenario is not ("all" or "throughput" or "prefill" or "peer")) { Console.Error.WriteLine($"unknown scenario {scenario}: all, throughput, prefill or peer"); return 2; }
         return RunAsync(tokens, repeats, preset, scenario).GetAwaiter().GetResult();
     }
 
@@ -53,6 +54,7 @@ public static class ServeBench
         json["threads"] = ComputeContext.Default.ThreadCount;
         if (scenario is "all" or "throughput") await Throughput(json, tokenizer, tokens, repeats, preset);
         if (scenario is "all" or "prefill") json["chunked_prefill"] = await PrefillStalls(tokenizer, text, preset);
+        if (scenario is "all" or "peer") json["llama_cpp_batched"] = await ServePeerBench.Run(tokenizer, preset, tokens, repeats);
         AtomicFile.WriteAllText(path, json.ToJsonString(new() { WriteIndented = true }));
         return 0;
     }
