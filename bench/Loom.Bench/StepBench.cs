@@ -126,14 +126,29 @@ internal static class StepBench
 
         public IReadOnlyList<Tensor> Parameters => model.Parameters;
 
+        /// <summary>Wall seconds of each phase over the steps since <see cref="ResetPhases"/>: zeroing, forward and backward, collecting replica gradients, clipping, AdamW.</summary>
+        public double[] Phases { get; } = new double[5];
+
+        /// <summary>Seconds the replicas spent, all together, waiting for each other at the weight gradients since <see cref="ResetPhases"/>.</summary>
+        public double ReplicaWait => rows?.Wait.TotalSeconds ?? 0;
+
+        public void ResetPhases()
+        {
+            Array.Clear(Phases);
+            rows?.ResetWait();
+        }
+
         /// <summary>One step; returns its wall seconds.</summary>
         public double Step()
         {
             long start = Stopwatch.GetTimestamp();
             optimizer.ZeroGrad();
+            long zeroed = Stopwatch.GetTimestamp();
+            long passed;
             if (rows is not null)
             {
                 rows.ForwardBackward(ids, targets, batch, tokens);
+                passed = Stopwatch.GetTimestamp();
                 rows.CollectGradients();
             }
             else
@@ -141,11 +156,25 @@ internal static class StepBench
                 tape.Reset();
                 var loss = model.Loss(tape, ids, targets, batch, tokens); // [1]
                 tape.Backward(loss);
+                passed = Stopwatch.GetTimestamp();
             }
+            long collected = Stopwatch.GetTimestamp();
             GradientClipping.ClipGradientNorm(model.Parameters, 1f, compute);
+            long clipped = Stopwatch.GetTimestamp();
             optimizer.Step(3e-4f);
-            return Stopwatch.GetElapsedTime(start).TotalSeconds;
+            long end = Stopwatch.GetTimestamp();
+            Phases[0] += Stopwatch.GetElapsedTime(start, zeroed).TotalSeconds;
+            Phases[1] += Stopwatch.GetElapsedTime(zeroed, passed).TotalSeconds;
+            Phases[2] += Stopwatch.GetElapsedTime(passed, collected).TotalSeconds;
+            Phases[3] += Stopwatch.GetElapsedTime(collected, clipped).TotalSeconds;
+            Phases[4] += Stopwatch.GetElapsedTime(clipped, end).TotalSeconds;
+            return Stopwatch.GetElapsedTime(start, end).TotalSeconds;
         }
+
+        /// <summary>The mean phases per step over <paramref name="steps"/> steps, in ms.</summary>
+        public string PhaseText(int steps) =>
+            $"zero {Phases[0] * 1e3 / steps:F1}, forward+backward {Phases[1] * 1e3 / steps:F1}, collect {Phases[2] * 1e3 / steps:F1}, clip {Phases[3] * 1e3 / steps:F1}, AdamW {Phases[4] * 1e3 / steps:F1}" +
+            (rows is null ? "" : $" (replicas waited {ReplicaWait * 1e3 / steps:F1} at the weight gradients)");
 
         public void Dispose()
         {
@@ -167,6 +196,9 @@ internal static class StepBench
         var busy2 = new List<double>();
         var process = Process.GetCurrentProcess();
         two.Compute.ResetWaitStatistics();
+        one.ResetPhases();
+        two.ResetPhases();
+        ops.ResetPhases();
         for (int i = 0; i < samples; i++)
         {
             wall1.Add(one.Step());
@@ -184,6 +216,7 @@ internal static class StepBench
         Console.WriteLine($"{name} ({config.Layers} layers x {config.Dim}, {config.Heads} heads, hidden {config.HiddenDim}, vocab {config.VocabSize}), {batch}x{tokens} tokens: " +
             $"1 thread {t1 * 1e3:F1} ms ({flopsPerStep / t1 / 1e9:F1} GFLOP/s), 2 threads {t2 * 1e3:F1} ms, speed-up {t1 / t2:F2}x, cores busy at 2: {Median(busy2):F2}; 2 threads splitting every op instead of the rows: {tOps * 1e3:F1} ms ({t1 / tOps:F2}x); " +
             $"per 2-thread step {waits.Runs / (double)samples:F0} parallel runs taking {waits.Parallel.TotalMilliseconds / samples:F1} ms (the rest on one thread), caller waited {waits.CallerWait.TotalMilliseconds / samples:F1} ms at their ends");
+        Console.WriteLine($"  mean ms per step: 1 thread: {one.PhaseText(samples)}; 2 threads, rows: {two.PhaseText(samples)}; 2 threads, ops: {ops.PhaseText(samples)}");
     }
 
     static int RunDefault(int samples)

@@ -96,6 +96,27 @@ public sealed class DataParallelLossTests
         }
     }
 
+    /// <summary>
+    /// A replica that fails (a token id out of range in its rows) releases the other, which would otherwise wait for
+    /// it at the first weight gradient, and the failure is reported; the next batch runs as usual.
+    /// </summary>
+    [Fact]
+    public void AReplicasFailureIsReportedAndTheOtherDoesNotWaitForIt()
+    {
+        int batch = 4, tokens = Config.MaxSeq;
+        var (ids, targets) = Batch(batch, tokens, 13, ignoreSome: false);
+        var model = new Transformer(Config, 5);
+        using var compute = new ComputeContext(2);
+        using var split = new DataParallelLoss(model, compute);
+        var bad = (int[])ids.Clone();
+        bad[^1] = Config.VocabSize;
+        var error = Assert.ThrowsAny<Exception>(() => split.ForwardBackward(bad, targets, batch, tokens));
+        Assert.Contains("outside", error.ToString());
+        foreach (var p in model.Parameters) p.ZeroGrad();
+        float loss = split.ForwardBackward(ids, targets, batch, tokens);
+        Assert.True(float.IsFinite(loss) && loss > 0, $"loss {loss}");
+    }
+
     [Fact]
     public void ReplicasReadTheModelsWeightsAndKeepTheirOwnGradients()
     {
