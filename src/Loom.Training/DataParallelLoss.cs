@@ -36,7 +36,14 @@ public sealed class DataParallelLoss : IDisposable
 
     /// <param name="model">The model; its parameters' gradients receive the sum of every replica's.</param>
     /// <param name="compute">The threads: one replica (the model itself first) per thread.</param>
-    public DataParallelLoss(Transformer model, ComputeContext compute)
+    public DataParallelLoss(Transformer model, ComputeContext compute) : this(model, compute, shareWeightGradients: true) { }
+
+    /// <param name="model">The model.</param>
+    /// <param name="compute">The threads.</param>
+    /// <param name="shareWeightGradients">False: each replica computes every weight gradient over its own rows into
+    /// a gradient of its own, summed by <see cref="CollectGradients"/> (the way before weight gradients were shared,
+    /// kept so the step bench can time both).</param>
+    internal DataParallelLoss(Transformer model, ComputeContext compute, bool shareWeightGradients)
     {
         this.model = model;
         this.compute = compute;
@@ -44,10 +51,11 @@ public sealed class DataParallelLoss : IDisposable
         var replicas = new Transformer[compute.ThreadCount];
         for (int r = 0; r < replicas.Length; r++) replicas[r] = r == 0 ? model : model.Replica();
         shared = new SharedWeightGradients(model, replicas);
-        for (int r = 0; r < parts.Length; r++) parts[r] = new Part(replicas[r], shared, shared.For(r));
+        for (int r = 0; r < parts.Length; r++) parts[r] = new Part(replicas[r], shared, shareWeightGradients ? shared.For(r) : null);
         pass = new PassJob(parts);
-        int embedding = 0;
-        while (!ReferenceEquals(model.Parameters[embedding], model.TokenEmbedding)) embedding++;
+        int embedding = -1; // the token embedding's index when only its touched rows are collected
+        if (shareWeightGradients)
+            do embedding++; while (!ReferenceEquals(model.Parameters[embedding], model.TokenEmbedding));
         collect = new CollectJob(model.Parameters, parts, embedding);
     }
 
@@ -111,7 +119,7 @@ public sealed class DataParallelLoss : IDisposable
     }
 
     /// <summary>One replica: its rows of the batch, its tape on a one-thread context (its weight gradients going to the shared ones), its loss.</summary>
-    sealed class Part(Transformer replica, SharedWeightGradients shared, IWeightGradients weightGradients) : IDisposable
+    sealed class Part(Transformer replica, SharedWeightGradients shared, IWeightGradients? weightGradients) : IDisposable
     {
         readonly ComputeContext single = new(1);
         Tape? tape;
@@ -186,9 +194,10 @@ public sealed class DataParallelLoss : IDisposable
 
     /// <summary>
     /// Work item i: one chunk of one parameter, or (after the chunks) a block of the token embedding's touched rows;
-    /// adds each replica's gradient into the model's in order, then zeroes it. A replica's token-embedding gradient
-    /// is nonzero only at the rows of its tokens (the head's weight gradient, tied or not, is shared), so only the rows
-    /// of the tokens the replicas took since the last collect (<see cref="Touch"/>) are added.
+    /// adds each replica's gradient into the model's in order, then zeroes it. With weight gradients shared, a replica's
+    /// token-embedding gradient is nonzero only at the rows of its tokens (the head's weight gradient, tied or not, is
+    /// the shared one), so only the rows of the tokens the replicas took since the last collect (<see cref="Touch"/>) are
+    /// added; otherwise (embedding −1) the embedding is chunked like every other parameter.
     /// </summary>
     sealed class CollectJob : IParallelWork
     {
@@ -205,8 +214,8 @@ public sealed class DataParallelLoss : IDisposable
             this.parameters = parameters;
             this.parts = parts;
             this.embedding = embedding;
-            width = parameters[embedding].Dim(1);
-            stamps = new int[parameters[embedding].Dim(0)];
+            width = embedding < 0 ? 0 : parameters[embedding].Dim(1);
+            stamps = embedding < 0 ? [] : new int[parameters[embedding].Dim(0)];
             rows = new int[stamps.Length];
             var list = new List<(int, int, int)>();
             for (int p = 0; p < parameters.Count; p++)

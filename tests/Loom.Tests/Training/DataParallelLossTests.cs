@@ -31,11 +31,13 @@ public sealed class DataParallelLossTests
     static float[][] Gradients(Transformer model) => [.. model.Parameters.Select(p => p.Grad!.Span.ToArray())];
 
     [Theory]
-    [InlineData(4, 2, false)]
-    [InlineData(5, 2, true)]  // rows split 2 + 3, one part with ignored targets
-    [InlineData(3, 3, true)]  // one row per thread, a part with no counted target at all
-    [InlineData(1, 2, false)] // fewer rows than threads: one part
-    public void LossAndGradientsEqualOneForwardOverTheWholeBatch(int batch, int threads, bool ignoreSome)
+    [InlineData(4, 2, false, true)]
+    [InlineData(5, 2, true, true)]  // rows split 2 + 3, one part with ignored targets
+    [InlineData(3, 3, true, true)]  // one row per thread, a part with no counted target at all
+    [InlineData(1, 2, false, true)] // fewer rows than threads: one part
+    [InlineData(5, 2, true, false)] // each replica its own weight gradients, summed by the collect
+    [InlineData(3, 3, true, false)]
+    public void LossAndGradientsEqualOneForwardOverTheWholeBatch(int batch, int threads, bool ignoreSome, bool shareWeightGradients)
     {
         int tokens = Config.MaxSeq;
         var (ids, targets) = Batch(batch, tokens, 7, ignoreSome);
@@ -48,7 +50,7 @@ public sealed class DataParallelLossTests
 
         var model = new Transformer(Config, 3);
         using var compute = new ComputeContext(threads);
-        using var split = new DataParallelLoss(model, compute);
+        using var split = new DataParallelLoss(model, compute, shareWeightGradients);
         float loss = split.ForwardBackward(ids, targets, batch, tokens, scale: 0.5f);
         split.CollectGradients();
 
