@@ -37,18 +37,20 @@ public sealed class DataParallelLossTests
     [InlineData(1, 2, false, true)] // fewer rows than threads: one part
     [InlineData(5, 2, true, false)] // each replica its own weight gradients, summed by the collect
     [InlineData(3, 3, true, false)]
-    public void LossAndGradientsEqualOneForwardOverTheWholeBatch(int batch, int threads, bool ignoreSome, bool shareWeightGradients)
+    [InlineData(4, 2, false, true, false)] // an untied head: a weight of its own, the embedding's gradient collected at the replicas' tokens only
+    public void LossAndGradientsEqualOneForwardOverTheWholeBatch(int batch, int threads, bool ignoreSome, bool shareWeightGradients, bool tied = true)
     {
-        int tokens = Config.MaxSeq;
+        var config = Config with { TiedEmbeddings = tied };
+        int tokens = config.MaxSeq;
         var (ids, targets) = Batch(batch, tokens, 7, ignoreSome);
-        var reference = new Transformer(Config, 3);
+        var reference = new Transformer(config, 3);
         using var single = new ComputeContext(1);
         var tape = new Tape(single);
         var referenceLoss = reference.Loss(tape, ids, targets, batch, tokens); // [1]
         float expected = referenceLoss.Scalar();
         tape.Backward(referenceLoss, 0.5f);
 
-        var model = new Transformer(Config, 3);
+        var model = new Transformer(config, 3);
         using var compute = new ComputeContext(threads);
         using var split = new DataParallelLoss(model, compute, shareWeightGradients);
         float loss = split.ForwardBackward(ids, targets, batch, tokens, scale: 0.5f);
