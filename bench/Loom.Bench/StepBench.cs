@@ -13,8 +13,10 @@ namespace Loom.Bench;
 /// before every step, which must run at the same speed.
 /// With --model/--tokens, or --rows (the rows of issue 20's table): 1-thread against 2-thread ms/step,
 /// samples alternating between the two, medians, the speed-up and the cores busy at 2 threads; 2 threads split the
-/// batch by rows as pretraining does (<see cref="DataParallelLoss"/>), and the same step splitting every op
-/// over both threads is timed beside it.
+/// batch by rows as pretraining does (<see cref="DataParallelLoss"/>), and beside it are timed the same step splitting
+/// every op over both threads, and splitting the rows with each replica computing its own weight gradients; each
+/// variant's mean time per phase (zero, forward+backward, collect, clip, AdamW) and the replicas' wait at the shared
+/// weight gradients follow.
 /// </summary>
 internal static class StepBench
 {
@@ -103,13 +105,15 @@ internal static class StepBench
 
         /// <param name="splitRows">Whether 2 threads split the batch by rows (<see cref="DataParallelLoss"/>, what
         /// pretraining does) rather than every op of one forward and backward over the whole batch.</param>
-        public Trainer(LlamaConfig config, int batch, int tokens, int threads, bool splitRows = true)
+        /// <param name="shareWeightGradients">With rows split: whether the replicas compute each weight gradient once over
+        /// all their rows (false: each its own over its rows, summed afterwards).</param>
+        public Trainer(LlamaConfig config, int batch, int tokens, int threads, bool splitRows = true, bool shareWeightGradients = true)
         {
             compute = new ComputeContext(threads);
             model = new Transformer(config, seed: 1);
             optimizer = new AdamW(model.Parameters, new AdamWOptions(3e-4f) { Compute = compute });
             tape = new Tape(compute);
-            if (splitRows && DataParallelLoss.Applies(compute, batch)) rows = new DataParallelLoss(model, compute);
+            if (splitRows && DataParallelLoss.Applies(compute, batch)) rows = new DataParallelLoss(model, compute, shareWeightGradients);
             this.batch = batch;
             this.tokens = tokens;
             var random = new DeterministicRandom(2);
@@ -126,14 +130,29 @@ internal static class StepBench
 
         public IReadOnlyList<Tensor> Parameters => model.Parameters;
 
+        /// <summary>Wall seconds of each phase over the steps since <see cref="ResetPhases"/>: zeroing, forward and backward, collecting replica gradients, clipping, AdamW.</summary>
+        public double[] Phases { get; } = new double[5];
+
+        /// <summary>Seconds the replicas spent, all together, waiting for each other at the weight gradients since <see cref="ResetPhases"/>.</summary>
+        public double ReplicaWait => rows?.Wait.TotalSeconds ?? 0;
+
+        public void ResetPhases()
+        {
+            Array.Clear(Phases);
+            rows?.ResetWait();
+        }
+
         /// <summary>One step; returns its wall seconds.</summary>
         public double Step()
         {
             long start = Stopwatch.GetTimestamp();
             optimizer.ZeroGrad();
+            long zeroed = Stopwatch.GetTimestamp();
+            long passed;
             if (rows is not null)
             {
                 rows.ForwardBackward(ids, targets, batch, tokens);
+                passed = Stopwatch.GetTimestamp();
                 rows.CollectGradients();
             }
             else
@@ -141,11 +160,25 @@ internal static class StepBench
                 tape.Reset();
                 var loss = model.Loss(tape, ids, targets, batch, tokens); // [1]
                 tape.Backward(loss);
+                passed = Stopwatch.GetTimestamp();
             }
+            long collected = Stopwatch.GetTimestamp();
             GradientClipping.ClipGradientNorm(model.Parameters, 1f, compute);
+            long clipped = Stopwatch.GetTimestamp();
             optimizer.Step(3e-4f);
-            return Stopwatch.GetElapsedTime(start).TotalSeconds;
+            long end = Stopwatch.GetTimestamp();
+            Phases[0] += Stopwatch.GetElapsedTime(start, zeroed).TotalSeconds;
+            Phases[1] += Stopwatch.GetElapsedTime(zeroed, passed).TotalSeconds;
+            Phases[2] += Stopwatch.GetElapsedTime(passed, collected).TotalSeconds;
+            Phases[3] += Stopwatch.GetElapsedTime(collected, clipped).TotalSeconds;
+            Phases[4] += Stopwatch.GetElapsedTime(clipped, end).TotalSeconds;
+            return Stopwatch.GetElapsedTime(start, end).TotalSeconds;
         }
+
+        /// <summary>The mean phases per step over <paramref name="steps"/> steps, in ms.</summary>
+        public string PhaseText(int steps) =>
+            $"zero {Phases[0] * 1e3 / steps:F1}, forward+backward {Phases[1] * 1e3 / steps:F1}, collect {Phases[2] * 1e3 / steps:F1}, clip {Phases[3] * 1e3 / steps:F1}, AdamW {Phases[4] * 1e3 / steps:F1}" +
+            (rows is null ? "" : $" (replicas waited {ReplicaWait * 1e3 / steps:F1} at the weight gradients)");
 
         public void Dispose()
         {
@@ -160,13 +193,19 @@ internal static class StepBench
         using var one = new Trainer(config, batch, tokens, 1);
         using var two = new Trainer(config, batch, tokens, 2);
         using var ops = new Trainer(config, batch, tokens, 2, splitRows: false);
-        for (int i = 0; i < WarmupSteps; i++) { one.Step(); two.Step(); ops.Step(); }
+        using var own = new Trainer(config, batch, tokens, 2, shareWeightGradients: false);
+        for (int i = 0; i < WarmupSteps; i++) { one.Step(); two.Step(); ops.Step(); own.Step(); }
         var wall1 = new List<double>();
         var wall2 = new List<double>();
         var wallOps = new List<double>();
+        var wallOwn = new List<double>();
         var busy2 = new List<double>();
         var process = Process.GetCurrentProcess();
         two.Compute.ResetWaitStatistics();
+        one.ResetPhases();
+        two.ResetPhases();
+        ops.ResetPhases();
+        own.ResetPhases();
         for (int i = 0; i < samples; i++)
         {
             wall1.Add(one.Step());
@@ -177,6 +216,7 @@ internal static class StepBench
             wall2.Add(seconds);
             busy2.Add((process.TotalProcessorTime - cpuBefore).TotalSeconds / seconds);
             wallOps.Add(ops.Step());
+            wallOwn.Add(own.Step());
         }
         var waits = two.Compute.WaitStatistics;
         double t1 = Median(wall1), t2 = Median(wall2), tOps = Median(wallOps);
@@ -184,6 +224,8 @@ internal static class StepBench
         Console.WriteLine($"{name} ({config.Layers} layers x {config.Dim}, {config.Heads} heads, hidden {config.HiddenDim}, vocab {config.VocabSize}), {batch}x{tokens} tokens: " +
             $"1 thread {t1 * 1e3:F1} ms ({flopsPerStep / t1 / 1e9:F1} GFLOP/s), 2 threads {t2 * 1e3:F1} ms, speed-up {t1 / t2:F2}x, cores busy at 2: {Median(busy2):F2}; 2 threads splitting every op instead of the rows: {tOps * 1e3:F1} ms ({t1 / tOps:F2}x); " +
             $"per 2-thread step {waits.Runs / (double)samples:F0} parallel runs taking {waits.Parallel.TotalMilliseconds / samples:F1} ms (the rest on one thread), caller waited {waits.CallerWait.TotalMilliseconds / samples:F1} ms at their ends");
+        Console.WriteLine($"  2 threads splitting the rows, each replica computing its own weight gradients (summed afterwards): {Median(wallOwn) * 1e3:F1} ms ({t1 / Median(wallOwn):F2}x)");
+        Console.WriteLine($"  mean ms per step: 1 thread: {one.PhaseText(samples)}; 2 threads, rows: {two.PhaseText(samples)}; 2 threads, ops: {ops.PhaseText(samples)}; 2 threads, rows, own weight gradients: {own.PhaseText(samples)}");
     }
 
     static int RunDefault(int samples)

@@ -8,11 +8,15 @@ namespace Loom.Training;
 /// <summary>
 /// The forward and backward pass of one batch with its rows split between the threads of a context: each thread
 /// runs whole sequences through its own replica of the model (<see cref="Transformer.Replica"/>: the same weights,
-/// a gradient of its own, a tape on one thread), so a step pays one hand-off between threads instead of one per op.
-/// At the small batches of fine-tuning and of nanoGPT's configuration each op is a few microseconds of work, and
-/// splitting every op over two threads spends at the barriers most of what it saves. The replicas' gradients are
-/// added into the model's by <see cref="CollectGradients"/>, in replica order, so a run gives the same result bit for
-/// bit every time at a given thread count (not the same bits as one thread: the sums are grouped differently).
+/// a tape on one thread), so the token-proportional work (activations, their gradients, attention) pays one hand-off
+/// between threads instead of one per op. At the small batches of fine-tuning and of nanoGPT's configuration each op
+/// is a few microseconds of work, and splitting every op over two threads spends at the barriers most of what it saves.
+/// The weight-proportional work is not repeated per replica: the replicas meet at each matrix product's backward and
+/// compute its weight gradient once over all their rows, each thread a share of dW's rows, into the model's gradient
+/// (<see cref="SharedWeightGradients"/>). The few other parameter gradients (norms, the embedding's scatter) are the
+/// replicas' own, added into the model's by <see cref="CollectGradients"/> in replica order (the token embedding's only
+/// at the rows of the tokens the replicas took), so a run gives the same result bit for bit every time at a given
+/// thread count (not the same bits as one thread: sums are grouped differently).
 /// </summary>
 /// <remarks>
 /// The loss is the mean over the batch's counted targets (not <c>ignoreIndex</c>), as one forward over the whole batch
@@ -28,17 +32,31 @@ public sealed class DataParallelLoss : IDisposable
     readonly Part[] parts;
     readonly PassJob pass;
     readonly CollectJob collect;
+    readonly SharedWeightGradients shared;
 
     /// <param name="model">The model; its parameters' gradients receive the sum of every replica's.</param>
     /// <param name="compute">The threads: one replica (the model itself first) per thread.</param>
-    public DataParallelLoss(Transformer model, ComputeContext compute)
+    public DataParallelLoss(Transformer model, ComputeContext compute) : this(model, compute, shareWeightGradients: true) { }
+
+    /// <param name="model">The model.</param>
+    /// <param name="compute">The threads.</param>
+    /// <param name="shareWeightGradients">False: each replica computes every weight gradient over its own rows into
+    /// a gradient of its own, summed by <see cref="CollectGradients"/> (the way before weight gradients were shared,
+    /// kept so the step bench can time both).</param>
+    internal DataParallelLoss(Transformer model, ComputeContext compute, bool shareWeightGradients)
     {
         this.model = model;
         this.compute = compute;
         parts = new Part[compute.ThreadCount];
-        for (int r = 0; r < parts.Length; r++) parts[r] = new Part(r == 0 ? model : model.Replica());
+        var replicas = new Transformer[compute.ThreadCount];
+        for (int r = 0; r < replicas.Length; r++) replicas[r] = r == 0 ? model : model.Replica();
+        shared = new SharedWeightGradients(model, replicas);
+        for (int r = 0; r < parts.Length; r++) parts[r] = new Part(replicas[r], shared, shareWeightGradients ? shared.For(r) : null);
         pass = new PassJob(parts);
-        collect = new CollectJob(model.Parameters, parts);
+        int embedding = -1; // the token embedding's index when only its touched rows are collected
+        if (shareWeightGradients)
+            do embedding++; while (!ReferenceEquals(model.Parameters[embedding], model.TokenEmbedding));
+        collect = new CollectJob(model.Parameters, parts, embedding);
     }
 
     /// <summary>Whether splitting by rows applies: more than one thread and more than one sequence in the batch.</summary>
@@ -65,7 +83,14 @@ public sealed class DataParallelLoss : IDisposable
             int first = r * batch / used, end = (r + 1) * batch / used;
             counted += parts[r].Take(ids, targets, first, end - first, tokens);
         }
-        for (int r = 0; r < used; r++) parts[r].Seed = counted == 0 ? 0f : scale * parts[r].Counted / counted;
+        Span<bool> taking = stackalloc bool[parts.Length];
+        for (int r = 0; r < used; r++)
+        {
+            parts[r].Seed = counted == 0 ? 0f : scale * parts[r].Counted / counted;
+            taking[r] = parts[r].Counted > 0;
+        }
+        for (int r = 1; r < used; r++) collect.Touch(parts[r].Ids);
+        shared.Begin(taking);
         compute.Run(used, pass.For(used));
         if (counted == 0) return 0f;
         double loss = 0;
@@ -78,16 +103,23 @@ public sealed class DataParallelLoss : IDisposable
     {
         if (parts.Length == 1) return;
         collect.EnsureGradients();
-        compute.Run(collect.Chunks, collect);
+        compute.Run(collect.Count, collect);
+        collect.Collected();
     }
+
+    /// <summary>Time the replicas spent, all together, waiting for each other at the weight gradients since creation or <see cref="ResetWait"/>.</summary>
+    internal TimeSpan Wait => shared.Wait;
+
+    /// <summary>Sets <see cref="Wait"/> back to zero.</summary>
+    internal void ResetWait() => shared.ResetWait();
 
     public void Dispose()
     {
         foreach (var part in parts) part.Dispose();
     }
 
-    /// <summary>One replica: its rows of the batch, its tape on a one-thread context, its loss.</summary>
-    sealed class Part(Transformer replica) : IDisposable
+    /// <summary>One replica: its rows of the batch, its tape on a one-thread context (its weight gradients going to the shared ones), its loss.</summary>
+    sealed class Part(Transformer replica, SharedWeightGradients shared, IWeightGradients? weightGradients) : IDisposable
     {
         readonly ComputeContext single = new(1);
         Tape? tape;
@@ -95,6 +127,7 @@ public sealed class DataParallelLoss : IDisposable
         int rows, tokens;
 
         public Transformer Replica { get; } = replica;
+        public int[] Ids => ids;
         public long Counted { get; private set; }
         public float Seed { get; set; }
         public float Loss { get; private set; }
@@ -120,11 +153,23 @@ public sealed class DataParallelLoss : IDisposable
 
         public void Run()
         {
-            tape ??= new Tape(single);
-            tape.Reset();
-            var loss = Replica.Loss(tape, ids, targets, rows, tokens); // [1]
-            Loss = loss.Scalar();
-            if (Counted > 0) tape.Backward(loss, Seed);
+            tape ??= new Tape(single) { WeightGradients = weightGradients };
+            try
+            {
+                tape.Reset();
+                var loss = Replica.Loss(tape, ids, targets, rows, tokens); // [1]
+                Loss = loss.Scalar();
+                if (Counted > 0) tape.Backward(loss, Seed);
+            }
+            catch (SharedWeightGradients.AbortedException)
+            {
+                // Another replica failed; its exception is the one reported.
+            }
+            catch
+            {
+                shared.Abort();
+                throw;
+            }
         }
 
         public void Dispose() => single.Dispose();
@@ -147,25 +192,63 @@ public sealed class DataParallelLoss : IDisposable
         }
     }
 
-    /// <summary>Work item i: one chunk of one parameter; adds each replica's gradient into the model's in order, then zeroes it.</summary>
+    /// <summary>
+    /// Work item i: one chunk of one parameter, or (after the chunks) a block of the token embedding's touched rows;
+    /// adds each replica's gradient into the model's in order, then zeroes it. With weight gradients shared, a replica's
+    /// token-embedding gradient is nonzero only at the rows of its tokens (the head's weight gradient, tied or not, is
+    /// the shared one), so only the rows of the tokens the replicas took since the last collect (<see cref="Touch"/>) are
+    /// added; otherwise (embedding −1) the embedding is chunked like every other parameter.
+    /// </summary>
     sealed class CollectJob : IParallelWork
     {
+        const int RowsPerItem = 64;
         readonly (int Parameter, int Start, int Length)[] chunks;
         readonly IReadOnlyList<Tensor> parameters;
         readonly Part[] parts;
+        readonly int embedding, width;
+        readonly int[] stamps, rows; // per vocabulary row: the epoch it was last touched in; the rows touched in this one
+        int touched, epoch = 1;
 
-        public CollectJob(IReadOnlyList<Tensor> parameters, Part[] parts)
+        public CollectJob(IReadOnlyList<Tensor> parameters, Part[] parts, int embedding)
         {
             this.parameters = parameters;
             this.parts = parts;
+            this.embedding = embedding;
+            width = embedding < 0 ? 0 : parameters[embedding].Dim(1);
+            stamps = embedding < 0 ? [] : new int[parameters[embedding].Dim(0)];
+            rows = new int[stamps.Length];
             var list = new List<(int, int, int)>();
             for (int p = 0; p < parameters.Count; p++)
-                for (int start = 0; start < parameters[p].Length; start += ChunkLength)
-                    list.Add((p, start, Math.Min(ChunkLength, parameters[p].Length - start)));
+                if (p != embedding)
+                    for (int start = 0; start < parameters[p].Length; start += ChunkLength)
+                        list.Add((p, start, Math.Min(ChunkLength, parameters[p].Length - start)));
             chunks = [.. list];
         }
 
-        public int Chunks => chunks.Length;
+        /// <summary>Work items: the chunks, then the blocks of touched embedding rows.</summary>
+        public int Count => chunks.Length + (touched + RowsPerItem - 1) / RowsPerItem;
+
+        /// <summary>Marks the embedding rows of a replica's tokens (ids outside the vocabulary are the embedding's to report).</summary>
+        public void Touch(int[] ids)
+        {
+            foreach (int id in ids)
+            {
+                if ((uint)id >= (uint)stamps.Length || stamps[id] == epoch) continue;
+                stamps[id] = epoch;
+                rows[touched++] = id;
+            }
+        }
+
+        /// <summary>Starts a new set of touched rows.</summary>
+        public void Collected()
+        {
+            touched = 0;
+            if (++epoch == int.MaxValue)
+            {
+                Array.Clear(stamps);
+                epoch = 1;
+            }
+        }
 
         /// <summary>Gives the model a gradient wherever a replica has one, before the chunks run in parallel.</summary>
         public void EnsureGradients()
@@ -177,7 +260,18 @@ public sealed class DataParallelLoss : IDisposable
 
         public void Execute(int index)
         {
-            var (p, start, length) = chunks[index];
+            if (index < chunks.Length)
+            {
+                var (p, start, length) = chunks[index];
+                Add(p, start, length);
+                return;
+            }
+            int first = (index - chunks.Length) * RowsPerItem, end = Math.Min(touched, first + RowsPerItem);
+            for (int i = first; i < end; i++) Add(embedding, rows[i] * width, width);
+        }
+
+        void Add(int p, int start, int length)
+        {
             Span<float> total = default;
             for (int r = 1; r < parts.Length; r++)
             {

@@ -67,7 +67,9 @@ public static class MatMulOps
                 // dX = dY · op(w)ᵀ
                 Gemm.Multiply(dY.Pointer, w.Pointer, rows, n, k, dX.Pointer, false, !transposeW, true, tape.Compute);
             }
-            if (w.RequiresGrad)
+            if (w.RequiresGrad && !w.IsActivation && tape.WeightGradients is { } shared)
+                shared.Accumulate(w, dY.Pointer, x.Pointer, rows, k, n, transposeW);
+            else if (w.RequiresGrad)
             {
                 var dW = tape.GradOf(w);
                 if (transposeW) // dW[n, k] = dYᵀ · x

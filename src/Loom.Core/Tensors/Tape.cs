@@ -13,6 +13,19 @@ public interface IBackward
 /// </summary>
 public interface IReadsOutput;
 
+/// <summary>
+/// Takes over the weight gradients of matrix products (<see cref="Tape.WeightGradients"/>): a data-parallel pass
+/// computes each weight's gradient once over every replica's rows instead of once per replica.
+/// </summary>
+internal unsafe interface IWeightGradients
+{
+    /// <summary>
+    /// Adds to <paramref name="weight"/>'s gradient that of y = x · op(w) for dY [rows, n] and x [rows, k]: w is [k, n],
+    /// or with <paramref name="transposeW"/> [n, k]. dY and x keep their values until the pass ends.
+    /// </summary>
+    void Accumulate(Tensor weight, float* dY, float* x, int rows, int k, int n, bool transposeW);
+}
+
 /// <summary>One recorded op: its backward, output, inputs and the few sizes it needs. A struct, so recording allocates nothing.</summary>
 public struct TapeEntry
 {
@@ -51,6 +64,9 @@ public sealed class Tape
 
     /// <summary>When false (inference mode) ops record nothing and outputs never require gradients.</summary>
     public bool Recording { get; set; } = true;
+
+    /// <summary>When set, the weight gradients of matrix products (a parameter w in x · op(w)) go here instead of into w's gradient.</summary>
+    internal IWeightGradients? WeightGradients { get; set; }
 
     /// <summary>Ops recorded since the last <see cref="Reset"/>.</summary>
     public int Count => entryCount;

@@ -31,24 +31,28 @@ public sealed class DataParallelLossTests
     static float[][] Gradients(Transformer model) => [.. model.Parameters.Select(p => p.Grad!.Span.ToArray())];
 
     [Theory]
-    [InlineData(4, 2, false)]
-    [InlineData(5, 2, true)]  // rows split 2 + 3, one part with ignored targets
-    [InlineData(3, 3, true)]  // one row per thread, a part with no counted target at all
-    [InlineData(1, 2, false)] // fewer rows than threads: one part
-    public void LossAndGradientsEqualOneForwardOverTheWholeBatch(int batch, int threads, bool ignoreSome)
+    [InlineData(4, 2, false, true)]
+    [InlineData(5, 2, true, true)]  // rows split 2 + 3, one part with ignored targets
+    [InlineData(3, 3, true, true)]  // one row per thread, a part with no counted target at all
+    [InlineData(1, 2, false, true)] // fewer rows than threads: one part
+    [InlineData(5, 2, true, false)] // each replica its own weight gradients, summed by the collect
+    [InlineData(3, 3, true, false)]
+    [InlineData(4, 2, false, true, false)] // an untied head: a weight of its own, the embedding's gradient collected at the replicas' tokens only
+    public void LossAndGradientsEqualOneForwardOverTheWholeBatch(int batch, int threads, bool ignoreSome, bool shareWeightGradients, bool tied = true)
     {
-        int tokens = Config.MaxSeq;
+        var config = Config with { TiedEmbeddings = tied };
+        int tokens = config.MaxSeq;
         var (ids, targets) = Batch(batch, tokens, 7, ignoreSome);
-        var reference = new Transformer(Config, 3);
+        var reference = new Transformer(config, 3);
         using var single = new ComputeContext(1);
         var tape = new Tape(single);
         var referenceLoss = reference.Loss(tape, ids, targets, batch, tokens); // [1]
         float expected = referenceLoss.Scalar();
         tape.Backward(referenceLoss, 0.5f);
 
-        var model = new Transformer(Config, 3);
+        var model = new Transformer(config, 3);
         using var compute = new ComputeContext(threads);
-        using var split = new DataParallelLoss(model, compute);
+        using var split = new DataParallelLoss(model, compute, shareWeightGradients);
         float loss = split.ForwardBackward(ids, targets, batch, tokens, scale: 0.5f);
         split.CollectGradients();
 
@@ -94,6 +98,27 @@ public sealed class DataParallelLossTests
             Assert.Equal(a[p], b[p]);  // run to run: the same bits
             Assert.Equal(a[p], a2[p]); // a second step of the same rows: the replicas' gradients were zeroed by the collect
         }
+    }
+
+    /// <summary>
+    /// A replica that fails (a token id out of range in its rows) releases the other, which would otherwise wait for
+    /// it at the first weight gradient, and the failure is reported; the next batch runs as usual.
+    /// </summary>
+    [Fact]
+    public void AReplicasFailureIsReportedAndTheOtherDoesNotWaitForIt()
+    {
+        int batch = 4, tokens = Config.MaxSeq;
+        var (ids, targets) = Batch(batch, tokens, 13, ignoreSome: false);
+        var model = new Transformer(Config, 5);
+        using var compute = new ComputeContext(2);
+        using var split = new DataParallelLoss(model, compute);
+        var bad = (int[])ids.Clone();
+        bad[^1] = Config.VocabSize;
+        var error = Assert.ThrowsAny<Exception>(() => split.ForwardBackward(bad, targets, batch, tokens));
+        Assert.Contains("outside", error.ToString());
+        foreach (var p in model.Parameters) p.ZeroGrad();
+        float loss = split.ForwardBackward(ids, targets, batch, tokens);
+        Assert.True(float.IsFinite(loss) && loss > 0, $"loss {loss}");
     }
 
     [Fact]
