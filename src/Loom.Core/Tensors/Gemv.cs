@@ -82,18 +82,6 @@ public static unsafe class Gemv
             }
             return;
         }
-        if (m < 4)
-        {
-            // One to three x rows (decode): four adjacent weight rows at a time, one contiguous stream, so that
-            // sixteen independent sums keep enough loads in flight to reach memory bandwidth (one row's four
-            // sums, eight 64-float steps for a 512-wide row, leave the core waiting on each row's first lines).
-            int j = start;
-            for (; j + 4 <= end; j += 4)
-                for (int i = 0; i < m; i++) Dot4Weights(x + (long)i * k, w + (long)j * k, k, y + (long)i * n + j);
-            for (; j < end; j++)
-                for (int i = 0; i < m; i++) y[(long)i * n + j] = Dot(x + (long)i * k, w + (long)j * k, k);
-            return;
-        }
         // One weight row at a time, streamed once (a single sequential stream per thread is what the
         // hardware prefetcher follows best), dotted with four x rows at a time while it is in L1.
         for (int j = start; j < end; j++)
@@ -105,7 +93,7 @@ public static unsafe class Gemv
         }
     }
 
-    // The three kernels sum each output in the same order (four accumulators over 64-float steps, then
+    // Both kernels sum each output in the same order (four accumulators over 64-float steps, then
     // 16-float steps into the first, (a0 + a1) + (a2 + a3), the lanes, the scalar tail), so a row's
     // result does not depend on how many rows share the step: a sequence decodes to the same tokens
     // alone or in a batch.
@@ -126,56 +114,6 @@ public static unsafe class Gemv
         float sum = Vector512.Sum((a0 + a1) + (a2 + a3));
         for (; p < k; p++) sum += x[p] * w[p];
         return sum;
-    }
-
-    /// <summary>y[r] = x · w[r] for four adjacent weight rows w[r] of k: each x vector is loaded once for the four.</summary>
-    static void Dot4Weights(float* x, float* w, int k, float* y)
-    {
-        float* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
-        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        Vector512<float> d0 = default, d1 = default, d2 = default, d3 = default;
-        int p = 0;
-        for (; p + 64 <= k; p += 64)
-        {
-            var x0 = Vector512.Load(x + p);
-            var x1 = Vector512.Load(x + p + 16);
-            var x2 = Vector512.Load(x + p + 32);
-            var x3 = Vector512.Load(x + p + 48);
-            a0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(w + p), a0);
-            a1 = Vector512.FusedMultiplyAdd(x1, Vector512.Load(w + p + 16), a1);
-            a2 = Vector512.FusedMultiplyAdd(x2, Vector512.Load(w + p + 32), a2);
-            a3 = Vector512.FusedMultiplyAdd(x3, Vector512.Load(w + p + 48), a3);
-            b0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(w1 + p), b0);
-            b1 = Vector512.FusedMultiplyAdd(x1, Vector512.Load(w1 + p + 16), b1);
-            b2 = Vector512.FusedMultiplyAdd(x2, Vector512.Load(w1 + p + 32), b2);
-            b3 = Vector512.FusedMultiplyAdd(x3, Vector512.Load(w1 + p + 48), b3);
-            c0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(w2 + p), c0);
-            c1 = Vector512.FusedMultiplyAdd(x1, Vector512.Load(w2 + p + 16), c1);
-            c2 = Vector512.FusedMultiplyAdd(x2, Vector512.Load(w2 + p + 32), c2);
-            c3 = Vector512.FusedMultiplyAdd(x3, Vector512.Load(w2 + p + 48), c3);
-            d0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(w3 + p), d0);
-            d1 = Vector512.FusedMultiplyAdd(x1, Vector512.Load(w3 + p + 16), d1);
-            d2 = Vector512.FusedMultiplyAdd(x2, Vector512.Load(w3 + p + 32), d2);
-            d3 = Vector512.FusedMultiplyAdd(x3, Vector512.Load(w3 + p + 48), d3);
-        }
-        for (; p + 16 <= k; p += 16)
-        {
-            var x0 = Vector512.Load(x + p);
-            a0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(w + p), a0);
-            b0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(w1 + p), b0);
-            c0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(w2 + p), c0);
-            d0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(w3 + p), d0);
-        }
-        float sa = Vector512.Sum((a0 + a1) + (a2 + a3)), sb = Vector512.Sum((b0 + b1) + (b2 + b3));
-        float sc = Vector512.Sum((c0 + c1) + (c2 + c3)), sd = Vector512.Sum((d0 + d1) + (d2 + d3));
-        for (; p < k; p++)
-        {
-            float v = x[p];
-            sa += v * w[p]; sb += v * w1[p]; sc += v * w2[p]; sd += v * w3[p];
-        }
-        y[0] = sa; y[1] = sb; y[2] = sc; y[3] = sd;
     }
 
     /// <summary>y[i·stride] = x[i] · w for four rows x[i] of k: each weight vector is loaded once for the four.</summary>
