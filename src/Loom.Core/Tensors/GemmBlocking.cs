@@ -22,7 +22,7 @@ public sealed record GemmBlocking(int BlockK, int BlockRows, int BlockCols, int 
     /// Intel (and anything not recognised) keeps <see cref="Intel"/>. AMD Zen sizes the blocks from its caches: the
     /// A panel in half of L1 data, the A block in a quarter of L2 and the B slice in half of it. On Zen 5 (48 KiB,
     /// 1 MiB) that is kc 384, mc 168, nc 320: against the Intel sizes, paired by thread CPU time on the bench gemm
-    /// shapes, +2 to +4% on the slowest rows (forward 4096×1024×256, dX 4096×256×1024), within ±3% elsewhere.
+    /// shapes, +2 to +4% on the slowest rows (forward 4096×1024×256, dX 4096×256×1024), −4% to +5% elsewhere.
     /// </summary>
     public static GemmBlocking For(CpuProfile cpu, int tileRows, int tileCols)
     {

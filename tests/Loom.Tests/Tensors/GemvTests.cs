@@ -48,7 +48,7 @@ public class GemvTests
     [InlineData(512, 1536)] // a decode projection of the small preset
     public void ARowIsBitIdenticalAloneOrInABatch(int k, int n)
     {
-        // One row (four weight rows per kernel call), two, and five (four x rows per weight row, then one alone).
+        // One row and two (one kernel call per x row and weight row), and five (four x rows per weight row, then one alone).
         var random = new Random(k + n);
         var x = RandomValues(random, 5 * k);
         var w = RandomValues(random, n * k);
