@@ -27,7 +27,7 @@ public static unsafe partial class Gemm
 
     /// <summary>Cache blocking, chosen for this processor (<see cref="GemmBlocking.For"/>); tests and the bench set others.</summary>
     internal static GemmBlocking Blocking { get => blocking; set => blocking = value.Validate(); }
-    static GemmBlocking blocking = GemmBlocking.Current;
+    static GemmBlocking blocking = GemmBlocking.For(CpuProfile.Current, Vector512.IsHardwareAccelerated ? 14 : 6, Vector512.IsHardwareAccelerated ? 32 : 16);
 
     static int BlockK => Blocking.BlockK;       // reduction steps per packed block (kc)
     static int BlockRows => Blocking.BlockRows; // rows of A per packed block (mc, rounded down to whole tiles), in L2

@@ -15,9 +15,6 @@ public sealed record GemmBlocking(int BlockK, int BlockRows, int BlockCols, int 
     /// <summary>Measured on Intel (AVX-512, 14×32 tile; bench/results/gemm-intel.json): kept for Intel and unknown CPUs.</summary>
     public static GemmBlocking Intel { get; } = new(256, 256, 512, 1024);
 
-    /// <summary>The blocking for this machine's processor and the tile that runs on it.</summary>
-    public static GemmBlocking Current { get; } = For(CpuProfile.Current, Gemm.UseVector512 ? 14 : 6, Gemm.UseVector512 ? 32 : 16);
-
     /// <summary>
     /// Intel (and anything not recognised) keeps <see cref="Intel"/>. AMD Zen sizes the blocks from its caches: the
     /// A panel in half of L1 data, the A block in a quarter of L2 and the B slice in half of it. On Zen 5 (48 KiB,
