@@ -46,10 +46,11 @@ internal static unsafe class GemmBench
         for (int i = 0; i < args.Length; i++)
         {
             if (args[i] == "--filter" && i + 1 < args.Length) filter = args[++i];
+            else if (args[i] == "--blocking" && i + 1 < args.Length && ParseBlocking(args[i + 1]) is { } blocking) { Gemm.Blocking = blocking; i++; }
             else if (args[i] == "--pairs" && i + 1 < args.Length && int.TryParse(args[i + 1], out int pairs) && pairs >= 5) { Pairs = pairs; i++; }
             else
             {
-                Console.Error.WriteLine($"gemm: unknown or invalid option '{args[i]}' (options: --pairs N with N >= 5, --filter TEXT)");
+                Console.Error.WriteLine($"gemm: unknown or invalid option '{args[i]}' (options: --pairs N with N >= 5, --filter TEXT, --blocking KC,MC,NC[,SPLIT])");
                 return 2;
             }
         }
@@ -60,7 +61,8 @@ internal static unsafe class GemmBench
         Console.WriteLine($"OpenBLAS: {note}; {CoreTypeVariable}={Environment.GetEnvironmentVariable(CoreTypeVariable)}; " +
             $"{ThreadTimeoutVariable}={Environment.GetEnvironmentVariable(ThreadTimeoutVariable)}; " +
             $"corename: {openBlas?.CoreName ?? "n/a"}");
-        Console.WriteLine($"Loom kernel: {(Gemm.UseVector512 ? "Vector512 14x32" : "Vector256 6x16")}; processors: {Environment.ProcessorCount}");
+        Console.WriteLine($"Loom kernel: {(Gemm.UseVector512 ? "Vector512 14x32" : "Vector256 6x16")}; blocking: {Gemm.Blocking}; processors: {Environment.ProcessorCount}");
+        Console.WriteLine($"CPU: {CpuModel()}; {CpuProfile.Current}");
 
         FmaPeak.Sample(1, PeakIterations);
         var peakCpu = Median(Enumerable.Range(0, 5).Select(_ => FmaPeak.Sample(1, PeakIterations).Cpu).ToArray());
@@ -107,6 +109,26 @@ internal static unsafe class GemmBench
         if (filter is null)
             Console.WriteLine($"wrote {WriteJson(rows, peak, peakCpu, openBlas, note)}");
         return 0;
+    }
+
+    /// <summary>"KC,MC,NC" or "KC,MC,NC,SPLIT" (positive sizes; split defaults to the chosen one), else null.</summary>
+    static GemmBlocking? ParseBlocking(string text)
+    {
+        var parts = text.Split(',');
+        if (parts.Length is < 3 or > 4) return null;
+        var sizes = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], out sizes[i]) || sizes[i] <= 0) return null;
+        return new GemmBlocking(sizes[0], sizes[1], sizes[2], parts.Length == 4 ? sizes[3] : Gemm.Blocking.SplitCols);
+    }
+
+    /// <summary>The "model name" line of /proc/cpuinfo, or "unknown".</summary>
+    internal static string CpuModel()
+    {
+        const string cpuInfo = "/proc/cpuinfo";
+        if (!File.Exists(cpuInfo)) return "unknown";
+        var line = File.ReadLines(cpuInfo).FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+        return line is null ? "unknown" : line[(line.IndexOf(':') + 1)..].Trim();
     }
 
     /// <summary>OpenBLAS reads OPENBLAS_CORETYPE and OPENBLAS_THREAD_TIMEOUT only at load, from the process environment: run again with them set.</summary>
@@ -223,13 +245,18 @@ internal static unsafe class GemmBench
 
     static string WriteJson(List<Row> rows, Dictionary<int, double> peak, double peakCpu, OpenBlas? openBlas, string note)
     {
-        string path = Path.Combine(BenchPaths.ResultsFolder(), "gemm.json");
+        // One file per CPU vendor, so a run on one kind of machine keeps the other's table.
+        string vendor = CpuProfile.Current.Vendor switch { "GenuineIntel" => "intel", "AuthenticAMD" => "amd", _ => "other" };
+        string path = Path.Combine(BenchPaths.ResultsFolder(), $"gemm-{vendor}.json");
         var report = new
         {
             benchmark = "gemm",
             date = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ"),
             processors = Environment.ProcessorCount,
+            cpu = CpuModel(),
+            cpuProfile = CpuProfile.Current,
             loomKernel = Gemm.UseVector512 ? "Vector512 14x32" : "Vector256 6x16",
+            blocking = Gemm.Blocking,
             openBlas = note,
             openBlasCoreType = Environment.GetEnvironmentVariable(CoreTypeVariable),
             openBlasCoreName = openBlas?.CoreName,

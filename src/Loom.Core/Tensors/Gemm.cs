@@ -13,7 +13,7 @@ namespace Loom.Tensors;
 /// Goto/BLIS structure: B is fully packed (shared by the threads) into panels of <c>tileCols</c> columns
 /// (for a short A, whose product would not repay that, block by block per thread instead);
 /// A is packed per block of rows and <see cref="BlockK"/> reduction steps into an L2-sized buffer of
-/// <c>tileRows</c>-row panels; a register-tiled micro-kernel (14x32 on Vector512, 6x16 on Vector256)
+/// <c>tileRows</c>-row panels (block sizes per processor: <see cref="GemmBlocking"/>); a register-tiled micro-kernel (14x32 on Vector512, 6x16 on Vector256)
 /// multiplies one panel pair, with the A panel in L1 and a 512-column slice of B in L2. Threads claim
 /// blocks of rows of C (each C element is then summed in the same order whatever the thread count), or,
 /// for weight gradients (transposeA, long reduction), also parts of the reduction that go to partial
@@ -25,10 +25,14 @@ public static unsafe partial class Gemm
     /// <summary>Whether the Vector512 kernel runs; tests switch it off to cover the Vector256 path.</summary>
     internal static bool UseVector512 { get; set; } = Vector512.IsHardwareAccelerated;
 
-    const int BlockK = 256;        // reduction steps per packed block (kc)
-    const int BlockRows = 256;     // rows of A per packed block (mc, rounded down to whole tiles): kc·mc·4 B ≈ 250 KiB, in L2
-    const int BlockCols = 512;     // columns of packed B swept per pass over the A block: kc·512·4 B = 512 KiB, in L2
-    const int SplitCols = 1024;    // columns of B per packed block in the short-A path: kc·nc·4 B = 1 MiB
+    /// <summary>Cache blocking, chosen for this processor (<see cref="GemmBlocking.For"/>); tests and the bench set others.</summary>
+    internal static GemmBlocking Blocking { get => blocking; set => blocking = value.Validate(); }
+    static GemmBlocking blocking = GemmBlocking.For(CpuProfile.Current, Vector512.IsHardwareAccelerated ? 14 : 6, Vector512.IsHardwareAccelerated ? 32 : 16);
+
+    static int BlockK => Blocking.BlockK;       // reduction steps per packed block (kc)
+    static int BlockRows => Blocking.BlockRows; // rows of A per packed block (mc, rounded down to whole tiles), in L2
+    static int BlockCols => Blocking.BlockCols; // columns of packed B swept per pass over the A block, in L2
+    static int SplitCols => Blocking.SplitCols; // columns of B per packed block in the short-A path
     const long SerialWork = 64 * 64 * 64; // below m·k·n this, threads cost more than they save
 
     /// <summary>The product on <paramref name="compute"/>'s threads (null: <see cref="ComputeContext.Default"/>).</summary>
@@ -314,9 +318,10 @@ public static unsafe partial class Gemm
     {
         int tileRows = p.TileRows, tileCols = p.TileCols;
         float* edge = stackalloc float[14 * 32];
-        for (int jb = 0; jb < cols; jb += BlockCols)
+        int sliceCols = Math.Max(1, BlockCols / tileCols) * tileCols; // whole panels: a tile never crosses a slice
+        for (int jb = 0; jb < cols; jb += sliceCols)
         {
-            int jEnd = Math.Min(cols, jb + BlockCols);
+            int jEnd = Math.Min(cols, jb + sliceCols);
             for (int i = 0; i < rows; i += tileRows)
                 for (int j = jb; j < jEnd; j += tileCols)
                     Tile(p, packedA, rows, packedB, cols, kc, c, ldc, load, edge, i, j);

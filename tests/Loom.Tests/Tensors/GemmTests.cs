@@ -133,6 +133,42 @@ public class GemmTests
             });
     }
 
+    public static TheoryData<int, int, int, int> Blockings => new()
+    {
+        { 384, 168, 320, 1024 }, // sizes a Zen-like cache rule gives: kc not a power of two, mc of 12 tiles
+        { 100, 20, 40, 64 },     // odd sizes: kc not a multiple of 16, mc and nc not whole 14x32 tiles (rounded down)
+        { 512, 14, 32, 32 },     // one tile per block
+    };
+
+    [Theory]
+    [MemberData(nameof(Blockings))]
+    public void OtherBlockingsMatchReferenceAndAgreeAcrossThreads(int blockK, int blockRows, int blockCols, int splitCols)
+    {
+        var saved = Gemm.Blocking;
+        try
+        {
+            Gemm.Blocking = new GemmBlocking(blockK, blockRows, blockCols, splitCols);
+            foreach (var (m, k, n) in new[] { (130, 333, 97), (15, 257, 33), (64, 1100, 48), (300, 600, 70) })
+                foreach (bool transposeA in new[] { false, true })
+                    foreach (bool transposeB in new[] { false, true })
+                    {
+                        foreach (int threads in new[] { 1, 2 })
+                            foreach (bool wide in WidthsToTest())
+                                CheckAgainstReference(m, k, n, transposeA, transposeB, accumulate: threads == 2, threads, wide);
+                        if (transposeA) continue; // threads split a transposed A's reduction: sums in another order
+                        var random = new Random(m + k + n);
+                        var a = RandomMatrix(random, m * k);
+                        var b = RandomMatrix(random, k * n);
+                        var one = new float[m * n];
+                        var two = new float[m * n];
+                        WithThreads(1, compute => Gemm.Multiply(a, b, m, k, n, one, transposeA, transposeB, compute: compute));
+                        WithThreads(2, compute => Gemm.Multiply(a, b, m, k, n, two, transposeA, transposeB, compute: compute));
+                        Assert.Equal(one, two);
+                    }
+        }
+        finally { Gemm.Blocking = saved; }
+    }
+
     [Fact]
     public void RejectsShortSpans()
     {

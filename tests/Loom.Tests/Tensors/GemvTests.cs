@@ -43,6 +43,29 @@ public class GemvTests
             Assert.True(Math.Abs(y[i] - expected[i]) < 1e-5 * Math.Max(1, Math.Sqrt(k)), $"y[{i}] = {y[i]}, expected {expected[i]}");
     }
 
+    [Theory]
+    [InlineData(200, 13)]  // 64-float steps, 16-float steps and a scalar tail; groups of four weight rows and a rest
+    [InlineData(512, 1536)] // a decode projection of the small preset
+    public void ARowIsBitIdenticalAloneOrInABatch(int k, int n)
+    {
+        // One row and two (one kernel call per x row and weight row), and five (four x rows per weight row, then one alone).
+        var random = new Random(k + n);
+        var x = RandomValues(random, 5 * k);
+        var w = RandomValues(random, n * k);
+        var batch = new float[5 * n];
+        Gemv.Multiply(x, w, 5, k, n, batch);
+        var expected = Reference(x, w, 5, k, n);
+        for (int i = 0; i < batch.Length; i++)
+            Assert.True(Math.Abs(batch[i] - expected[i]) < 1e-5 * Math.Sqrt(k), $"y[{i}] = {batch[i]}, expected {expected[i]}");
+        foreach (int rows in new[] { 1, 2 })
+            for (int first = 0; first + rows <= 5; first += rows)
+            {
+                var part = new float[rows * n];
+                Gemv.Multiply(x.AsSpan(first * k, rows * k), w, rows, k, n, part);
+                Assert.Equal(batch.AsSpan(first * n, rows * n).ToArray(), part);
+            }
+    }
+
     [Fact]
     public unsafe void FusedProductsMatchSeparateOnes()
     {
