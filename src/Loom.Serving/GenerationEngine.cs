@@ -54,8 +54,9 @@ public sealed record GenerationEngineOptions
 /// each into a free KV-cache slot (prefill), then decodes every active sequence together, one
 /// token per step, and streams each sequence's text to its own reader. A cancelled request frees
 /// its slot at the next step. A prompt longer than <see cref="GenerationEngineOptions.PrefillChunkTokens"/> is
-/// prefilled one slice per step (the oldest such request first): inside the decode step of the others while they run,
-/// as a step of its own otherwise.
+/// prefilled one slice per step (the oldest such request first): inside the decode step of the others while they run
+/// (as many tokens as keep the step within <see cref="GenerationEngineOptions.PrefillStepBudget"/>), as a step of its
+/// own otherwise.
 /// </summary>
 public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
 {
