@@ -17,8 +17,9 @@ namespace Loom.Bench;
 /// measured over SSE exactly as a client sees it. Random weights of the `small` preset (about 25M
 /// parameters), a BPE vocabulary trained on tinyshakespeare; greedy, a fixed number of tokens per request.
 /// Then chunked prefill: the inter-token latency of 4 running streams while idle and while a 2,000-token prompt
-/// is prefilled, with the prompt prefilled whole, in slices of its own between decode steps, and in slices riding
-/// along the decode steps (the same preset with a context of 4,096 tokens; measured on the engine, in-process).
+/// is prefilled, with the prompt prefilled whole, in slices of its own between decode steps, in fixed slices riding
+/// along the decode steps, and in slices paced to the step budget (the engine's default; the same preset with a context
+/// of 4,096 tokens; measured on the engine, in-process).
 /// Then the same batched decoding against llama.cpp's own on the same weights (<see cref="ServePeerBench"/>).
 /// Usage: serve [--tokens N] [--repeats N] [--preset NAME] [--scenario all|throughput|prefill|peer]
 /// </summary>
@@ -94,7 +95,8 @@ public static class ServeBench
 
     /// <summary>
     /// Chunked prefill: for each way of slicing (whole prompt; slices of 256 or 64 tokens as steps of their own; 8, 16 or
-    /// 32 tokens riding along each decode step) one engine on the same weights; 4 greedy streams run,
+    /// 32 tokens riding along each decode step; slices along paced to the default step budget of 1.5, at most 16 or 64
+    /// tokens) one engine on the same weights; 4 greedy streams run,
     /// then a 2,000-token prompt arrives. Each stream token's latency (time since the stream's previous token) counts
     /// as idle before the prompt arrives and as during the prefill from then until the prompt's first token.
     /// </summary>
@@ -107,15 +109,22 @@ public static class ServeBench
         var banned = Enumerable.Range(0, tokenizer.VocabSize).Where(tokenizer.IsEndOfGeneration).ToDictionary(id => id, _ => -100f);
         var sampling = SamplingOptions.Greedy with { LogitBias = banned };
         Console.WriteLine($"chunked prefill: {RunningStreams} running streams, a {LongPromptTokens}-token prompt arrives; {config.ParameterCount / 1e6:F1}M parameters, context {config.MaxSeq}");
-        Console.WriteLine($"{"slices",8} {"idle p50",10} {"idle p99",10} {"prefill p50",12} {"prefill p99",12} {"p99/idle p50",13} {"prefill s",10}");
+        Console.WriteLine($"{"slices",11} {"idle p50",10} {"idle p99",10} {"prefill p50",12} {"prefill p99",12} {"p99/idle p50",13} {"prefill s",10}");
         var rows = new JsonArray();
-        foreach (var (chunk, along) in new[] { (0, 0), (256, 0), (64, 0), (64, 32), (64, 16), (64, 8) })
+        // Budget 0: a fixed number of tokens along every step; null: the engine's default pacing.
+        foreach (var (chunk, along, budget) in new (int, int, double?)[] { (0, 0, 0), (256, 0, 0), (64, 0, 0), (64, 32, 0), (64, 16, 0), (64, 8, 0), (256, 16, null), (256, 64, null) })
         {
-            await using var model = LoomModel.Create("bench", transformer, tokenizer,
-                new LoomModelOptions { Slots = RunningStreams + 1, Engine = new GenerationEngineOptions { PrefillChunkTokens = chunk, PrefillTokensPerDecodeStep = along } });
+            await using var model = LoomModel.Create("bench", transformer, tokenizer, new LoomModelOptions
+            {
+                Slots = RunningStreams + 1,
+                Engine = new GenerationEngineOptions { PrefillChunkTokens = chunk, PrefillTokensPerDecodeStep = along, PrefillStepBudget = budget },
+            });
             var engine = model.Engine;
-            // Warm-up: JIT, arena and caches for decode steps, slices and a long prefill.
-            await Drain(engine, new GenerationRequest { PromptTokens = longPrompt[..600], MaxTokens = 4, Sampling = sampling });
+            // Warm-up: JIT, arena and caches for decode steps, a long prefill and slices along the decode steps of a
+            // running stream (the two arrive together: the short one is prefilled at once, the long one rides along).
+            await Task.WhenAll(
+                Drain(engine, new GenerationRequest { PromptTokens = longPrompt[..8], MaxTokens = 120, Sampling = sampling }),
+                Drain(engine, new GenerationRequest { PromptTokens = longPrompt[..600], MaxTokens = 4, Sampling = sampling }));
 
             using var stop = new CancellationTokenSource();
             var times = Enumerable.Range(0, RunningStreams).Select(_ => new List<(long Time, int Tokens)>()).ToArray();
@@ -150,12 +159,13 @@ public static class ServeBench
                 }
             double idle50 = Percentile(idle, 0.5), idle99 = Percentile(idle, 0.99), during50 = Percentile(during, 0.5), during99 = Percentile(during, 0.99);
             double prefillSeconds = Stopwatch.GetElapsedTime(arrived, prefilled).TotalSeconds;
-            string slicing = chunk == 0 ? "whole" : along > 0 ? $"{along} along" : chunk.ToString();
-            Console.WriteLine($"{slicing,8} {idle50,8:F1}ms {idle99,8:F1}ms {during50,10:F1}ms {during99,10:F1}ms {during99 / idle50,12:F2}x {prefillSeconds,10:F2}");
+            string slicing = chunk == 0 ? "whole" : along == 0 ? chunk.ToString() : budget == 0 ? $"{along} along" : $"paced ≤{along}";
+            Console.WriteLine($"{slicing,11} {idle50,8:F1}ms {idle99,8:F1}ms {during50,10:F1}ms {during99,10:F1}ms {during99 / idle50,12:F2}x {prefillSeconds,10:F2}");
             rows.Add(new JsonObject
             {
                 ["prefill_chunk_tokens"] = chunk,
                 ["prefill_tokens_per_decode_step"] = along,
+                ["prefill_step_budget"] = budget ?? 1.5,
                 ["idle_p50_ms"] = Math.Round(idle50, 2), ["idle_p99_ms"] = Math.Round(idle99, 2),
                 ["prefill_p50_ms"] = Math.Round(during50, 2), ["prefill_p99_ms"] = Math.Round(during99, 2),
                 ["prefill_p99_over_idle_p50"] = Math.Round(during99 / idle50, 2),

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Loom.Models;
@@ -33,9 +34,19 @@ public sealed record GenerationEngineOptions
     /// this many tokens at a time inside the running sequences' decode step, in one pass over the weights, so their
     /// tokens keep coming at nearly the idle pace; the prompt's own first token comes later than from whole slices.
     /// At most <see cref="TransformerDecoder.MaxSliceTokens"/>; 0 runs the slices of <see cref="PrefillChunkTokens"/>
-    /// as steps of their own (a sequence then gets the very numbers of a whole prefill). Null means 16.
+    /// as steps of their own (a sequence then gets the very numbers of a whole prefill). With a
+    /// <see cref="PrefillStepBudget"/> this is the most a step takes. Null means 16.
     /// </summary>
     public int? PrefillTokensPerDecodeStep { get; init; }
+
+    /// <summary>
+    /// How long a decode step that carries prompt tokens may take, as a multiple of a plain decode step: the engine times
+    /// its steps and sizes each slice to fit (one token at least, <see cref="PrefillTokensPerDecodeStep"/> at most), so
+    /// the running streams keep their pace on any machine while a long prompt goes in; the prompt takes about
+    /// budget / (budget − 1) times the compute of its prefill. 0 takes <see cref="PrefillTokensPerDecodeStep"/> tokens
+    /// every step. Null means 1.5.
+    /// </summary>
+    public double? PrefillStepBudget { get; init; }
 }
 
 /// <summary>
@@ -43,8 +54,9 @@ public sealed record GenerationEngineOptions
 /// each into a free KV-cache slot (prefill), then decodes every active sequence together, one
 /// token per step, and streams each sequence's text to its own reader. A cancelled request frees
 /// its slot at the next step. A prompt longer than <see cref="GenerationEngineOptions.PrefillChunkTokens"/> is
-/// prefilled one slice per step (the oldest such request first): inside the decode step of the others while they run,
-/// as a step of its own otherwise.
+/// prefilled one slice per step (the oldest such request first): inside the decode step of the others while they run
+/// (as many tokens as keep the step within <see cref="GenerationEngineOptions.PrefillStepBudget"/>), as a step of its
+/// own otherwise.
 /// </summary>
 public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
 {
@@ -55,7 +67,8 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
     readonly CancellationTokenSource shutdown = new();
     readonly Task loop;
     readonly int prefillChunk; // tokens per prefill slice; 0: whole prompts
-    readonly int rideAlong;    // prompt tokens taken along a decode step; 0: slices run on their own
+    readonly int rideAlong;    // prompt tokens taken along a decode step (the most, when paced); 0: slices run on their own
+    readonly PrefillPacer? pacer; // sizes the slices taken along to the step budget; null: always rideAlong tokens
     long admitted;
 
     public GenerationEngine(string modelName, IBatchDecoder decoder, ITokenizer tokenizer, GenerationEngineOptions? options = null)
@@ -75,6 +88,9 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
         rideAlong = options?.PrefillTokensPerDecodeStep ?? 16;
         if (rideAlong is < 0 or > TransformerDecoder.MaxSliceTokens)
             throw new ArgumentException($"GenerationEngineOptions.PrefillTokensPerDecodeStep must be in [0, {TransformerDecoder.MaxSliceTokens}], got {rideAlong}");
+        double budget = options?.PrefillStepBudget ?? 1.5;
+        if (budget is not 0 and not > 1) throw new ArgumentException($"GenerationEngineOptions.PrefillStepBudget must be 0 (off) or above 1, got {budget}");
+        if (budget > 1 && rideAlong > 0) pacer = new PrefillPacer(budget, rideAlong);
         incoming = Channel.CreateBounded<Job>(new BoundedChannelOptions(queueLimit) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         loop = Task.Factory.StartNew(RunLoop, TaskCreationOptions.LongRunning);
     }
@@ -195,15 +211,19 @@ public sealed class GenerationEngine : ITextGenerator, IAsyncDisposable
             if (count == 0) continue;
             try
             {
+                long stepStart = Stopwatch.GetTimestamp();
+                int sliceTokens = 0;
                 if (alongside)
                 {
                     var job = slots[prefilling]!;
-                    var slice = job.Prompt.AsSpan(job.Prefilled, Math.Min(rideAlong, job.Prompt.Length - job.Prefilled));
+                    var slice = job.Prompt.AsSpan(job.Prefilled, Math.Min(pacer?.Tokens() ?? rideAlong, job.Prompt.Length - job.Prefilled));
                     decoder.DecodeWithSlice(activeSlots.AsSpan(0, count), nextTokens.AsSpan(0, count), logits.AsSpan(0, count * decoder.VocabSize),
                         prefilling, job.Prefilled, slice, sliceLogits);
                     job.Prefilled += slice.Length;
+                    sliceTokens = slice.Length;
                 }
                 else decoder.Decode(activeSlots.AsSpan(0, count), nextTokens.AsSpan(0, count), logits.AsSpan(0, count * decoder.VocabSize));
+                pacer?.Observe(sliceTokens, Stopwatch.GetElapsedTime(stepStart).TotalSeconds);
             }
             catch (Exception e)
             {

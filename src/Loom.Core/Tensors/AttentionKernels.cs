@@ -11,7 +11,7 @@ namespace Loom.Tensors;
 /// Every work item writes rows that no other item writes and runs the same arithmetic whichever
 /// thread takes it, so results are bit-identical for any thread count.
 /// </summary>
-internal static unsafe class AttentionKernels
+internal static unsafe partial class AttentionKernels
 {
     // Equal sizes: the backward's query tiles start where key blocks start, and the forward has one key
     // block per query block.

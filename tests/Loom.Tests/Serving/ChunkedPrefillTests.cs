@@ -175,7 +175,7 @@ public class ChunkedPrefillTests
     {
         var (model, tokenizer) = GenerationEngineTests.CharModel(20, maxSeq: 512);
         var decoder = new RecordingDecoder(new TransformerDecoder(model, slotCount: 2));
-        await using var engine = new GenerationEngine("char", decoder, tokenizer, new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 16 });
+        await using var engine = new GenerationEngine("char", decoder, tokenizer, new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 16, PrefillStepBudget = 0 });
         var started = new TaskCompletionSource();
         var running = Task.Run(async () =>
         {
@@ -194,6 +194,35 @@ public class ChunkedPrefillTests
         var log = decoder.Log;
         Assert.Equal([.. Enumerable.Repeat("along 16 with 1", 12), "along 8 with 1"], log.Where(e => e.StartsWith("along", StringComparison.Ordinal)));
         Assert.DoesNotContain(log, e => e.StartsWith("append", StringComparison.Ordinal) || e == "prefill 200");
+    }
+
+    [Fact]
+    public async Task PacedSlicesStartWithOneTokenAndCarryTheWholePrompt()
+    {
+        var (model, tokenizer) = GenerationEngineTests.CharModel(20, maxSeq: 512);
+        var decoder = new RecordingDecoder(new TransformerDecoder(model, slotCount: 2));
+        await using var engine = new GenerationEngine("char", decoder, tokenizer, new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 16 });
+        var started = new TaskCompletionSource();
+        var running = Task.Run(async () =>
+        {
+            int updates = 0;
+            await foreach (var update in engine.GenerateAsync(new GenerationRequest { Prompt = "abc", MaxTokens = 450, Sampling = SamplingOptions.Greedy }))
+                if (++updates == 3) started.TrySetResult();
+        });
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        string longPrompt = Letters(200, 21);
+        string longText = await Run(engine, new GenerationRequest { Prompt = longPrompt, MaxTokens = 3, Sampling = SamplingOptions.Greedy }).WaitAsync(TimeSpan.FromMinutes(1));
+        await running.WaitAsync(TimeSpan.FromMinutes(1));
+
+        using var alone = new TransformerDecoder(model);
+        Assert.Equal(tokenizer.Decode(TestModels.Greedy(alone, 0, tokenizer.Encode(longPrompt), 3)), longText);
+        // Plain steps were timed before the prompt came, no slice step yet: the first slice measures one token's cost.
+        // How many tokens the later ones take depends on the machine's pace; all of them ride along, none above the cap.
+        var along = decoder.Log.Where(e => e.StartsWith("along", StringComparison.Ordinal)).Select(e => int.Parse(e.Split(' ')[1])).ToList();
+        Assert.Equal(1, along[0]);
+        Assert.Equal(200, along.Sum());
+        Assert.All(along, n => Assert.InRange(n, 1, 16));
+        Assert.DoesNotContain(decoder.Log, e => e.StartsWith("append", StringComparison.Ordinal) || e.StartsWith("prefill 200", StringComparison.Ordinal));
     }
 
     [Theory]
@@ -266,6 +295,11 @@ public class ChunkedPrefillTests
         Assert.Contains("starts at 5", Assert.Throws<ArgumentException>(() => decoder.DecodeWithSlice([0], [4], logits, 0, 5, [1], sliceLogits)).Message);
         var error = Assert.Throws<ArgumentException>(() => new GenerationEngine("x", decoder, GenerationEngineTests.CharModel(16, maxSeq: 64).Tokenizer, new GenerationEngineOptions { PrefillTokensPerDecodeStep = 65 }));
         Assert.Contains("GenerationEngineOptions.PrefillTokensPerDecodeStep", error.Message);
+        foreach (double budget in new[] { 0.5, 1, double.NaN })
+        {
+            error = Assert.Throws<ArgumentException>(() => new GenerationEngine("x", decoder, GenerationEngineTests.CharModel(16, maxSeq: 64).Tokenizer, new GenerationEngineOptions { PrefillStepBudget = budget }));
+            Assert.Contains("GenerationEngineOptions.PrefillStepBudget", error.Message);
+        }
     }
 
     [Fact]
