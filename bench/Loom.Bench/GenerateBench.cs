@@ -98,7 +98,9 @@ public static class GenerateBench
 
         // Every file is written from one F32 model, which is then dropped before anything is timed (unless F32 is measured).
         var model = new Transformer(config, seed: 1);
-        var vocabulary = GgufVocabulary.FromCharacters([.. Enumerable.Range(0, config.VocabSize).Select(i => ((char)(0x4E00 + i)).ToString())]);
+        // The open shapes' vocabularies outgrow one BMP character a token: their files have none, and llama.cpp runs on ids.
+        var vocabulary = OpenShapes.ContainsKey(preset) ? null
+            : GgufVocabulary.FromCharacters([.. Enumerable.Range(0, config.VocabSize).Select(i => ((char)(0x4E00 + i)).ToString())]);
         var weights = model.Parameters.ToDictionary(p => p.Name!);
         var paths = new Dictionary<GgmlType, string>();
         foreach (var type in types)

@@ -208,10 +208,24 @@ public static unsafe class QuantizedGemv
     {
         int n = w.Rows, k = a.K, blocks = k / ActivationBlock;
         bool vnni = kernel == QuantizedKernel.AvxVnni;
+        // Four activation rows share each unpacked weight block (prefill); each keeps the chains of the one-row dot.
+        bool fourAtOnce = kernel != QuantizedKernel.Scalar && w.Type != GgmlType.Q4_0;
         for (int j = start; j < end; j++)
         {
             byte* row = w.Data + j * w.RowBytes;
-            for (int i = 0; i < m; i++)
+            int i = 0;
+            if (fourAtOnce)
+            {
+                for (; i + 4 <= m; i += 4)
+                {
+                    sbyte* xq = a.Values + (long)i * k;
+                    float* xd = a.Scales + (long)i * blocks;
+                    float* yi = y + (long)i * n + j;
+                    if (w.Type == GgmlType.Q8_0) DotQ8x4(row, xq, xd, k, blocks, vnni, yi, n);
+                    else DotQ4Kx4(row, xq, xd, a.Sums + (long)i * blocks, k, k / Q4KBlock.Size, vnni, yi, n);
+                }
+            }
+            for (; i < m; i++)
             {
                 sbyte* xq = a.Values + (long)i * k;
                 float* xd = a.Scales + (long)i * blocks;
@@ -244,9 +258,56 @@ public static unsafe class QuantizedGemv
     static Vector256<float> BlockQ8(byte* block, sbyte* x, float xScale, Vector256<float> acc, bool vnni)
     {
         var wv = Vector256.Load((sbyte*)(block + 2));
-        var u = System.Runtime.Intrinsics.X86.Avx2.Abs(wv);
+        return BlockQ8(System.Runtime.Intrinsics.X86.Avx2.Abs(wv), wv, Half16(block), x, xScale, acc, vnni);
+    }
+
+    /// <summary>acc + a Q8_0 block given as |w|, w and d · an activation block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> BlockQ8(Vector256<byte> u, Vector256<sbyte> wv, float d, sbyte* x, float xScale, Vector256<float> acc, bool vnni)
+    {
         var s = System.Runtime.Intrinsics.X86.Avx2.Sign(Vector256.Load(x), wv);
-        return Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(u, s, vnni)), Vector256.Create(Half16(block) * xScale), acc);
+        return Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(u, s, vnni)), Vector256.Create(d * xScale), acc);
+    }
+
+    /// <summary>
+    /// A Q8_0 row · four activation rows (x [4, k], scales [4, blocks]) into y[0], y[n], y[2n], y[3n]: each weight block
+    /// is loaded once, and every row's sum is formed exactly as <see cref="DotQ8"/> forms it.
+    /// </summary>
+    static void DotQ8x4(byte* row, sbyte* xq, float* xd, int k, int blocks, bool vnni, float* y, int n)
+    {
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default, o0 = default, o1 = default, o2 = default, o3 = default;
+        int b = 0;
+        for (; b + 1 < blocks; b += 2)
+        {
+            byte* block = row + b * Q8Block.Bytes;
+            var w0 = Vector256.Load((sbyte*)(block + 2));
+            var w1 = Vector256.Load((sbyte*)(block + Q8Block.Bytes + 2));
+            var u0 = System.Runtime.Intrinsics.X86.Avx2.Abs(w0);
+            var u1 = System.Runtime.Intrinsics.X86.Avx2.Abs(w1);
+            float d0 = Half16(block), d1 = Half16(block + Q8Block.Bytes);
+            sbyte* x = xq + b * Q8Block.Size;
+            e0 = BlockQ8(u0, w0, d0, x, xd[b], e0, vnni);
+            o0 = BlockQ8(u1, w1, d1, x + Q8Block.Size, xd[b + 1], o0, vnni);
+            e1 = BlockQ8(u0, w0, d0, x + k, xd[blocks + b], e1, vnni);
+            o1 = BlockQ8(u1, w1, d1, x + k + Q8Block.Size, xd[blocks + b + 1], o1, vnni);
+            e2 = BlockQ8(u0, w0, d0, x + 2 * k, xd[2 * blocks + b], e2, vnni);
+            o2 = BlockQ8(u1, w1, d1, x + 2 * k + Q8Block.Size, xd[2 * blocks + b + 1], o2, vnni);
+            e3 = BlockQ8(u0, w0, d0, x + 3 * k, xd[3 * blocks + b], e3, vnni);
+            o3 = BlockQ8(u1, w1, d1, x + 3 * k + Q8Block.Size, xd[3 * blocks + b + 1], o3, vnni);
+        }
+        if (b < blocks)
+        {
+            byte* block = row + b * Q8Block.Bytes;
+            sbyte* x = xq + b * Q8Block.Size;
+            e0 = BlockQ8(block, x, xd[b], e0, vnni);
+            e1 = BlockQ8(block, x + k, xd[blocks + b], e1, vnni);
+            e2 = BlockQ8(block, x + 2 * k, xd[2 * blocks + b], e2, vnni);
+            e3 = BlockQ8(block, x + 3 * k, xd[3 * blocks + b], e3, vnni);
+        }
+        y[0] = Vector256.Sum(e0 + o0);
+        y[n] = Vector256.Sum(e1 + o1);
+        y[2 * n] = Vector256.Sum(e2 + o2);
+        y[3 * n] = Vector256.Sum(e3 + o3);
     }
 
     /// <summary>A Q8_0 row (blocks of f16 d + 32 int8) · one activation row; even and odd blocks sum in two chains.</summary>
@@ -316,6 +377,57 @@ public static unsafe class QuantizedGemv
             }
         }
         return Vector256.Sum(low + high) - Vector256.Sum(offsets);
+    }
+
+    /// <summary>
+    /// A Q4_K row · four activation rows into y[0], y[n], y[2n], y[3n]: each super-block's scales and nibbles are
+    /// unpacked once, and every row's sum is formed exactly as <see cref="DotQ4K"/> forms it.
+    /// </summary>
+    static void DotQ4Kx4(byte* row, sbyte* xq, float* xd, float* xs, int k, int superBlocks, bool vnni, float* y, int n)
+    {
+        const int subBlocks = Q4KBlock.Size / Q4KBlock.SubSize;
+        int blocks = k / ActivationBlock;
+        float* scale = stackalloc float[4 * subBlocks]; // [4, 8]
+        Vector256<float> l0 = default, l1 = default, l2 = default, l3 = default, h0 = default, h1 = default, h2 = default, h3 = default;
+        Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        var lowMask = Vector256.Create((byte)0xF);
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* block = row + sb * Q4KBlock.Bytes;
+            var (scales, mins) = ScalesAndMins(block + 4);
+            int ab = sb * subBlocks;
+            var scaled = scales * Vector256.Create(Half16(block));
+            var minsScaled = mins * Vector256.Create(Half16(block + 2));
+            (scaled * Vector256.Load(xd + ab)).Store(scale);
+            (scaled * Vector256.Load(xd + blocks + ab)).Store(scale + subBlocks);
+            (scaled * Vector256.Load(xd + 2 * blocks + ab)).Store(scale + 2 * subBlocks);
+            (scaled * Vector256.Load(xd + 3 * blocks + ab)).Store(scale + 3 * subBlocks);
+            f0 = Vector256.FusedMultiplyAdd(minsScaled, Vector256.Load(xs + ab), f0);
+            f1 = Vector256.FusedMultiplyAdd(minsScaled, Vector256.Load(xs + blocks + ab), f1);
+            f2 = Vector256.FusedMultiplyAdd(minsScaled, Vector256.Load(xs + 2 * blocks + ab), f2);
+            f3 = Vector256.FusedMultiplyAdd(minsScaled, Vector256.Load(xs + 3 * blocks + ab), f3);
+            byte* nibbles = block + 4 + Q4KBlock.ScaleBytes;
+            sbyte* x = xq + sb * Q4KBlock.Size;
+            for (int c = 0; c < subBlocks / 2; c++)
+            {
+                var packed = Vector256.Load(nibbles + 32 * c);
+                var lo = packed & lowMask;
+                var hi = Vector256.ShiftRightLogical(packed, 4) & lowMask;
+                sbyte* xc = x + 64 * c;
+                l0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(lo, Vector256.Load(xc), vnni)), Vector256.Create(scale[2 * c]), l0);
+                h0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(hi, Vector256.Load(xc + 32), vnni)), Vector256.Create(scale[2 * c + 1]), h0);
+                l1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(lo, Vector256.Load(xc + k), vnni)), Vector256.Create(scale[subBlocks + 2 * c]), l1);
+                h1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(hi, Vector256.Load(xc + k + 32), vnni)), Vector256.Create(scale[subBlocks + 2 * c + 1]), h1);
+                l2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(lo, Vector256.Load(xc + 2 * k), vnni)), Vector256.Create(scale[2 * subBlocks + 2 * c]), l2);
+                h2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(hi, Vector256.Load(xc + 2 * k + 32), vnni)), Vector256.Create(scale[2 * subBlocks + 2 * c + 1]), h2);
+                l3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(lo, Vector256.Load(xc + 3 * k), vnni)), Vector256.Create(scale[3 * subBlocks + 2 * c]), l3);
+                h3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(hi, Vector256.Load(xc + 3 * k + 32), vnni)), Vector256.Create(scale[3 * subBlocks + 2 * c + 1]), h3);
+            }
+        }
+        y[0] = Vector256.Sum(l0 + h0) - Vector256.Sum(f0);
+        y[n] = Vector256.Sum(l1 + h1) - Vector256.Sum(f1);
+        y[2 * n] = Vector256.Sum(l2 + h2) - Vector256.Sum(f2);
+        y[3 * n] = Vector256.Sum(l3 + h3) - Vector256.Sum(f3);
     }
 
     /// <summary>The 8 six-bit scales and mins of a Q4_K super-block (12 packed bytes at <paramref name="packed"/>) as floats.</summary>
