@@ -1,6 +1,5 @@
 using System.Diagnostics;
-using System.Numerics.Tensors;
-using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Loom.LlamaCpp;
 using Loom.Models;
 using Loom.Models.Gguf;
@@ -13,39 +12,72 @@ namespace Loom.Bench;
 /// weights exported to GGUF, with the same thread count, both through <see cref="IBatchDecoder"/>:
 /// decode tokens/s at batch 1, prefill tokens/s, and the time per token at growing positions (flat with
 /// a KV cache, apart from the attention term). Random weights: speed does not depend on their values.
-/// Usage: generate [--threads N] [--tokens N] [--models shakespeare-char,small] [--types F32,Q8_0,Q4_K]
+/// Quantised rows (Q8_0, Q4_K) also give the fraction of the machine's read bandwidth each engine reaches
+/// (weight bytes read per token × tokens/s ÷ the bandwidth measured in the same run with the same threads).
+/// The preset llama3.2-1b measures resident memory (VmHWM) of a Q4_K decode instead of speed.
+/// Usage: generate [--threads N[,N]] [--tokens N] [--models shakespeare-char,small,smollm2-135m,qwen2.5-0.5b,llama3.2-1b]
+///   [--types f32,q8_0,q4_k]
 /// </summary>
 public static class GenerateBench
 {
+    /// <summary>Random-weight models in real open models' shapes (context cut to <see cref="ContextLength"/>).</summary>
+    static readonly Dictionary<string, LlamaConfig> OpenShapes = new()
+    {
+        ["smollm2-135m"] = new() { VocabSize = 49152, Dim = 576, Layers = 30, Heads = 9, KvHeads = 3, HiddenDim = 1536, RopeTheta = 100000f },
+        ["qwen2.5-0.5b"] = new()
+        {
+            ModelType = LlamaConfig.Qwen2Type, VocabSize = 151936, Dim = 896, Layers = 24, Heads = 14, KvHeads = 2, HiddenDim = 4864,
+            RopeTheta = 1000000f, NormEps = 1e-6f,
+        },
+        ["llama3.2-1b"] = new()
+        {
+            VocabSize = 128256, Dim = 2048, Layers = 16, Heads = 32, KvHeads = 8, HiddenDim = 8192, RopeTheta = 500000f,
+            RopeScaling = new RopeScaling(32, 1, 4, 8192),
+        },
+    };
+
+    /// <summary>The preset measured for resident memory rather than speed.</summary>
+    const string MemoryPreset = "llama3.2-1b";
+
     public static int Run(string[] args)
     {
-        int threads = Environment.ProcessorCount, tokens = 64;
+        int[] threadCounts = [Environment.ProcessorCount];
+        int tokens = 64;
         string[] models = ["shakespeare-char", "small"];
-        GgmlType[] types = [GgmlType.F32, GgmlType.Q8_0, GgmlType.Q4_K];
+        GgmlType[]? types = null;
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
             {
-                case "--threads": threads = int.Parse(args[i + 1]); break;
+                case "--threads": threadCounts = [.. args[i + 1].Split(',').Select(int.Parse)]; break;
                 case "--tokens": tokens = int.Parse(args[i + 1]); break;
                 case "--models": models = args[i + 1].Split(','); break;
-                case "--types": types = [.. args[i + 1].Split(',').Select(t => Enum.Parse<GgmlType>(t, ignoreCase: true))]; break;
+                case "--types": types = [.. args[i + 1].Split(',').Select(t => GgmlTypes.Parse(t) ?? throw new ArgumentException($"unknown type {t}"))]; break;
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
             }
         }
-        using var compute = new ComputeContext(threads);
-        Console.WriteLine($"generate bench: {threads} threads, {tokens} decode tokens, AVX-512 {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}");
-        Console.WriteLine($"CPU: {GemmBench.CpuModel()}; {CpuProfile.Current}; load average {LoadAverage()}");
-        double bandwidth = ReadBandwidth(threads);
-        Console.WriteLine($"read bandwidth: {bandwidth:F1} GB/s (streaming sum over 1 GiB on {threads} threads, best of 5)");
+        Console.WriteLine($"generate bench: threads {string.Join(",", threadCounts)}, {tokens} decode tokens, AVX-512 {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}, quantised kernel {QuantizedGemv.Best}, load {File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine($"CPU: {GemmBench.CpuModel()}; {CpuProfile.Current}");
         string folder = Directory.CreateTempSubdirectory("loom-generate-bench-").FullName;
+        var summary = new List<string>();
         try
         {
-            foreach (var name in models) Model(name, compute, tokens, folder, types, bandwidth);
+            foreach (var name in models)
+            {
+                if (name == MemoryPreset) ResidentMemory(folder);
+                else Model(name, threadCounts, types, tokens, folder, summary);
+            }
         }
         finally
         {
             Directory.Delete(folder, recursive: true);
+        }
+        if (summary.Count > 0)
+        {
+            Console.WriteLine();
+            Console.WriteLine("| model | type | threads | Loom decode tok/s | llama.cpp decode tok/s | decode ratio | Loom prefill tok/s | llama.cpp prefill tok/s | prefill ratio | read GB/s | Loom BW | llama.cpp BW |");
+            Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+            foreach (var line in summary) Console.WriteLine(line);
         }
         return 0;
     }
@@ -54,38 +86,159 @@ public static class GenerateBench
     const int PrefillTokens = 256;
     static readonly int[] Positions = [32, 128, 256, 512];
 
-    static void Model(string preset, ComputeContext compute, int tokens, string folder, GgmlType[] types, double bandwidth)
+    static LlamaConfig ConfigOf(string preset) =>
+        (OpenShapes.TryGetValue(preset, out var shape) ? shape : LlamaConfig.Preset(preset)) with { MaxSeq = ContextLength };
+
+    static void Model(string preset, int[] threadCounts, GgmlType[]? types, int tokens, string folder, List<string> summary)
     {
-        var config = LlamaConfig.Preset(preset) with { MaxSeq = ContextLength };
-        var model = new Transformer(config, seed: 1);
+        var config = ConfigOf(preset);
+        // The open shapes are quantised only by default: their F32 rows take minutes and gigabytes.
+        types ??= OpenShapes.ContainsKey(preset) ? [GgmlType.Q8_0, GgmlType.Q4_K] : [GgmlType.F32, GgmlType.Q8_0, GgmlType.Q4_K];
         Console.WriteLine();
-        Console.WriteLine($"== {preset}: {config.Layers} layers, {config.Dim} dims, {config.Heads} heads, hidden {config.HiddenDim}, vocab {config.VocabSize}, {config.ParameterCount / 1e6:F2}M parameters ({config.ParameterCount * 4 / 1e6:F1} MB in F32)");
+        Console.WriteLine($"== {preset}: {config.Layers} layers, {config.Dim} dims, {config.Heads} heads ({config.KvHeads} kv), hidden {config.HiddenDim}, vocab {config.VocabSize}, {config.ModelType}, {config.ParameterCount / 1e6:F2}M parameters ({config.ParameterCount * 4 / 1e6:F1} MB in F32)");
 
-        var loom = Measure(new TransformerDecoder(model, slotCount: 1, compute: compute), config.VocabSize, tokens);
-        Report("Loom F32", loom, null);
-        // Decode reads every weight once per token: bytes per token over the time per token, against the machine.
-        double bytes = config.ParameterCount * 4.0, reached = bytes * loom.DecodeTokensPerSecond / 1e9;
-        double gemv = GemvSeconds(config, compute);
-        Console.WriteLine($"{"",-16} F32 weights {bytes / 1e6:F1} MB/token: {reached:F1} GB/s, {100 * reached / bandwidth:F0}% of the read bandwidth; " +
-            $"the token's GEMVs alone {1e3 * gemv:F3} ms = {100 * gemv * loom.DecodeTokensPerSecond:F0}% of its decode time (the rest: attention, norms, RoPE, sampling)");
-
-        var vocabulary = GgufVocabulary.FromCharacters([.. Enumerable.Range(0, config.VocabSize).Select(i => ((char)(0x4E00 + i)).ToString())]);
+        // Every file is written from one F32 model, which is then dropped before anything is timed (unless F32 is measured).
+        var model = new Transformer(config, seed: 1);
+        // The open shapes' vocabularies outgrow one BMP character a token: their files have none, and llama.cpp runs on ids.
+        var vocabulary = OpenShapes.ContainsKey(preset) ? null
+            : GgufVocabulary.FromCharacters([.. Enumerable.Range(0, config.VocabSize).Select(i => ((char)(0x4E00 + i)).ToString())]);
         var weights = model.Parameters.ToDictionary(p => p.Name!);
+        var paths = new Dictionary<GgmlType, string>();
         foreach (var type in types)
         {
-            string path = Path.Combine(folder, $"{preset}-{type}.gguf");
-            LlamaGguf.Write(path, config, weights, vocabulary, type, preset);
-            // Quantised rows pair Loom's int8 kernels on the very same file (memory-mapped, never expanded) with llama.cpp.
-            var paired = loom;
-            if (type != GgmlType.F32)
-            {
-                paired = Measure(new TransformerDecoder(QuantizedLlamaGguf.Load(path, config), slotCount: 1, compute: compute), config.VocabSize, tokens);
-                Report($"Loom {type}", paired, null);
-            }
-            var llama = Measure(LlamaCppDecoder.Load(path, slots: 1, new LlamaCppOptions(ContextSize: ContextLength, Threads: compute.ThreadCount)), config.VocabSize, tokens);
-            Report($"llama.cpp {type}", llama, paired);
-            File.Delete(path);
+            paths[type] = Path.Combine(folder, $"{preset}-{type}.gguf");
+            LlamaGguf.Write(paths[type], config, weights, vocabulary, type, preset);
         }
+        weights.Clear();
+        if (!types.Contains(GgmlType.F32)) model = null;
+        GC.Collect();
+
+        foreach (int threads in threadCounts)
+        {
+            using var compute = new ComputeContext(threads);
+            double bandwidth = ReadBandwidth(compute);
+            Console.WriteLine($"-- {threads} thread(s): read bandwidth {bandwidth / 1e9:F1} GB/s, load {File.ReadAllText("/proc/loadavg").Trim()}");
+            Result? loomF32 = null;
+            foreach (var type in types)
+            {
+                Result loom;
+                long bytesPerToken;
+                if (type == GgmlType.F32)
+                {
+                    loom = loomF32 ??= Measure(new TransformerDecoder(model!, slotCount: 1, compute: compute), config.VocabSize, tokens);
+                    bytesPerToken = WeightBytesPerToken(model!);
+                    Report("Loom F32", loom, null, null);
+                }
+                else
+                {
+                    // Loom's int8 kernels on the very same file as llama.cpp (memory-mapped, never expanded).
+                    var quantized = QuantizedLlamaGguf.Load(paths[type], config);
+                    bytesPerToken = WeightBytesPerToken(quantized);
+                    loom = Measure(new TransformerDecoder(quantized, slotCount: 1, compute: compute), config.VocabSize, tokens);
+                    Report($"Loom {type}", loom, null, (bytesPerToken, bandwidth));
+                }
+                var llama = Measure(LlamaCppDecoder.Load(paths[type], slots: 1, new LlamaCppOptions(ContextSize: ContextLength, Threads: threads)), config.VocabSize, tokens);
+                Report($"llama.cpp {type}", llama, loom, (bytesPerToken, bandwidth));
+                summary.Add($"| {preset} | {type} | {threads} | {loom.DecodeTokensPerSecond:F1} | {llama.DecodeTokensPerSecond:F1} | {loom.DecodeTokensPerSecond / llama.DecodeTokensPerSecond:F2} | "
+                    + $"{loom.PrefillTokensPerSecond:F1} | {llama.PrefillTokensPerSecond:F1} | {loom.PrefillTokensPerSecond / llama.PrefillTokensPerSecond:F2} | {bandwidth / 1e9:F1} | "
+                    + $"{bytesPerToken * loom.DecodeTokensPerSecond / bandwidth:P0} | {bytesPerToken * llama.DecodeTokensPerSecond / bandwidth:P0} |");
+            }
+        }
+        foreach (var path in paths.Values) File.Delete(path);
+    }
+
+    /// <summary>
+    /// Bytes of weights a decode step reads: every matrix and norm once, the LM head included (a tied embedding
+    /// counts once, as the head; an untied embedding only looks up one row and is left out).
+    /// </summary>
+    static long WeightBytesPerToken(Transformer model) => model.Parameters
+        .Where(p => model.Config.TiedEmbeddings || !ReferenceEquals(p, model.TokenEmbedding))
+        .Sum(p => p.Quantized?.ByteCount ?? 4L * p.Length);
+
+    /// <summary>
+    /// Bytes per second that <paramref name="compute"/>'s threads read from memory: a 512 MiB buffer (far beyond
+    /// the caches) summed with 512-bit loads, split in equal parts over the threads; best of 5 passes.
+    /// </summary>
+    static double ReadBandwidth(ComputeContext compute)
+    {
+        const int Parts = 64;
+        var buffer = GC.AllocateUninitializedArray<float>(128 << 20, pinned: true); // [128 Mi] 512 MiB
+        buffer.AsSpan().Fill(1f);
+        var work = new SumWork(buffer, Parts);
+        double best = double.MaxValue;
+        for (int pass = 0; pass < 5; pass++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            compute.Run(Parts, work);
+            best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+        return 4.0 * buffer.Length / best;
+    }
+
+    sealed class SumWork(float[] buffer, int parts) : IParallelWork
+    {
+        public float Total;
+
+        public unsafe void Execute(int index)
+        {
+            int length = buffer.Length / parts;
+            fixed (float* start = &buffer[index * length])
+            {
+                var a = Vector512<float>.Zero;
+                var b = Vector512<float>.Zero;
+                var c = Vector512<float>.Zero;
+                var d = Vector512<float>.Zero;
+                for (int i = 0; i < length; i += 64)
+                {
+                    a += Vector512.Load(start + i);
+                    b += Vector512.Load(start + i + 16);
+                    c += Vector512.Load(start + i + 32);
+                    d += Vector512.Load(start + i + 48);
+                }
+                Total += Vector512.Sum(a + b + c + d); // kept so the loads are not dropped
+            }
+        }
+    }
+
+    /// <summary>
+    /// Resident memory of a 1B-shape model decoding in Q4_K: the F32 model is built, written as Q4_K and dropped
+    /// before the peak is reset (clear_refs), then the file is loaded (memory-mapped) and decodes a few tokens.
+    /// </summary>
+    static void ResidentMemory(string folder)
+    {
+        var config = ConfigOf(MemoryPreset);
+        Console.WriteLine();
+        Console.WriteLine($"== {MemoryPreset}: {config.Layers} layers, {config.Dim} dims, {config.Heads} heads ({config.KvHeads} kv), hidden {config.HiddenDim}, vocab {config.VocabSize}, {config.ParameterCount / 1e9:F2}B parameters; Q4_K resident memory");
+        string path = Path.Combine(folder, $"{MemoryPreset}-Q4_K.gguf");
+        WriteRandom(path, config);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        File.WriteAllText("/proc/self/clear_refs", "5"); // resets VmHWM to the current resident set
+        Console.WriteLine($"after writing {new FileInfo(path).Length / 1e6:F0} MB of Q4_K and dropping the F32 model: {MemoryLine()}");
+        using var compute = new ComputeContext(Environment.ProcessorCount);
+        using (var decoder = new TransformerDecoder(QuantizedLlamaGguf.Load(path, config), slotCount: 1, compute: compute))
+        {
+            var logits = new float[config.VocabSize];
+            decoder.Prefill(0, [1, 2, 3, 4, 5, 6, 7, 8], logits);
+            int[] slot = [0], next = [0];
+            for (int i = 0; i < 8; i++) { next[0] = i * 13 % config.VocabSize; decoder.Decode(slot, next, logits); }
+            Console.WriteLine($"Q4_K after an 8-token prefill and 8 decode steps: {MemoryLine()}");
+        }
+        File.Delete(path);
+    }
+
+    static void WriteRandom(string path, LlamaConfig config)
+    {
+        var model = new Transformer(config, seed: 1);
+        LlamaGguf.Write(path, config, model.Parameters.ToDictionary(p => p.Name!), null, GgmlType.Q4_K, MemoryPreset);
+    }
+
+    static string MemoryLine()
+    {
+        var status = File.ReadAllLines("/proc/self/status");
+        string Field(string name) => status.First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim();
+        return $"VmHWM {Field("VmHWM")}, VmRSS {Field("VmRSS")} (file-backed {Field("RssFile")}, anonymous {Field("RssAnon")})";
     }
 
     sealed record Result(double DecodeTokensPerSecond, double PrefillTokensPerSecond, double[] MillisecondsAt);
@@ -152,79 +305,19 @@ public static class GenerateBench
         return new Result(1 / decodeSeconds, PrefillTokens / prefill, at);
     }
 
-    /// <summary>Read bandwidth: a streaming sum over 1 GiB split across <paramref name="threads"/> threads, best of 5, GB/s.</summary>
-    static unsafe double ReadBandwidth(int threads)
-    {
-        const long Bytes = 1L << 30;
-        long count = Bytes / sizeof(float);
-        float* data = (float*)NativeMemory.AlignedAlloc((nuint)Bytes, 64);
-        try
-        {
-            new Span<float>(data, (int)count).Fill(1f);
-            nint start = (nint)data;
-            var sums = new float[threads];
-            double best = 0;
-            for (int run = 0; run < 5; run++)
-            {
-                var clock = Stopwatch.StartNew();
-                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-                {
-                    long first = count * t / threads, end = count * (t + 1) / threads;
-                    sums[t] = TensorPrimitives.Sum(new ReadOnlySpan<float>((float*)start + first, (int)(end - first)));
-                });
-                best = Math.Max(best, Bytes / clock.Elapsed.TotalSeconds / 1e9);
-            }
-            return best;
-        }
-        finally { NativeMemory.AlignedFree(data); }
-    }
-
-    /// <summary>
-    /// Median time of the GEMVs of one decoded token (per layer: q·k·v fused, o, gate·up fused, down; then the LM head),
-    /// on weights of the model's sizes in separate buffers, as the decoder runs them.
-    /// </summary>
-    static unsafe double GemvSeconds(LlamaConfig config, ComputeContext compute)
-    {
-        int dim = config.Dim, kvDim = config.KvDim, hidden = config.HiddenDim;
-        var shapes = new List<(int K, int N)>();
-        for (int layer = 0; layer < config.Layers; layer++) shapes.AddRange([(dim, dim + 2 * kvDim), (dim, dim), (dim, 2 * hidden), (hidden, dim)]);
-        shapes.Add((dim, config.VocabSize));
-        var weights = shapes.Select(s => (nint)NativeMemory.AlignedAlloc((nuint)((long)s.K * s.N * sizeof(float)), 64)).ToArray();
-        float* x = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(hidden, dim) * sizeof(float)), 64);
-        float* y = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(config.VocabSize, 2 * hidden + dim) * sizeof(float)), 64);
-        try
-        {
-            for (int i = 0; i < shapes.Count; i++) new Span<float>((float*)weights[i], shapes[i].K * shapes[i].N).Fill(0.01f);
-            new Span<float>(x, Math.Max(hidden, dim)).Fill(1f);
-            var times = new double[41];
-            for (int run = -10; run < times.Length; run++)
-            {
-                long start = Stopwatch.GetTimestamp();
-                for (int i = 0; i < shapes.Count; i++) Gemv.Multiply(x, 1, shapes[i].K, (float*)weights[i], shapes[i].N, y, compute);
-                if (run >= 0) times[run] = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            }
-            return Median(times);
-        }
-        finally
-        {
-            foreach (var w in weights) NativeMemory.AlignedFree((void*)w);
-            NativeMemory.AlignedFree(x);
-            NativeMemory.AlignedFree(y);
-        }
-    }
-
-    static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
-
     static double Median(double[] values)
     {
         var sorted = values.Order().ToArray();
         return sorted[sorted.Length / 2];
     }
 
-    static void Report(string name, Result result, Result? loom)
+    static void Report(string name, Result result, Result? loom, (long BytesPerToken, double Bandwidth)? memory)
     {
         string positions = string.Join(", ", Positions.Select((p, i) => $"@{p} {result.MillisecondsAt[i]:F3}"));
-        Console.WriteLine($"{name,-16} decode {result.DecodeTokensPerSecond,9:F1} tokens/s (median token)   prefill {result.PrefillTokensPerSecond,9:F1} tokens/s (best of 3, {PrefillTokens} tokens)   ms/token {positions} (x{result.MillisecondsAt[^1] / result.MillisecondsAt[0]:F2} from first to last)");
+        string fraction = memory is var (bytes, bandwidth)
+            ? $"   {bytes / 1e6:F0} MB/token = {bytes * result.DecodeTokensPerSecond / 1e9:F1} GB/s, {bytes * result.DecodeTokensPerSecond / bandwidth:P0} of read bandwidth"
+            : "";
+        Console.WriteLine($"{name,-16} decode {result.DecodeTokensPerSecond,9:F1} tokens/s (median token)   prefill {result.PrefillTokensPerSecond,9:F1} tokens/s (best of 3, {PrefillTokens} tokens)   ms/token {positions} (x{result.MillisecondsAt[^1] / result.MillisecondsAt[0]:F2} from first to last){fraction}");
         if (loom is not null)
             Console.WriteLine($"{"",-16} Loom / {name}: decode x{loom.DecodeTokensPerSecond / result.DecodeTokensPerSecond:F2}, prefill x{loom.PrefillTokensPerSecond / result.PrefillTokensPerSecond:F2}");
     }

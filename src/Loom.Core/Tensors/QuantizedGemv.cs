@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -129,10 +128,13 @@ public static unsafe class QuantizedGemv
                 scales = GC.AllocateArray<float>(blocks, pinned: true);
                 sums = GC.AllocateArray<float>(blocks, pinned: true);
             }
+            sbyte* q = Values;
             for (int b = 0; b < blocks; b++)
             {
-                var block = new ReadOnlySpan<float>(x + (long)b * ActivationBlock, ActivationBlock);
-                QuantizeBlock(block, values.AsSpan(b * ActivationBlock, ActivationBlock), out scales[b], out sums[b]);
+                if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+                    QuantizeBlock(x + (long)b * ActivationBlock, q + (long)b * ActivationBlock, out scales[b], out sums[b]);
+                else
+                    QuantizeBlock(new ReadOnlySpan<float>(x + (long)b * ActivationBlock, ActivationBlock), values.AsSpan(b * ActivationBlock, ActivationBlock), out scales[b], out sums[b]);
             }
         }
     }
@@ -152,6 +154,29 @@ public static unsafe class QuantizedGemv
             sum += v;
         }
         scaledSum = scale * sum;
+    }
+
+    /// <summary><see cref="QuantizeBlock"/> of 32 values with 256-bit vectors (the same rounding, to nearest even, bit for bit).</summary>
+    internal static void QuantizeBlock(float* x, sbyte* q, out float scale, out float scaledSum)
+    {
+        var v0 = Vector256.Load(x);
+        var v1 = Vector256.Load(x + 8);
+        var v2 = Vector256.Load(x + 16);
+        var v3 = Vector256.Load(x + 24);
+        var m = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+        var m4 = Vector128.Max(m.GetLower(), m.GetUpper());
+        var m2 = Vector128.Max(m4, Vector128.Shuffle(m4, Vector128.Create(2, 3, 0, 1)));
+        float absMax = MathF.Max(m2.ToScalar(), m2.GetElement(1));
+        scale = absMax / 127f;
+        var inv = Vector256.Create(scale != 0f ? 1f / scale : 0f);
+        var i0 = Vector256.ConvertToInt32(Vector256.Round(v0 * inv));
+        var i1 = Vector256.ConvertToInt32(Vector256.Round(v1 * inv));
+        var i2 = Vector256.ConvertToInt32(Vector256.Round(v2 * inv));
+        var i3 = Vector256.ConvertToInt32(Vector256.Round(v3 * inv));
+        var s01 = Vector256.Narrow(i0, i1);
+        var s23 = Vector256.Narrow(i2, i3);
+        Vector256.Narrow(s01, s23).Store(q);
+        scaledSum = scale * Vector256.Sum(i0 + i1 + i2 + i3);
     }
 
     sealed class Job : IParallelWork
@@ -175,24 +200,49 @@ public static unsafe class QuantizedGemv
         }
     }
 
-    /// <summary>Columns [start, end) of y[m, n]: each weight row dotted with every activation row, four at a time.</summary>
+    /// <summary>
+    /// Columns [start, end) of y[m, n]: each weight row dotted with every activation row in turn, the row staying in L1
+    /// after the first. Every (weight row, activation row) pair runs the same dot, so its sum does not depend on m.
+    /// </summary>
     static void Rows(QuantizedMatrix w, int start, int end, Activations a, int m, float* y, QuantizedKernel kernel)
     {
-        int n = w.Rows;
-        Span<float> results = stackalloc float[4];
+        int n = w.Rows, k = a.K, blocks = k / ActivationBlock;
+        bool vnni = kernel == QuantizedKernel.AvxVnni;
+        // Four activation rows share each unpacked weight block (prefill); each keeps the chains of the one-row dot.
+        bool fourAtOnce = kernel != QuantizedKernel.Scalar && w.Type != GgmlType.Q4_0;
         for (int j = start; j < end; j++)
         {
             byte* row = w.Data + j * w.RowBytes;
-            for (int i = 0; i < m; i += 4)
+            int i = 0;
+            if (fourAtOnce)
             {
-                int count = Math.Min(4, m - i);
-                switch (w.Type)
+                for (; i + 4 <= m; i += 4)
                 {
-                    case GgmlType.Q8_0: RowQ8(row, a, i, count, results, kernel); break;
-                    case GgmlType.Q4_0: RowQ4(row, a, i, count, results, kernel); break;
-                    default: RowQ4K(row, a, i, count, results, kernel); break;
+                    sbyte* xq = a.Values + (long)i * k;
+                    float* xd = a.Scales + (long)i * blocks;
+                    float* yi = y + (long)i * n + j;
+                    if (w.Type == GgmlType.Q8_0) DotQ8x4(row, xq, xd, k, blocks, vnni, yi, n);
+                    else DotQ4Kx4(row, xq, xd, a.Sums + (long)i * blocks, k, k / Q4KBlock.Size, vnni, yi, n);
                 }
-                for (int r = 0; r < count; r++) y[(long)(i + r) * n + j] = results[r];
+            }
+            for (; i < m; i++)
+            {
+                sbyte* xq = a.Values + (long)i * k;
+                float* xd = a.Scales + (long)i * blocks;
+                float* xs = a.Sums + (long)i * blocks;
+                y[(long)i * n + j] = kernel == QuantizedKernel.Scalar
+                    ? w.Type switch
+                    {
+                        GgmlType.Q8_0 => ScalarQ8(row, xq, xd, blocks),
+                        GgmlType.Q4_0 => ScalarQ4(row, xq, xd, blocks),
+                        _ => ScalarQ4K(row, xq, xd, xs, k / Q4KBlock.Size),
+                    }
+                    : w.Type switch
+                    {
+                        GgmlType.Q8_0 => DotQ8(row, xq, xd, blocks, vnni),
+                        GgmlType.Q4_0 => DotQ4(row, xq, xd, xs, blocks, vnni),
+                        _ => DotQ4K(row, xq, xd, xs, k / Q4KBlock.Size, vnni),
+                    };
             }
         }
     }
@@ -203,80 +253,84 @@ public static unsafe class QuantizedGemv
         ? System.Runtime.Intrinsics.X86.AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, s)
         : System.Runtime.Intrinsics.X86.Avx2.MultiplyAddAdjacent(System.Runtime.Intrinsics.X86.Avx2.MultiplyAddAdjacent(u, s), Vector256.Create((short)1));
 
-    /// <summary>A Q8_0 row (blocks of f16 d + 32 int8) against <paramref name="count"/> activation rows from <paramref name="first"/>.</summary>
-    static void RowQ8(byte* row, Activations a, int first, int count, Span<float> results, QuantizedKernel kernel)
+    /// <summary>acc + one Q8_0 block (f16 d + 32 int8) · its activation block, scaled (8 float partial sums).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> BlockQ8(byte* block, sbyte* x, float xScale, Vector256<float> acc, bool vnni)
     {
-        int k = a.K, blocks = k / Q8Block.Size;
-        if (kernel == QuantizedKernel.Scalar)
-        {
-            for (int r = 0; r < count; r++)
-            {
-                sbyte* xq = a.Values + (long)(first + r) * k;
-                float* xd = a.Scales + (long)(first + r) * blocks;
-                float sum = 0f;
-                for (int b = 0; b < blocks; b++)
-                {
-                    byte* block = row + b * Q8Block.Bytes;
-                    sbyte* wq = (sbyte*)(block + 2);
-                    int dot = 0;
-                    for (int i = 0; i < Q8Block.Size; i++) dot += wq[i] * xq[b * Q8Block.Size + i];
-                    sum += Half16(block) * xd[b] * dot;
-                }
-                results[r] = sum;
-            }
-            return;
-        }
-        bool vnni = kernel == QuantizedKernel.AvxVnni;
-        Span<Vector256<float>> acc = stackalloc Vector256<float>[4];
-        acc.Clear();
-        for (int b = 0; b < blocks; b++)
-        {
-            byte* block = row + b * Q8Block.Bytes;
-            float d = Half16(block);
-            var wv = Vector256.Load((sbyte*)(block + 2));
-            var u = System.Runtime.Intrinsics.X86.Avx2.Abs(wv);
-            for (int r = 0; r < count; r++)
-            {
-                long at = (long)(first + r) * k + b * Q8Block.Size;
-                var s = System.Runtime.Intrinsics.X86.Avx2.Sign(Vector256.Load(a.Values + at), wv);
-                var dot = Vector256.ConvertToSingle(DotBytes(u, s, vnni));
-                acc[r] = Vector256.FusedMultiplyAdd(dot, Vector256.Create(d * a.Scales[(long)(first + r) * blocks + b]), acc[r]);
-            }
-        }
-        for (int r = 0; r < count; r++) results[r] = Vector256.Sum(acc[r]);
+        var wv = Vector256.Load((sbyte*)(block + 2));
+        return BlockQ8(System.Runtime.Intrinsics.X86.Avx2.Abs(wv), wv, Half16(block), x, xScale, acc, vnni);
     }
 
-    /// <summary>A Q4_0 row (blocks of f16 d + 16 bytes of nibbles, x = d·(q − 8)) against activation rows.</summary>
-    static void RowQ4(byte* row, Activations a, int first, int count, Span<float> results, QuantizedKernel kernel)
+    /// <summary>acc + a Q8_0 block given as |w|, w and d · an activation block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> BlockQ8(Vector256<byte> u, Vector256<sbyte> wv, float d, sbyte* x, float xScale, Vector256<float> acc, bool vnni)
     {
-        int k = a.K, blocks = k / Q4Block.Size;
-        if (kernel == QuantizedKernel.Scalar)
+        var s = System.Runtime.Intrinsics.X86.Avx2.Sign(Vector256.Load(x), wv);
+        return Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(u, s, vnni)), Vector256.Create(d * xScale), acc);
+    }
+
+    /// <summary>
+    /// A Q8_0 row · four activation rows (x [4, k], scales [4, blocks]) into y[0], y[n], y[2n], y[3n]: each weight block
+    /// is loaded once, and every row's sum is formed exactly as <see cref="DotQ8"/> forms it.
+    /// </summary>
+    static void DotQ8x4(byte* row, sbyte* xq, float* xd, int k, int blocks, bool vnni, float* y, int n)
+    {
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default, o0 = default, o1 = default, o2 = default, o3 = default;
+        int b = 0;
+        for (; b + 1 < blocks; b += 2)
         {
-            for (int r = 0; r < count; r++)
-            {
-                sbyte* xq = a.Values + (long)(first + r) * k;
-                float* xd = a.Scales + (long)(first + r) * blocks;
-                float sum = 0f;
-                for (int b = 0; b < blocks; b++)
-                {
-                    byte* block = row + b * Q4Block.Bytes;
-                    int dot = 0;
-                    for (int i = 0; i < Q4Block.Size / 2; i++)
-                    {
-                        dot += ((block[2 + i] & 0xF) - 8) * xq[b * Q4Block.Size + i];
-                        dot += ((block[2 + i] >> 4) - 8) * xq[b * Q4Block.Size + Q4Block.Size / 2 + i];
-                    }
-                    sum += Half16(block) * xd[b] * dot;
-                }
-                results[r] = sum;
-            }
-            return;
+            byte* block = row + b * Q8Block.Bytes;
+            var w0 = Vector256.Load((sbyte*)(block + 2));
+            var w1 = Vector256.Load((sbyte*)(block + Q8Block.Bytes + 2));
+            var u0 = System.Runtime.Intrinsics.X86.Avx2.Abs(w0);
+            var u1 = System.Runtime.Intrinsics.X86.Avx2.Abs(w1);
+            float d0 = Half16(block), d1 = Half16(block + Q8Block.Bytes);
+            sbyte* x = xq + b * Q8Block.Size;
+            e0 = BlockQ8(u0, w0, d0, x, xd[b], e0, vnni);
+            o0 = BlockQ8(u1, w1, d1, x + Q8Block.Size, xd[b + 1], o0, vnni);
+            e1 = BlockQ8(u0, w0, d0, x + k, xd[blocks + b], e1, vnni);
+            o1 = BlockQ8(u1, w1, d1, x + k + Q8Block.Size, xd[blocks + b + 1], o1, vnni);
+            e2 = BlockQ8(u0, w0, d0, x + 2 * k, xd[2 * blocks + b], e2, vnni);
+            o2 = BlockQ8(u1, w1, d1, x + 2 * k + Q8Block.Size, xd[2 * blocks + b + 1], o2, vnni);
+            e3 = BlockQ8(u0, w0, d0, x + 3 * k, xd[3 * blocks + b], e3, vnni);
+            o3 = BlockQ8(u1, w1, d1, x + 3 * k + Q8Block.Size, xd[3 * blocks + b + 1], o3, vnni);
         }
-        bool vnni = kernel == QuantizedKernel.AvxVnni;
-        Span<Vector256<float>> acc = stackalloc Vector256<float>[4];
-        Span<float> offsets = stackalloc float[4];
-        acc.Clear();
-        offsets.Clear();
+        if (b < blocks)
+        {
+            byte* block = row + b * Q8Block.Bytes;
+            sbyte* x = xq + b * Q8Block.Size;
+            e0 = BlockQ8(block, x, xd[b], e0, vnni);
+            e1 = BlockQ8(block, x + k, xd[blocks + b], e1, vnni);
+            e2 = BlockQ8(block, x + 2 * k, xd[2 * blocks + b], e2, vnni);
+            e3 = BlockQ8(block, x + 3 * k, xd[3 * blocks + b], e3, vnni);
+        }
+        y[0] = Vector256.Sum(e0 + o0);
+        y[n] = Vector256.Sum(e1 + o1);
+        y[2 * n] = Vector256.Sum(e2 + o2);
+        y[3 * n] = Vector256.Sum(e3 + o3);
+    }
+
+    /// <summary>A Q8_0 row (blocks of f16 d + 32 int8) · one activation row; even and odd blocks sum in two chains.</summary>
+    static float DotQ8(byte* row, sbyte* xq, float* xd, int blocks, bool vnni)
+    {
+        var even = Vector256<float>.Zero;
+        var odd = Vector256<float>.Zero;
+        int b = 0;
+        for (; b + 1 < blocks; b += 2)
+        {
+            byte* block = row + b * Q8Block.Bytes;
+            even = BlockQ8(block, xq + b * Q8Block.Size, xd[b], even, vnni);
+            odd = BlockQ8(block + Q8Block.Bytes, xq + (b + 1) * Q8Block.Size, xd[b + 1], odd, vnni);
+        }
+        if (b < blocks) even = BlockQ8(row + b * Q8Block.Bytes, xq + b * Q8Block.Size, xd[b], even, vnni);
+        return Vector256.Sum(even + odd);
+    }
+
+    /// <summary>A Q4_0 row (blocks of f16 d + 16 bytes of nibbles, x = d·(q − 8)) · one activation row.</summary>
+    static float DotQ4(byte* row, sbyte* xq, float* xd, float* xs, int blocks, bool vnni)
+    {
+        var acc = Vector256<float>.Zero;
+        float offset = 0f;
         var lowMask = Vector128.Create((byte)0xF);
         for (int b = 0; b < blocks; b++)
         {
@@ -284,93 +338,168 @@ public static unsafe class QuantizedGemv
             float d = Half16(block);
             var packed = Vector128.Load(block + 2);
             var u = Vector256.Create(packed & lowMask, Vector128.ShiftRightLogical(packed, 4) & lowMask);
-            for (int r = 0; r < count; r++)
-            {
-                long blockIndex = (long)(first + r) * blocks + b;
-                var dot = Vector256.ConvertToSingle(DotBytes(u, Vector256.Load(a.Values + blockIndex * Q4Block.Size), vnni));
-                acc[r] = Vector256.FusedMultiplyAdd(dot, Vector256.Create(d * a.Scales[blockIndex]), acc[r]);
-                offsets[r] += d * a.Sums[blockIndex];
-            }
+            var dot = Vector256.ConvertToSingle(DotBytes(u, Vector256.Load(xq + b * Q4Block.Size), vnni));
+            acc = Vector256.FusedMultiplyAdd(dot, Vector256.Create(d * xd[b]), acc);
+            offset += d * xs[b];
         }
-        for (int r = 0; r < count; r++) results[r] = Vector256.Sum(acc[r]) - 8f * offsets[r];
+        return Vector256.Sum(acc) - 8f * offset;
     }
 
-    /// <summary>A Q4_K row (super-blocks of 256: d, dmin, 6-bit scales and mins, nibbles) against activation rows.</summary>
-    static void RowQ4K(byte* row, Activations a, int first, int count, Span<float> results, QuantizedKernel kernel)
+    /// <summary>
+    /// A Q4_K row (super-blocks of 256: d, dmin, 6-bit scales and mins, nibbles) · one activation row. The 8 scales and
+    /// mins of a super-block are unpacked at once (ggml's mask trick) and multiplied by the 8 activation scales and sums
+    /// as vectors; low and high nibbles sum in two chains.
+    /// </summary>
+    static float DotQ4K(byte* row, sbyte* xq, float* xd, float* xs, int superBlocks, bool vnni)
     {
-        int k = a.K, blocks = k / ActivationBlock, superBlocks = k / Q4KBlock.Size;
         const int subBlocks = Q4KBlock.Size / Q4KBlock.SubSize;
-        Span<float> scale = stackalloc float[subBlocks];
-        Span<float> min = stackalloc float[subBlocks];
-        if (kernel == QuantizedKernel.Scalar)
-        {
-            for (int r = 0; r < count; r++)
-            {
-                sbyte* xq = a.Values + (long)(first + r) * k;
-                float* xd = a.Scales + (long)(first + r) * blocks;
-                float* xs = a.Sums + (long)(first + r) * blocks;
-                float sum = 0f;
-                for (int sb = 0; sb < superBlocks; sb++)
-                {
-                    byte* block = row + sb * Q4KBlock.Bytes;
-                    ScalesOf(block, scale, min);
-                    byte* nibbles = block + 4 + Q4KBlock.ScaleBytes;
-                    for (int s = 0; s < subBlocks; s++)
-                    {
-                        int shift = (s & 1) * 4;
-                        byte* q = nibbles + 32 * (s / 2);
-                        sbyte* xb = xq + sb * Q4KBlock.Size + s * Q4KBlock.SubSize;
-                        int dot = 0;
-                        for (int i = 0; i < Q4KBlock.SubSize; i++) dot += ((q[i] >> shift) & 0xF) * xb[i];
-                        int ab = sb * subBlocks + s;
-                        sum += scale[s] * xd[ab] * dot - min[s] * xs[ab];
-                    }
-                }
-                results[r] = sum;
-            }
-            return;
-        }
-        bool vnni = kernel == QuantizedKernel.AvxVnni;
-        Span<Vector256<float>> acc = stackalloc Vector256<float>[4];
-        Span<float> offsets = stackalloc float[4];
-        acc.Clear();
-        offsets.Clear();
+        float* scale = stackalloc float[subBlocks];
+        var low = Vector256<float>.Zero;
+        var high = Vector256<float>.Zero;
+        var offsets = Vector256<float>.Zero;
         var lowMask = Vector256.Create((byte)0xF);
         for (int sb = 0; sb < superBlocks; sb++)
         {
             byte* block = row + sb * Q4KBlock.Bytes;
-            ScalesOf(block, scale, min);
+            var (scales, mins) = ScalesAndMins(block + 4);
+            int ab = sb * subBlocks;
+            (scales * Vector256.Create(Half16(block)) * Vector256.Load(xd + ab)).Store(scale);
+            offsets = Vector256.FusedMultiplyAdd(mins * Vector256.Create(Half16(block + 2)), Vector256.Load(xs + ab), offsets);
             byte* nibbles = block + 4 + Q4KBlock.ScaleBytes;
+            sbyte* x = xq + sb * Q4KBlock.Size;
             for (int c = 0; c < subBlocks / 2; c++)
             {
                 var packed = Vector256.Load(nibbles + 32 * c);
-                var low = packed & lowMask;
-                var high = Vector256.ShiftRightLogical(packed, 4) & lowMask;
-                for (int r = 0; r < count; r++)
-                {
-                    long blockIndex = (long)(first + r) * blocks + sb * subBlocks + 2 * c;
-                    var dotLow = Vector256.ConvertToSingle(DotBytes(low, Vector256.Load(a.Values + blockIndex * ActivationBlock), vnni));
-                    var dotHigh = Vector256.ConvertToSingle(DotBytes(high, Vector256.Load(a.Values + (blockIndex + 1) * ActivationBlock), vnni));
-                    var sum = Vector256.FusedMultiplyAdd(dotLow, Vector256.Create(scale[2 * c] * a.Scales[blockIndex]), acc[r]);
-                    acc[r] = Vector256.FusedMultiplyAdd(dotHigh, Vector256.Create(scale[2 * c + 1] * a.Scales[blockIndex + 1]), sum);
-                    offsets[r] += min[2 * c] * a.Sums[blockIndex] + min[2 * c + 1] * a.Sums[blockIndex + 1];
-                }
+                var dotLow = DotBytes(packed & lowMask, Vector256.Load(x + 64 * c), vnni);
+                var dotHigh = DotBytes(Vector256.ShiftRightLogical(packed, 4) & lowMask, Vector256.Load(x + 64 * c + 32), vnni);
+                low = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(dotLow), Vector256.Create(scale[2 * c]), low);
+                high = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(dotHigh), Vector256.Create(scale[2 * c + 1]), high);
             }
         }
-        for (int r = 0; r < count; r++) results[r] = Vector256.Sum(acc[r]) - offsets[r];
+        return Vector256.Sum(low + high) - Vector256.Sum(offsets);
     }
 
-    /// <summary>d·scale and dmin·min of a Q4_K super-block's 8 sub-blocks.</summary>
-    static void ScalesOf(byte* block, Span<float> scale, Span<float> min)
+    /// <summary>
+    /// A Q4_K row · four activation rows into y[0], y[n], y[2n], y[3n]: each super-block's scales and nibbles are
+    /// unpacked once, and every row's sum is formed exactly as <see cref="DotQ4K"/> forms it.
+    /// </summary>
+    static void DotQ4Kx4(byte* row, sbyte* xq, float* xd, float* xs, int k, int superBlocks, bool vnni, float* y, int n)
     {
-        float d = Half16(block), dMin = Half16(block + 2);
-        var packed = new ReadOnlySpan<byte>(block + 4, Q4KBlock.ScaleBytes);
-        for (int s = 0; s < scale.Length; s++)
+        const int subBlocks = Q4KBlock.Size / Q4KBlock.SubSize;
+        int blocks = k / ActivationBlock;
+        float* scale = stackalloc float[4 * subBlocks]; // [4, 8]
+        Vector256<float> l0 = default, l1 = default, l2 = default, l3 = default, h0 = default, h1 = default, h2 = default, h3 = default;
+        Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        var lowMask = Vector256.Create((byte)0xF);
+        for (int sb = 0; sb < superBlocks; sb++)
         {
-            var (sc, m) = Q4KBlock.ScaleMin(packed, s);
-            scale[s] = d * sc;
-            min[s] = dMin * m;
+            byte* block = row + sb * Q4KBlock.Bytes;
+            var (scales, mins) = ScalesAndMins(block + 4);
+            int ab = sb * subBlocks;
+            var scaled = scales * Vector256.Create(Half16(block));
+            var minsScaled = mins * Vector256.Create(Half16(block + 2));
+            (scaled * Vector256.Load(xd + ab)).Store(scale);
+            (scaled * Vector256.Load(xd + blocks + ab)).Store(scale + subBlocks);
+            (scaled * Vector256.Load(xd + 2 * blocks + ab)).Store(scale + 2 * subBlocks);
+            (scaled * Vector256.Load(xd + 3 * blocks + ab)).Store(scale + 3 * subBlocks);
+            f0 = Vector256.FusedMultiplyAdd(minsScaled, Vector256.Load(xs + ab), f0);
+            f1 = Vector256.FusedMultiplyAdd(minsScaled, Vector256.Load(xs + blocks + ab), f1);
+            f2 = Vector256.FusedMultiplyAdd(minsScaled, Vector256.Load(xs + 2 * blocks + ab), f2);
+            f3 = Vector256.FusedMultiplyAdd(minsScaled, Vector256.Load(xs + 3 * blocks + ab), f3);
+            byte* nibbles = block + 4 + Q4KBlock.ScaleBytes;
+            sbyte* x = xq + sb * Q4KBlock.Size;
+            for (int c = 0; c < subBlocks / 2; c++)
+            {
+                var packed = Vector256.Load(nibbles + 32 * c);
+                var lo = packed & lowMask;
+                var hi = Vector256.ShiftRightLogical(packed, 4) & lowMask;
+                sbyte* xc = x + 64 * c;
+                l0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(lo, Vector256.Load(xc), vnni)), Vector256.Create(scale[2 * c]), l0);
+                h0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(hi, Vector256.Load(xc + 32), vnni)), Vector256.Create(scale[2 * c + 1]), h0);
+                l1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(lo, Vector256.Load(xc + k), vnni)), Vector256.Create(scale[subBlocks + 2 * c]), l1);
+                h1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(hi, Vector256.Load(xc + k + 32), vnni)), Vector256.Create(scale[subBlocks + 2 * c + 1]), h1);
+                l2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(lo, Vector256.Load(xc + 2 * k), vnni)), Vector256.Create(scale[2 * subBlocks + 2 * c]), l2);
+                h2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(hi, Vector256.Load(xc + 2 * k + 32), vnni)), Vector256.Create(scale[2 * subBlocks + 2 * c + 1]), h2);
+                l3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(lo, Vector256.Load(xc + 3 * k), vnni)), Vector256.Create(scale[3 * subBlocks + 2 * c]), l3);
+                h3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(DotBytes(hi, Vector256.Load(xc + 3 * k + 32), vnni)), Vector256.Create(scale[3 * subBlocks + 2 * c + 1]), h3);
+            }
         }
+        y[0] = Vector256.Sum(l0 + h0) - Vector256.Sum(f0);
+        y[n] = Vector256.Sum(l1 + h1) - Vector256.Sum(f1);
+        y[2 * n] = Vector256.Sum(l2 + h2) - Vector256.Sum(f2);
+        y[3 * n] = Vector256.Sum(l3 + h3) - Vector256.Sum(f3);
+    }
+
+    /// <summary>The 8 six-bit scales and mins of a Q4_K super-block (12 packed bytes at <paramref name="packed"/>) as floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector256<float> Scales, Vector256<float> Mins) ScalesAndMins(byte* packed)
+    {
+        const uint mask6 = 0x3f3f3f3f, mask4 = 0x0f0f0f0f, mask2 = 0x03030303;
+        uint u0 = Unsafe.ReadUnaligned<uint>(packed), u1 = Unsafe.ReadUnaligned<uint>(packed + 4), u2 = Unsafe.ReadUnaligned<uint>(packed + 8);
+        // Scales 0..3 are the low 6 bits of bytes 0..3, scales 4..7 the low nibbles of bytes 8..11 with bits 6..7 of bytes 0..3
+        // on top; the mins likewise from bytes 4..7 and the high nibbles of bytes 8..11.
+        uint scalesLow = u0 & mask6, scalesHigh = (u2 & mask4) | (((u0 >> 6) & mask2) << 4);
+        uint minsLow = u1 & mask6, minsHigh = ((u2 >> 4) & mask4) | (((u1 >> 6) & mask2) << 4);
+        var scales = Vector128.Create(scalesLow | ((ulong)scalesHigh << 32), 0UL).AsByte();
+        var mins = Vector128.Create(minsLow | ((ulong)minsHigh << 32), 0UL).AsByte();
+        return (Vector256.ConvertToSingle(System.Runtime.Intrinsics.X86.Avx2.ConvertToVector256Int32(scales)),
+            Vector256.ConvertToSingle(System.Runtime.Intrinsics.X86.Avx2.ConvertToVector256Int32(mins)));
+    }
+
+    static float ScalarQ8(byte* row, sbyte* xq, float* xd, int blocks)
+    {
+        float sum = 0f;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* block = row + b * Q8Block.Bytes;
+            sbyte* wq = (sbyte*)(block + 2);
+            int dot = 0;
+            for (int i = 0; i < Q8Block.Size; i++) dot += wq[i] * xq[b * Q8Block.Size + i];
+            sum += Half16(block) * xd[b] * dot;
+        }
+        return sum;
+    }
+
+    static float ScalarQ4(byte* row, sbyte* xq, float* xd, int blocks)
+    {
+        float sum = 0f;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* block = row + b * Q4Block.Bytes;
+            int dot = 0;
+            for (int i = 0; i < Q4Block.Size / 2; i++)
+            {
+                dot += ((block[2 + i] & 0xF) - 8) * xq[b * Q4Block.Size + i];
+                dot += ((block[2 + i] >> 4) - 8) * xq[b * Q4Block.Size + Q4Block.Size / 2 + i];
+            }
+            sum += Half16(block) * xd[b] * dot;
+        }
+        return sum;
+    }
+
+    static float ScalarQ4K(byte* row, sbyte* xq, float* xd, float* xs, int superBlocks)
+    {
+        const int subBlocks = Q4KBlock.Size / Q4KBlock.SubSize;
+        float sum = 0f;
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* block = row + sb * Q4KBlock.Bytes;
+            float d = Half16(block), dMin = Half16(block + 2);
+            var packed = new ReadOnlySpan<byte>(block + 4, Q4KBlock.ScaleBytes);
+            byte* nibbles = block + 4 + Q4KBlock.ScaleBytes;
+            for (int s = 0; s < subBlocks; s++)
+            {
+                var (sc, mn) = Q4KBlock.ScaleMin(packed, s);
+                int shift = (s & 1) * 4;
+                byte* q = nibbles + 32 * (s / 2);
+                sbyte* xb = xq + sb * Q4KBlock.Size + s * Q4KBlock.SubSize;
+                int dot = 0;
+                for (int i = 0; i < Q4KBlock.SubSize; i++) dot += ((q[i] >> shift) & 0xF) * xb[i];
+                int ab = sb * subBlocks + s;
+                sum += d * sc * xd[ab] * dot - dMin * mn * xs[ab];
+            }
+        }
+        return sum;
     }
 
     /// <summary>
@@ -422,6 +551,13 @@ public static unsafe class QuantizedGemv
         }
     }
 
+    /// <summary>The little-endian f16 at <paramref name="p"/> as float32: normal values by moving the bits (exact), others through <see cref="Half"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Half16(byte* p) => (float)BinaryPrimitives.ReadHalfLittleEndian(new ReadOnlySpan<byte>(p, 2));
+    internal static float Half16(byte* p)
+    {
+        uint h = Unsafe.ReadUnaligned<ushort>(p);
+        uint exponent = h & 0x7C00;
+        if (exponent == 0 || exponent == 0x7C00) return (float)BitConverter.UInt16BitsToHalf((ushort)h);
+        return BitConverter.UInt32BitsToSingle(((h & 0x8000) << 16) | (((h & 0x7FFF) << 13) + ((127 - 15) << 23)));
+    }
 }

@@ -38,16 +38,16 @@ public sealed class QuantizeCommandTests : IDisposable
     }
 
     [Fact]
-    public void Q4_KFallsBackToF16WhereRowsAreNotWholeSuperBlocks()
+    public void Q4_KFallsBackToQ4_0WhereRowsAreNotWholeSuperBlocks()
     {
         string checkpoint = WriteCheckpoint();
         string output = Path.Combine(folder, "q4k");
         var run = CliRun.Run("quantize", "--model", checkpoint, "--out", output, "--type", "q4_k");
         Assert.True(run.ExitCode == 0, run.Error);
         using (var reader = GgufReader.Open(Path.Combine(output, QuantizedLlamaGguf.FileName)))
-            Assert.Equal(GgmlType.F16, reader.Tensor("blk.0.attn_q.weight").Type); // rows of 64 < 256
+            Assert.Equal(GgmlType.Q4_0, reader.Tensor("blk.0.attn_q.weight").Type); // rows of 64: whole 32-blocks, not 256
         var model = Checkpoint.Load(output);
-        Assert.All(model.Parameters, p => Assert.Null(p.Quantized));
+        Assert.All(model.Parameters.Where(p => p.Rank == 2), p => Assert.Equal(GgmlType.Q4_0, p.Quantized?.Type));
     }
 
     [Fact]

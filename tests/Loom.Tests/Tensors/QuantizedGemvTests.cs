@@ -30,7 +30,8 @@ public sealed class QuantizedGemvTests
     [MemberData(nameof(Cases))]
     public void KernelMatchesTheDequantisedReference(GgmlType type, QuantizedKernel kernel, int m)
     {
-        const int n = 37, k = 512;
+        const int n = 37;
+        int k = type == GgmlType.Q4_K ? 512 : 544; // 17 blocks of 32: the SIMD Q8_0 dot's odd last block
         var weights = Uniform(n * k, 1, 0.1f);
         var x = Uniform(m * k, 2, 2f);
         x[5] = 7f; // an outlier widens one activation block's scale
@@ -148,5 +149,67 @@ public sealed class QuantizedGemvTests
         var expected = new float[dim];
         table.Quantized!.DequantizeRow(9, expected);
         Assert.Equal(expected, y.Span.Slice(dim, dim).ToArray());
+    }
+
+    [SkippableFact]
+    public unsafe void VectorActivationQuantisationEqualsTheScalarBlockBitForBit()
+    {
+        Skip.IfNot(System.Runtime.Intrinsics.X86.Avx2.IsSupported, "AVX2 is not supported on this CPU: the vector quantiser does not run");
+        var random = new Random(11);
+        var x = new float[32];
+        var expected = new sbyte[32];
+        var actual = new sbyte[32];
+        for (int trial = 0; trial < 2000; trial++)
+        {
+            float bound = (float)Math.Pow(10, random.Next(-8, 4));
+            for (int i = 0; i < 32; i++) x[i] = bound * (float)(random.NextDouble() * 2 - 1);
+            // Halfway cases: values at q + 0.5 steps of the scale, which both must round to even.
+            if (trial % 3 == 0) for (int i = 0; i < 32; i++) x[i] = (random.Next(-254, 255) / 2f) * (bound / 127f);
+            if (trial % 7 == 0) Array.Clear(x);
+            QuantizedGemv.QuantizeBlock(x, expected, out float scale, out float sum);
+            float vectorScale, vectorSum;
+            fixed (float* px = x)
+            fixed (sbyte* pq = actual)
+                QuantizedGemv.QuantizeBlock(px, pq, out vectorScale, out vectorSum);
+            Assert.Equal(expected, actual);
+            Assert.Equal(BitConverter.SingleToUInt32Bits(scale), BitConverter.SingleToUInt32Bits(vectorScale));
+            Assert.Equal(BitConverter.SingleToUInt32Bits(sum), BitConverter.SingleToUInt32Bits(vectorSum));
+        }
+    }
+
+    [Fact]
+    public unsafe void F16ScalesConvertLikeHalfForEveryBitPattern()
+    {
+        for (int bits = 0; bits < 65536; bits++)
+        {
+            ushort h = (ushort)bits;
+            float expected = (float)BitConverter.UInt16BitsToHalf(h);
+            float actual = QuantizedGemv.Half16((byte*)&h);
+            if (float.IsNaN(expected)) Assert.True(float.IsNaN(actual), $"f16 {bits:X4}");
+            else Assert.Equal(BitConverter.SingleToUInt32Bits(expected), BitConverter.SingleToUInt32Bits(actual));
+        }
+    }
+
+    [SkippableTheory]
+    [InlineData(GgmlType.Q8_0, QuantizedKernel.Avx2)]
+    [InlineData(GgmlType.Q8_0, QuantizedKernel.AvxVnni)]
+    [InlineData(GgmlType.Q4_0, QuantizedKernel.Avx2)]
+    [InlineData(GgmlType.Q4_0, QuantizedKernel.AvxVnni)]
+    [InlineData(GgmlType.Q4_K, QuantizedKernel.Avx2)]
+    [InlineData(GgmlType.Q4_K, QuantizedKernel.AvxVnni)]
+    public void SimdKernelsEqualTheScalarKernelWithinFloatRounding(GgmlType type, QuantizedKernel kernel)
+    {
+        // The int32 block dots are exact in every kernel; only the order of the float additions differs (SIMD kernels
+        // keep 8 lanes and two chains), so the results agree to a few float32 roundings of the sum of magnitudes.
+        Skip.IfNot(QuantizedGemv.IsSupported(kernel), $"{kernel} is not supported on this CPU");
+        const int n = 64, k = 1536, m = 2;
+        var w = QuantizedMatrix.Quantize(Uniform(n * k, 12, 0.1f), n, k, type);
+        var x = Uniform(m * k, 13, 1f);
+        var scalar = new float[m * n];
+        var simd = new float[m * n];
+        QuantizedGemv.Multiply(x, m, w, scalar, kernel: QuantizedKernel.Scalar);
+        QuantizedGemv.Multiply(x, m, w, simd, kernel: kernel);
+        for (int i = 0; i < m * n; i++)
+            Assert.True(Math.Abs(simd[i] - scalar[i]) <= 1e-5f * (1 + Math.Abs(scalar[i])), $"{type} {kernel} y[{i}] = {simd[i]}, scalar {scalar[i]}");
     }
 }

@@ -95,7 +95,8 @@ public static class LlamaGguf
     /// <summary>
     /// Writes a llama or qwen2 GGUF. <paramref name="tensors"/> are looked up by Hugging Face name; weight
     /// matrices are stored as <paramref name="type"/>, norms (1-D) always as F32, and a quantised
-    /// matrix whose rows are not a multiple of the block size falls back to F16 (as llama.cpp's converter does).
+    /// matrix whose rows are not a multiple of the block size falls back to Q4_0 (Q4_K with rows of whole
+    /// 32-blocks, as llama.cpp's quantizer falls back to a 32-block type) or else to F16.
     /// </summary>
     public static void Write(string path, LlamaConfig config, IReadOnlyDictionary<string, Tensor> tensors, GgufVocabulary? vocabulary,
         GgmlType type = GgmlType.F32, string? name = null)
@@ -155,8 +156,10 @@ public static class LlamaGguf
                 values = PermuteToInterleaved(values, config.Heads, config.HeadDim, config.Dim);
             else if (architecture == Architecture && hfName.EndsWith("k_proj.weight", StringComparison.Ordinal))
                 values = PermuteToInterleaved(values, config.KvHeads, config.HeadDim, config.Dim);
+            // Rows that are not whole Q4_K super-blocks (SmolLM2's 576, Qwen2.5's 896) take Q4_0, as many bits a weight.
+            var fallback = type == GgmlType.Q4_K && shape[^1] % GgmlTypes.BlockSize(GgmlType.Q4_0) == 0 ? GgmlType.Q4_0 : GgmlType.F16;
             var storedType = shape.Length == 1 ? GgmlType.F32
-                : shape[^1] % GgmlTypes.BlockSize(type) != 0 ? GgmlType.F16
+                : shape[^1] % GgmlTypes.BlockSize(type) != 0 ? fallback
                 : type;
             writer.AddTensor(ggufName, shape, values, storedType);
         }
