@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Loom.Models;
+using Loom.Models.Gguf;
 using Loom.Tensors;
 using Loom.Text;
 using Loom.Training.Tuning;
@@ -23,6 +24,8 @@ public static class TuningBench
 {
     public static int Run(string[] args)
     {
+        if (args.Length > 0 && args[0] == "lora") return LoraBench.Run(args[1..]);
+        if (args.Length > 0 && args[0] == LoraBench.ChildCommand) return LoraBench.RunOne(args[1..]);
         var total = Stopwatch.StartNew();
         int threads = args.Length > 0 && int.TryParse(args[0], out int t) ? t : Environment.ProcessorCount;
         using var compute = new ComputeContext(threads);
@@ -209,5 +212,139 @@ public static class TuningBench
         using var writer = new StreamWriter(path);
         foreach (var pair in pairs)
             writer.WriteLine(new JsonObject { ["prompt"] = pair.Prompt[0].Content, ["chosen"] = pair.Chosen, ["rejected"] = pair.Rejected }.ToJsonString());
+    }
+}
+
+/// <summary>
+/// <c>bench tuning lora</c>: LoRA SFT on an imported model in SmolLM2-135M's shape (30 layers, 576 channels, 9 heads, 3 kv heads,
+/// SwiGLU 1536, vocabulary 49152, tied), random weights written by the bench as a Hugging Face folder and imported with
+/// <see cref="HuggingFaceFolder.Import"/>. Each base type (F32, BF16, Q8_0, Q4_K) runs in a child process of its own, so each peak
+/// resident memory (VmHWM) is its own: the child loads the float32 checkpoint, freezes the base in the type
+/// (<see cref="Lora.FreezeBase"/>), measures the held-out loss, runs a short SFT with rank-8 adapters on the attention
+/// projections, and measures the held-out loss again. Options: --steps N (40), --layers N (30), --bases f32,bf16,q8_0,q4_k, --threads N.
+/// </summary>
+static class LoraBench
+{
+    public const string ChildCommand = "lora-one";
+
+    static readonly string[] Colors = ["red", "green", "blue", "amber", "violet", "teal", "ochre"];
+
+    static LlamaConfig Config(int layers) => new()
+    {
+        VocabSize = 49152, Dim = 576, Layers = layers, Heads = 9, KvHeads = 3, HiddenDim = 1536, MaxSeq = 128,
+        RopeTheta = 100000f, NormEps = 1e-5f, TiedEmbeddings = true,
+    };
+
+    static string Option(string[] args, string name, string fallback)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+    }
+
+    /// <summary>Item k's colour is fixed by k, so the held-out items share the rule (and the format) with the training items.</summary>
+    static SupervisedExample Example(int k) =>
+        new([new ChatTurn("user", $"Which colour is item {k}?"), new ChatTurn("assistant", $"Item {k} is {Colors[k % Colors.Length]}.")], $"item:{k}");
+
+    public static int Run(string[] args)
+    {
+        int steps = int.Parse(Option(args, "--steps", "40"), CultureInfo.InvariantCulture);
+        int layers = int.Parse(Option(args, "--layers", "30"), CultureInfo.InvariantCulture);
+        int threads = int.Parse(Option(args, "--threads", Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        var bases = Option(args, "--bases", "f32,bf16,q8_0,q4_k").Split(',');
+        string work = Path.Combine(Path.GetTempPath(), "loom-lora-bench");
+        if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
+        var config = Config(layers);
+
+        // A Hugging Face folder of random weights (normal, std 0.02) with a character tokenizer, imported as a Loom checkpoint.
+        var watch = Stopwatch.StartNew();
+        string hf = Path.Combine(work, "hf"), checkpoint = Path.Combine(work, "checkpoint");
+        HuggingFaceFolder.Export(hf, new Transformer(config, seed: 1), checkpoint: null);
+        CharTokenizer.Train([new string([.. Enumerable.Range(32, 95).Select(c => (char)c)]) + "\n"]).Save(hf);
+        HuggingFaceFolder.Import(hf, checkpoint);
+        Console.WriteLine($"lora bench: {config.ParameterCount:N0} parameters ({layers} layers, SmolLM2-135M shape), imported in {watch.Elapsed.TotalSeconds:F0} s; {steps} steps, {threads} threads");
+
+        var rows = new JsonArray();
+        Console.WriteLine($"{"base",-6} {"held-out before",16} {"after",8} {"s/step",8} {"peak MB",8} {"steady MB",10} {"base MB",8}");
+        foreach (string type in bases)
+        {
+            string host = Environment.ProcessPath!;
+            var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, UseShellExecute = false };
+            if (Path.GetFileNameWithoutExtension(host) == "dotnet") start.ArgumentList.Add(typeof(LoraBench).Assembly.Location);
+            foreach (string a in new[] { "tuning", ChildCommand, "--checkpoint", checkpoint, "--base", type, "--steps", steps.ToString(CultureInfo.InvariantCulture), "--threads", threads.ToString(CultureInfo.InvariantCulture) })
+                start.ArgumentList.Add(a);
+            using var child = Process.Start(start)!;
+            string outputText = child.StandardOutput.ReadToEnd();
+            child.WaitForExit();
+            if (child.ExitCode != 0) throw new InvalidOperationException($"the {type} run failed ({child.ExitCode}): {outputText}");
+            var row = JsonNode.Parse(outputText.Trim().Split('\n')[^1])!;
+            Console.WriteLine($"{type,-6} {row["held_out_before"]!.GetValue<double>(),16:F3} {row["held_out_after"]!.GetValue<double>(),8:F3} {row["seconds_per_step"]!.GetValue<double>(),8:F2} " +
+                $"{row["peak_mb"]!.GetValue<double>(),8:F0} {row["steady_mb"]!.GetValue<double>(),10:F0} {row["base_mb"]!.GetValue<double>(),8:F0}");
+            rows.Add(row);
+        }
+        var result = new JsonObject
+        {
+            ["model"] = new JsonObject { ["shape"] = "SmolLM2-135M", ["parameters"] = config.ParameterCount, ["layers"] = layers, ["dim"] = config.Dim, ["vocab"] = config.VocabSize },
+            ["steps"] = steps,
+            ["threads"] = threads,
+            ["runs"] = rows,
+        };
+        string path = Path.Combine(BenchPaths.ResultsFolder(), "tuning-lora.json");
+        AtomicFile.WriteAllText(path, result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine($"wrote {path}");
+        return 0;
+    }
+
+    /// <summary>One base type in this process: load, freeze, held-out loss, SFT, held-out loss; prints one JSON line.</summary>
+    public static int RunOne(string[] args)
+    {
+        string checkpoint = Option(args, "--checkpoint", "");
+        string typeName = Option(args, "--base", "f32");
+        int steps = int.Parse(Option(args, "--steps", "40"), CultureInfo.InvariantCulture);
+        using var compute = new ComputeContext(int.Parse(Option(args, "--threads", "1"), CultureInfo.InvariantCulture));
+        var type = GgmlTypes.Parse(typeName) ?? throw new ArgumentException($"unknown base type '{typeName}'");
+        var model = Checkpoint.Load(checkpoint);
+        var tokenizer = Tokenizer.Load(checkpoint);
+        Lora.FreezeBase(model, type);
+        GC.Collect();
+        long baseBytes = model.Parameters.Sum(p => p.Quantized?.ByteCount ?? (long)p.Length * sizeof(float));
+
+        var train = Enumerable.Range(0, 160).Select(Example).ToList();
+        var heldOut = Enumerable.Range(1000, 32).Select(Example).ToList();
+        var heldBatches = TokenBatch.Pack([.. heldOut.Select(e => TokenSequence.FromTurns(e.Turns, tokenizer))], model.Config.MaxSeq, 4);
+        double HeldOutLoss()
+        {
+            var tape = new Tape(compute) { Recording = false };
+            double total = 0;
+            foreach (var b in heldBatches)
+            {
+                tape.Reset();
+                total += model.Loss(tape, b.Ids, b.Targets, b.Batch, b.Tokens).Scalar();
+            }
+            return total / heldBatches.Count;
+        }
+        double before = HeldOutLoss();
+        var watch = Stopwatch.StartNew();
+        var lora = new LoraOptions { Rank = 8, Alpha = 16, Targets = ["q_proj", "k_proj", "v_proj", "o_proj"] };
+        SupervisedTuner.Run(model, tokenizer, train, new TuneOptions
+        {
+            OutputFolder = Path.Combine(Path.GetDirectoryName(checkpoint)!, "run-" + typeName), Steps = steps, Batch = 2, LearningRate = 2e-3f, WarmupSteps = 3,
+            EvalFraction = 0, Seed = 1, Lora = lora, Compute = compute,
+        });
+        double secondsPerStep = watch.Elapsed.TotalSeconds / steps;
+        double after = HeldOutLoss();
+        var status = File.ReadAllLines("/proc/self/status");
+        double Megabytes(string key) => double.Parse(status.First(l => l.StartsWith(key, StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
+        Console.WriteLine(new JsonObject
+        {
+            ["base"] = typeName,
+            ["held_out_before"] = Math.Round(before, 4),
+            ["held_out_after"] = Math.Round(after, 4),
+            ["seconds_per_step"] = Math.Round(secondsPerStep, 3),
+            ["peak_mb"] = Math.Round(Megabytes("VmHWM:")),
+            ["steady_mb"] = Math.Round(Megabytes("VmRSS:")),
+            ["base_mb"] = Math.Round(baseBytes / 1048576.0),
+            ["adapter_parameters"] = Lora.Adapters(model).Sum(a => (long)a.A.Length + a.B.Length),
+        }.ToJsonString());
+        return 0;
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Loom.Evaluation;
 using Loom.Models;
+using Loom.Models.Gguf;
 using Loom.Tensors;
 using Loom.Text;
 using Loom.Training.Tuning;
@@ -47,11 +48,12 @@ internal static class FinetuneCommand
         public readonly Option<float> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (the update is scaled by alpha / rank)", DefaultValueFactory = _ => 16f };
         public readonly Option<string> LoraTargets = new("--lora-targets") { Description = "Comma-separated modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", DefaultValueFactory = _ => "q_proj,v_proj" };
         public readonly Option<bool> MergeLora = new("--merge") { Description = "With LoRA: also write the merged model to OUT/checkpoint" };
+        public readonly Option<string> BaseType = new("--base-type") { Description = "With LoRA: hold the frozen base as f32, bf16, q8_0, q4_0 or q4_k (QLoRA); a quantised checkpoint stays as it is", DefaultValueFactory = _ => "f32" };
         public readonly Option<bool> Strict = new("--strict") { Description = "Stop at the first bad dataset line (default: skip and count)" };
 
         public void AddTo(Command command)
         {
-            foreach (Option option in new Option[] { Model, Output, Steps, Batch, LearningRate, MinLearningRate, Warmup, WeightDecay, Clip, EvalEvery, EvalFraction, Seed, Threads, LoraRank, LoraAlpha, LoraTargets, MergeLora, Strict })
+            foreach (Option option in new Option[] { Model, Output, Steps, Batch, LearningRate, MinLearningRate, Warmup, WeightDecay, Clip, EvalEvery, EvalFraction, Seed, Threads, LoraRank, LoraAlpha, LoraTargets, MergeLora, BaseType, Strict })
                 command.Options.Add(option);
         }
 
@@ -94,8 +96,23 @@ internal static class FinetuneCommand
         {
             string folder = Checkpoint.Resolve(parse.GetValue(Model)!);
             var model = Checkpoint.Load(folder);
+            bool lora = parse.GetValue(LoraRank) > 0;
+            string baseText = parse.GetValue(BaseType)!;
+            var baseType = GgmlTypes.Parse(baseText) is { } parsed && parsed != GgmlType.F16 ? parsed
+                : throw new ArgumentException($"--base-type must be f32, bf16, q8_0, q4_0 or q4_k, got '{baseText}'");
             if (model.QuantizedType is { } quantized)
-                throw new ArgumentException($"{folder}: the weights are held quantised ({quantized}); tuning needs float32 weights (tuning a quantised base is not supported yet): tune the checkpoint it was quantised from");
+            {
+                if (!lora)
+                    throw new ArgumentException($"{folder}: the weights are held quantised ({quantized}) and stay frozen; full fine-tuning needs float32 weights: tune LoRA adapters on it (--lora-rank) or tune the checkpoint it was quantised from");
+                if (baseType != GgmlType.F32) throw new ArgumentException($"{folder}: the weights are held quantised ({quantized}) already; --base-type applies to a float32 checkpoint");
+                Console.WriteLine($"frozen base: {quantized} as stored in {folder}; only the LoRA adapters train");
+            }
+            else if (baseType != GgmlType.F32)
+            {
+                if (!lora) throw new ArgumentException("--base-type needs --lora-rank (a BF16 or quantised base is frozen)");
+                var counts = Lora.FreezeBase(model, baseType);
+                Console.WriteLine($"frozen base: {string.Join(", ", counts.Select(c => $"{c.Value} matrices as {GgmlTypes.Name((uint)c.Key)}"))}; only the LoRA adapters train");
+            }
             return (model, Tokenizer.Load(folder), folder);
         }
 
@@ -222,15 +239,16 @@ internal static class FinetuneCommand
         {
             string folder = Checkpoint.Resolve(parse.GetValue(model)!);
             var transformer = Checkpoint.Load(folder);
-            if (transformer.QuantizedType is { } quantized)
-                throw new ArgumentException($"{folder}: the weights are held quantised ({quantized}); an adapter merges into float32 weights: merge into the checkpoint it was quantised from");
+            var quantized = transformer.QuantizedType;
             var tokenizer = Tokenizer.Load(folder);
             string adapterFolder = parse.GetValue(adapter)!;
             if (!Directory.Exists(adapterFolder)) throw new DirectoryNotFoundException($"{adapterFolder}: adapter folder not found");
             Lora.Load(adapterFolder, transformer);
-            Lora.Merge(transformer);
-            Checkpoint.Save(parse.GetValue(output)!, transformer, tokenizer.Save);
-            Console.WriteLine($"merged {adapterFolder} into {folder}; wrote {parse.GetValue(output)}");
+            var merged = Lora.MergedFloat(transformer);
+            Checkpoint.Save(parse.GetValue(output)!, merged, tokenizer.Save);
+            Console.WriteLine($"merged {adapterFolder} into {folder}" +
+                (quantized is { } type ? $" (dequantised from {GgmlTypes.Name((uint)type)}: the adapter is merged into the float32 values of the quantised weights)" : "") +
+                $"; wrote {parse.GetValue(output)} in float32");
             return 0;
         }));
         return command;
@@ -303,7 +321,7 @@ internal static class FinetuneCommand
     static int Done(TuneResult result, TuneOptions options)
     {
         Console.WriteLine($"done: {result.Steps} steps in {result.Elapsed.TotalSeconds:F0} s; wrote {options.OutputFolder} " +
-            $"({(options.Lora is null ? "checkpoint/" : options.MergeLora ? "adapter/ and merged checkpoint/" : "adapter/")}, {TuningLoop.MetricsFileName}, {PlotFileName})");
+            $"({(options.Lora is null ? "checkpoint/" : options.MergeLora ? "adapter/ and merged float32 checkpoint/" : "adapter/")}, {TuningLoop.MetricsFileName}, {PlotFileName})");
         return 0;
     }
 }

@@ -70,4 +70,29 @@ public static class HuggingFaceFolder
         });
         return model;
     }
+
+    /// <summary>
+    /// Writes <paramref name="model"/> (float32 weights) as a Hugging Face folder <paramref name="folder"/> (replaced whole,
+    /// atomically): config.json of its family (LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM; torch_dtype as
+    /// written), model.safetensors in F32 or, with <paramref name="bfloat16"/>, BF16, and the tokenizer files
+    /// (<see cref="CopiedFiles"/>) copied from <paramref name="checkpoint"/> when it has them.
+    /// </summary>
+    public static void Export(string folder, Transformer model, string? checkpoint, bool bfloat16 = false)
+    {
+        if (model.QuantizedType is { } type)
+            throw new ArgumentException($"the model's weights are held as {type}; a Hugging Face folder is written from float32 weights (see Lora.MergedFloat)", nameof(model));
+        var config = JsonNode.Parse(model.Config.ToHuggingFaceJson())!;
+        config["torch_dtype"] = bfloat16 ? "bfloat16" : "float32";
+        Checkpoint.WriteFolder(folder, temp =>
+        {
+            Loom.IO.AtomicFile.WriteAllText(Path.Combine(temp, Checkpoint.ConfigFileName), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            SafeTensors.Write(Path.Combine(temp, SafeTensors.ModelFileName), model.Parameters, new Dictionary<string, string> { ["format"] = "pt" }, bfloat16);
+            if (checkpoint is null) return;
+            foreach (string file in CopiedFiles)
+            {
+                string from = Path.Combine(checkpoint, file);
+                if (File.Exists(from)) File.Copy(from, Path.Combine(temp, file), overwrite: true);
+            }
+        });
+    }
 }

@@ -2,6 +2,7 @@ using Loom.IO;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Loom.Models.Gguf;
 using Loom.Tensors;
 
 namespace Loom.Models;
@@ -68,11 +69,15 @@ public sealed class LoraAdapter
     /// <summary>alpha / rank.</summary>
     public float Scale { get; }
 
-    /// <summary>W += scale·B·A, in place.</summary>
-    public void MergeInto()
+    /// <summary>W += scale·B·A, in place (W must hold float32 values: see <see cref="Lora.MergedFloat"/> for a quantised base).</summary>
+    public void MergeInto() => MergeInto(Weight);
+
+    /// <summary>target += scale·B·A for a float32 <paramref name="target"/> [out, in] (this adapter's weight or a float32 copy of it).</summary>
+    public void MergeInto(Tensor target)
     {
+        if (!target.SameShape(Weight)) throw new ArgumentException($"adapter {Module} merges into {Weight.ShapeText}, got {target.ShapeText}", nameof(target));
         int outDim = Weight.Dim(0), inDim = Weight.Dim(1), rank = A.Dim(0);
-        var w = Weight.Span;
+        var w = target.Span;
         var a = A.Span;
         var b = B.Span;
         for (int o = 0; o < outDim; o++)
@@ -132,6 +137,63 @@ public static class Lora
             block.Mlp.Adapters.Clear();
         }
         foreach (var p in model.Parameters) p.RequiresGrad = true;
+    }
+
+    /// <summary>
+    /// Holds every weight matrix of <paramref name="model"/> (projections, embedding table, LM head) in <paramref name="type"/>
+    /// (BF16, Q8_0, Q4_0 or Q4_K; F32 leaves the model as it is), frozen, dropping its float32 values: the base of a LoRA run
+    /// at a fraction of the memory (QLoRA). Matrices whose rows are not whole blocks of the type fall back as llama.cpp's
+    /// quantizer does to the nearest type that fits: Q4_K to Q4_0, Q4_0 and Q8_0 to BF16. Norms and biases stay float32.
+    /// Returns how many matrices are held in each type.
+    /// </summary>
+    public static IReadOnlyDictionary<GgmlType, int> FreezeBase(Transformer model, GgmlType type)
+    {
+        if (type != GgmlType.F32 && type != GgmlType.BF16 && !GgmlTypes.IsQuantized(type))
+            throw new ArgumentException($"a frozen base is F32, BF16, Q8_0, Q4_0 or Q4_K, got {type}", nameof(type));
+        var counts = new Dictionary<GgmlType, int>();
+        foreach (var p in model.Parameters)
+        {
+            if (p.Rank != 2) continue;
+            if (p.Quantized is not null) throw new InvalidOperationException($"tensor '{p.Name}' is held as {p.Quantized.Type} already");
+            var held = type;
+            if (held == GgmlType.Q4_K && p.Dim(1) % GgmlTypes.BlockSize(held) != 0) held = GgmlType.Q4_0;
+            if (held is GgmlType.Q4_0 or GgmlType.Q8_0 && p.Dim(1) % GgmlTypes.BlockSize(held) != 0) held = GgmlType.BF16;
+            if (held != GgmlType.F32) p.HoldQuantized(QuantizedMatrix.Quantize(p.Span, p.Dim(0), p.Dim(1), held));
+            p.RequiresGrad = false;
+            counts[held] = counts.GetValueOrDefault(held) + 1;
+        }
+        return counts;
+    }
+
+    /// <summary>
+    /// The model with its adapters merged, in float32: <paramref name="model"/> itself, merged in place (<see cref="Merge"/>),
+    /// when every weight holds float32 values; otherwise a new float32 model over the dequantised base with each adapter
+    /// merged into its weight (<paramref name="model"/> keeps its frozen base and adapters). A model without adapters comes
+    /// back dequantised.
+    /// </summary>
+    public static Transformer MergedFloat(Transformer model)
+    {
+        if (model.QuantizedType is null)
+        {
+            Merge(model);
+            return model;
+        }
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var p in model.Parameters)
+        {
+            if (p.Quantized is not { } matrix)
+            {
+                tensors[p.Name!] = p;
+                continue;
+            }
+            var values = new Tensor(p.Shape) { Name = p.Name }; // [rows, columns]
+            matrix.Dequantize(values.Span);
+            tensors[p.Name!] = values;
+        }
+        var merged = Transformer.FromTensors(model.Config, tensors, "dequantised base");
+        var byName = merged.Parameters.ToDictionary(p => p.Name!, StringComparer.Ordinal);
+        foreach (var adapter in Adapters(model)) adapter.MergeInto(byName[adapter.Weight.Name!]);
+        return merged;
     }
 
     /// <summary>Writes adapter_config.json and adapter_model.safetensors (PEFT's names) into <paramref name="folder"/>, atomically.</summary>

@@ -21,7 +21,7 @@ public sealed class SafeTensorsContent
 /// The safetensors format (Hugging Face): an 8-byte little-endian header length N, N bytes of JSON
 /// header (<c>{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}</c>)
 /// padded with spaces to a multiple of 8, then the tensors' bytes, little-endian, contiguous, in offset order.
-/// Loom writes F32 and reads F32, F16 and BF16 (converted to float32).
+/// Loom writes F32 or BF16 and reads F32, F16 and BF16 (converted to float32).
 /// </summary>
 public static class SafeTensors
 {
@@ -32,12 +32,12 @@ public static class SafeTensors
     public const string ModelFileName = "model.safetensors";
     public const string IndexFileName = "model.safetensors.index.json";
 
-    /// <summary>Writes <paramref name="tensors"/> (each named by <see cref="Tensor.Name"/>) as F32 to <paramref name="path"/>, atomically.</summary>
-    public static void Write(string path, IReadOnlyList<Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
-        AtomicFile.Write(path, stream => Write(stream, tensors, metadata));
+    /// <summary>Writes <paramref name="tensors"/> (each named by <see cref="Tensor.Name"/>) as F32 (or BF16) to <paramref name="path"/>, atomically.</summary>
+    public static void Write(string path, IReadOnlyList<Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null, bool bfloat16 = false) =>
+        AtomicFile.Write(path, stream => Write(stream, tensors, metadata, bfloat16));
 
-    /// <summary>Writes the safetensors bytes to a stream.</summary>
-    public static void Write(Stream stream, IReadOnlyList<Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <summary>Writes the safetensors bytes to a stream: F32, or BF16 (rounded to nearest even) when <paramref name="bfloat16"/> is set.</summary>
+    public static void Write(Stream stream, IReadOnlyList<Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null, bool bfloat16 = false)
     {
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors writing needs a little-endian machine");
         var header = new JsonObject();
@@ -52,12 +52,12 @@ public static class SafeTensors
         {
             string name = t.Name ?? throw new ArgumentException($"tensor {t.ShapeText} has no name");
             if (name == "__metadata__" || header.ContainsKey(name)) throw new ArgumentException($"tensor name '{name}' is reserved or repeated");
-            long bytes = (long)t.Length * sizeof(float);
+            long bytes = (long)t.Length * (bfloat16 ? sizeof(ushort) : sizeof(float));
             var shape = new JsonArray();
             foreach (int d in t.Shape) shape.Add(d);
             header[name] = new JsonObject
             {
-                ["dtype"] = "F32",
+                ["dtype"] = bfloat16 ? "BF16" : "F32",
                 ["shape"] = shape,
                 ["data_offsets"] = new JsonArray(offset, offset + bytes),
             };
@@ -70,7 +70,17 @@ public static class SafeTensors
         stream.Write(length);
         stream.Write(json);
         for (int i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
-        foreach (var t in tensors) stream.Write(MemoryMarshal.AsBytes(t.Span));
+        foreach (var t in tensors)
+        {
+            if (!bfloat16)
+            {
+                stream.Write(MemoryMarshal.AsBytes(t.Span));
+                continue;
+            }
+            var halves = new byte[t.Length * sizeof(ushort)];
+            Gguf.GgmlQuant.EncodeBF16(t.Span, halves);
+            stream.Write(halves);
+        }
     }
 
     /// <summary>Reads one safetensors file; errors are one line naming the file and the tensor or field.</summary>

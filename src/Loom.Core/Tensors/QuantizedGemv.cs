@@ -74,6 +74,11 @@ public static unsafe class QuantizedGemv
         QuantizedMatrix? w2, float* y2, ComputeContext compute, QuantizedKernel kernel = QuantizedKernel.Auto)
     {
         if (m == 0) return;
+        if (w0.Type == GgmlType.BF16 || w1?.Type == GgmlType.BF16 || w2?.Type == GgmlType.BF16)
+        {
+            Bf16Gemm.Multiply(x, m, k, w0, y0, w1, y1, w2, y2, compute);
+            return;
+        }
         if (kernel == QuantizedKernel.Auto) kernel = Best;
         if (!IsSupported(kernel)) throw new PlatformNotSupportedException($"the {kernel} kernel does not run on this CPU");
         Check(w0, k);
@@ -509,6 +514,11 @@ public static unsafe class QuantizedGemv
     /// </summary>
     internal static void AddInputGradient(float* dY, int m, QuantizedMatrix w, float* dX, ComputeContext compute)
     {
+        if (w.Type == GgmlType.BF16)
+        {
+            Bf16Gemm.AddInputGradient(dY, m, w, dX, compute);
+            return;
+        }
         var job = cachedBackward ??= new BackwardJob();
         job.dY = dY; job.m = m; job.w = w; job.dX = dX;
         try

@@ -3,7 +3,7 @@ using Loom.Models.Gguf;
 namespace Loom.Tensors;
 
 /// <summary>
-/// A weight matrix [rows, columns] kept in a ggml block format (Q8_0, Q4_0, Q4_K), never expanded to float32:
+/// A weight matrix [rows, columns] kept in a ggml block format (Q8_0, Q4_0, Q4_K, or BF16 for a frozen LoRA base: <see cref="Bf16Gemm"/>), never expanded to float32:
 /// each row is a whole number of blocks, rows follow each other. The bytes live in a pinned array or in a
 /// memory-mapped region of a GGUF file (the mapping is kept alive by this object). Attach it to a weight with
 /// <see cref="Tensor.FromQuantized"/>; projections and the LM head then run <see cref="QuantizedGemv"/> on it.
@@ -15,7 +15,7 @@ public sealed unsafe class QuantizedMatrix
 
     QuantizedMatrix(GgmlType type, int rows, int columns, byte* data, byte[]? pinned, object? owner)
     {
-        if (!GgmlTypes.IsQuantized(type)) throw new ArgumentException($"{type} is not a quantised type (Q8_0, Q4_0, Q4_K)", nameof(type));
+        if (!GgmlTypes.IsQuantized(type) && type != GgmlType.BF16) throw new ArgumentException($"{type} is not a quantised type (Q8_0, Q4_0, Q4_K) or BF16", nameof(type));
         ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(columns, 1);
         if (columns % GgmlTypes.BlockSize(type) != 0)

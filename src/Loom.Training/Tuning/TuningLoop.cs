@@ -156,14 +156,21 @@ public sealed class TuningLoop : IDisposable
     public void Dispose() => metrics?.Dispose();
 
     /// <summary>
-    /// The trainable tensors of a policy: every parameter, or (with LoRA) fresh adapters attached to it.
+    /// The trainable tensors of a policy: every parameter, or (with LoRA) fresh adapters attached to it. A base held in
+    /// BF16 or a quantised type stays frozen, so it trains only with LoRA.
     /// </summary>
-    public static IReadOnlyList<Tensor> Trainable(Transformer model, TuneOptions options) =>
-        options.Lora is LoraOptions lora ? Lora.Attach(model, lora, options.Seed) : model.Parameters;
+    public static IReadOnlyList<Tensor> Trainable(Transformer model, TuneOptions options)
+    {
+        if (options.Lora is LoraOptions lora) return Lora.Attach(model, lora, options.Seed);
+        if (model.QuantizedType is { } type)
+            throw new ArgumentException($"TuneOptions.Lora is not set (full fine-tuning), but the weights are held as {type} and stay frozen: only LoRA adapters train on such a base");
+        return model.Parameters;
+    }
 
     /// <summary>
     /// Saves a tuned policy: checkpoint/ in the pretraining layout (full fine-tuning), or adapter/ in PEFT's layout
-    /// (LoRA), plus checkpoint/ with the adapters merged when <see cref="TuneOptions.MergeLora"/> is set (the model is then merged in place).
+    /// (LoRA), plus checkpoint/ with the adapters merged when <see cref="TuneOptions.MergeLora"/> is set (a float32 base is then
+    /// merged in place; a BF16 or quantised base is dequantised into a float32 checkpoint: <see cref="Lora.MergedFloat"/>).
     /// </summary>
     public static void SavePolicy(Transformer model, ITokenizer tokenizer, TuneOptions options, string? baseModel = null)
     {
@@ -171,7 +178,7 @@ public sealed class TuningLoop : IDisposable
         {
             Lora.Save(Path.Combine(options.OutputFolder, AdapterFolderName), model, lora, baseModel);
             if (!options.MergeLora) return;
-            Lora.Merge(model);
+            model = Lora.MergedFloat(model);
         }
         Checkpoint.Save(Path.Combine(options.OutputFolder, CheckpointFolderName), model, folder =>
         {

@@ -60,7 +60,6 @@ public sealed class QuantizeCommandTests : IDisposable
         File.WriteAllText(data, "{\"prompt\": \"First\", \"completion\": \" Citizen\"}\n");
         foreach (var arguments in new[]
         {
-            new[] { "export", "--gguf", Path.Combine(folder, "out.gguf"), "--model", output },
             new[] { "finetune", "sft", "--model", output, "--data", data, "--out", Path.Combine(folder, "tuned"), "--steps", "1" },
         })
         {
