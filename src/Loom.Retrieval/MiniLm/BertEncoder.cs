@@ -310,6 +310,10 @@ internal sealed unsafe class BertEncoder : IDisposable
                 for (int t = 0; t < length; t++)
                 {
                     var row = new Span<float>(scores + (long)t * length, length);
+                    // Scaled and shifted by the row's largest score: TensorPrimitives.SoftMax does not shift, and e^x
+                    // overflows above 88 (long texts with repeated words reach that).
+                    float largest = TensorPrimitives.Max(row);
+                    TensorPrimitives.Subtract(row, largest, row);
                     TensorPrimitives.Multiply(row, scale, row);
                     TensorPrimitives.SoftMax(row, row);
                 }
