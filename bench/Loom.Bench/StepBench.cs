@@ -14,9 +14,9 @@ namespace Loom.Bench;
 /// With --model/--tokens, or --rows (the rows of issue 20's table): 1-thread against 2-thread ms/step,
 /// samples alternating between the two, medians, the speed-up and the cores busy at 2 threads; 2 threads split the
 /// batch by rows as pretraining does (<see cref="DataParallelLoss"/>), and beside it are timed the same step splitting
-/// every op over both threads, and splitting the rows with each replica computing its own weight gradients; each
-/// variant's mean time per phase (zero, forward+backward, collect, clip, AdamW) and the replicas' wait at the shared
-/// weight gradients follow.
+/// every op over both threads, and splitting the rows with the replicas computing each weight gradient once over all
+/// their rows; each variant's mean time per phase (zero, forward+backward, collect, clip, AdamW) and the replicas' wait
+/// at the shared weight gradients follow.
 /// </summary>
 internal static class StepBench
 {
@@ -106,8 +106,8 @@ internal static class StepBench
         /// <param name="splitRows">Whether 2 threads split the batch by rows (<see cref="DataParallelLoss"/>, what
         /// pretraining does) rather than every op of one forward and backward over the whole batch.</param>
         /// <param name="shareWeightGradients">With rows split: whether the replicas compute each weight gradient once over
-        /// all their rows (false: each its own over its rows, summed afterwards).</param>
-        public Trainer(LlamaConfig config, int batch, int tokens, int threads, bool splitRows = true, bool shareWeightGradients = true)
+        /// all their rows (false, what pretraining does: each its own over its rows, summed afterwards).</param>
+        public Trainer(LlamaConfig config, int batch, int tokens, int threads, bool splitRows = true, bool shareWeightGradients = false)
         {
             compute = new ComputeContext(threads);
             model = new Transformer(config, seed: 1);
@@ -193,19 +193,19 @@ internal static class StepBench
         using var one = new Trainer(config, batch, tokens, 1);
         using var two = new Trainer(config, batch, tokens, 2);
         using var ops = new Trainer(config, batch, tokens, 2, splitRows: false);
-        using var own = new Trainer(config, batch, tokens, 2, shareWeightGradients: false);
-        for (int i = 0; i < WarmupSteps; i++) { one.Step(); two.Step(); ops.Step(); own.Step(); }
+        using var shared = new Trainer(config, batch, tokens, 2, shareWeightGradients: true);
+        for (int i = 0; i < WarmupSteps; i++) { one.Step(); two.Step(); ops.Step(); shared.Step(); }
         var wall1 = new List<double>();
         var wall2 = new List<double>();
         var wallOps = new List<double>();
-        var wallOwn = new List<double>();
+        var wallShared = new List<double>();
         var busy2 = new List<double>();
         var process = Process.GetCurrentProcess();
         two.Compute.ResetWaitStatistics();
         one.ResetPhases();
         two.ResetPhases();
         ops.ResetPhases();
-        own.ResetPhases();
+        shared.ResetPhases();
         for (int i = 0; i < samples; i++)
         {
             wall1.Add(one.Step());
@@ -216,7 +216,7 @@ internal static class StepBench
             wall2.Add(seconds);
             busy2.Add((process.TotalProcessorTime - cpuBefore).TotalSeconds / seconds);
             wallOps.Add(ops.Step());
-            wallOwn.Add(own.Step());
+            wallShared.Add(shared.Step());
         }
         var waits = two.Compute.WaitStatistics;
         double t1 = Median(wall1), t2 = Median(wall2), tOps = Median(wallOps);
@@ -224,8 +224,8 @@ internal static class StepBench
         Console.WriteLine($"{name} ({config.Layers} layers x {config.Dim}, {config.Heads} heads, hidden {config.HiddenDim}, vocab {config.VocabSize}), {batch}x{tokens} tokens: " +
             $"1 thread {t1 * 1e3:F1} ms ({flopsPerStep / t1 / 1e9:F1} GFLOP/s), 2 threads {t2 * 1e3:F1} ms, speed-up {t1 / t2:F2}x, cores busy at 2: {Median(busy2):F2}; 2 threads splitting every op instead of the rows: {tOps * 1e3:F1} ms ({t1 / tOps:F2}x); " +
             $"per 2-thread step {waits.Runs / (double)samples:F0} parallel runs taking {waits.Parallel.TotalMilliseconds / samples:F1} ms (the rest on one thread), caller waited {waits.CallerWait.TotalMilliseconds / samples:F1} ms at their ends");
-        Console.WriteLine($"  2 threads splitting the rows, each replica computing its own weight gradients (summed afterwards): {Median(wallOwn) * 1e3:F1} ms ({t1 / Median(wallOwn):F2}x)");
-        Console.WriteLine($"  mean ms per step: 1 thread: {one.PhaseText(samples)}; 2 threads, rows: {two.PhaseText(samples)}; 2 threads, ops: {ops.PhaseText(samples)}; 2 threads, rows, own weight gradients: {own.PhaseText(samples)}");
+        Console.WriteLine($"  2 threads splitting the rows, the replicas computing each weight gradient once over all their rows: {Median(wallShared) * 1e3:F1} ms ({t1 / Median(wallShared):F2}x)");
+        Console.WriteLine($"  mean ms per step: 1 thread: {one.PhaseText(samples)}; 2 threads, rows: {two.PhaseText(samples)}; 2 threads, ops: {ops.PhaseText(samples)}; 2 threads, rows, shared weight gradients: {shared.PhaseText(samples)}");
     }
 
     static int RunDefault(int samples)

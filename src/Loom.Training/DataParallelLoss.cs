@@ -11,12 +11,12 @@ namespace Loom.Training;
 /// a tape on one thread), so the token-proportional work (activations, their gradients, attention) pays one hand-off
 /// between threads instead of one per op. At the small batches of fine-tuning and of nanoGPT's configuration each op
 /// is a few microseconds of work, and splitting every op over two threads spends at the barriers most of what it saves.
-/// The weight-proportional work is not repeated per replica: the replicas meet at each matrix product's backward and
-/// compute its weight gradient once over all their rows, each thread a share of dW's rows, into the model's gradient
-/// (<see cref="SharedWeightGradients"/>). The few other parameter gradients (norms, the embedding's scatter) are the
-/// replicas' own, added into the model's by <see cref="CollectGradients"/> in replica order (the token embedding's only
-/// at the rows of the tokens the replicas took), so a run gives the same result bit for bit every time at a given
-/// thread count (not the same bits as one thread: sums are grouped differently).
+/// Each replica computes its parameters' gradients over its own rows into gradients of its own, added into the
+/// model's by <see cref="CollectGradients"/> in replica order, so a run gives the same result bit for bit every time at a
+/// given thread count (not the same bits as one thread: sums are grouped differently). The other way,
+/// <see cref="SharedWeightGradients"/> (the replicas meet at each matrix product's backward and compute its weight
+/// gradient once over all their rows, each thread a share of dW's rows), measured slower on every shape of the step
+/// bench on a quiet 2-core AMD EPYC (the replicas wait for each other at every product); it stays for the bench to time.
 /// </summary>
 /// <remarks>
 /// The loss is the mean over the batch's counted targets (not <c>ignoreIndex</c>), as one forward over the whole batch
@@ -36,13 +36,13 @@ public sealed class DataParallelLoss : IDisposable
 
     /// <param name="model">The model; its parameters' gradients receive the sum of every replica's.</param>
     /// <param name="compute">The threads: one replica (the model itself first) per thread.</param>
-    public DataParallelLoss(Transformer model, ComputeContext compute) : this(model, compute, shareWeightGradients: true) { }
+    public DataParallelLoss(Transformer model, ComputeContext compute) : this(model, compute, shareWeightGradients: false) { }
 
     /// <param name="model">The model.</param>
     /// <param name="compute">The threads.</param>
-    /// <param name="shareWeightGradients">False: each replica computes every weight gradient over its own rows into
-    /// a gradient of its own, summed by <see cref="CollectGradients"/> (the way before weight gradients were shared,
-    /// kept so the step bench can time both).</param>
+    /// <param name="shareWeightGradients">True: the replicas compute each weight gradient once over all their rows
+    /// (<see cref="SharedWeightGradients"/>; the token embedding's own gradient is then collected only at the rows of the
+    /// tokens the replicas took); false (the default): each replica computes every gradient over its own rows.</param>
     internal DataParallelLoss(Transformer model, ComputeContext compute, bool shareWeightGradients)
     {
         this.model = model;
