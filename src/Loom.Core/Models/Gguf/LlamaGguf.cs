@@ -351,11 +351,13 @@ public static class LlamaGguf
     public static float[] PermuteToHalves(ReadOnlySpan<float> weight, int heads, int headDim, int columns) =>
         Permute(weight, heads, headDim, columns, toInterleaved: false);
 
-    static float[] Permute(ReadOnlySpan<float> weight, int heads, int headDim, int columns, bool toInterleaved)
+    /// <summary>The row permutation of <see cref="PermuteToInterleaved"/> or its inverse over rows of any element type
+    /// (float values, or the raw bytes of quantised rows: <paramref name="columns"/> elements a row).</summary>
+    internal static T[] Permute<T>(ReadOnlySpan<T> weight, int heads, int headDim, int columns, bool toInterleaved)
     {
         if (weight.Length != heads * headDim * columns)
             throw new ArgumentException($"{weight.Length} values are not [{heads} * {headDim}, {columns}]", nameof(weight));
-        var result = new float[weight.Length]; // [heads * headDim, columns]
+        var result = new T[weight.Length]; // [heads * headDim, columns]
         int halfDim = headDim / 2;
         for (int h = 0; h < heads; h++)
         for (int half = 0; half < 2; half++)

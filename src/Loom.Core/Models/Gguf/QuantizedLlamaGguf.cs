@@ -77,7 +77,11 @@ public static class QuantizedLlamaGguf
             {
                 QuantizedMatrix matrix;
                 if (heads is int h)
-                    matrix = QuantizedMatrix.FromBytes(info.Type, shape[0], shape[1], RowsToHalves(reader.ReadRaw(info), h, config.HeadDim, shape[0]));
+                {
+                    // Whole stored rows of q or k from llama.cpp's interleaved rotary order back to Hugging Face's halves.
+                    byte[] stored = reader.ReadRaw(info);
+                    matrix = QuantizedMatrix.FromBytes(info.Type, shape[0], shape[1], LlamaGguf.Permute<byte>(stored, h, config.HeadDim, stored.Length / shape[0], toInterleaved: false));
+                }
                 else
                 {
                     mapping ??= new MappedFile(path, reader.FileLength);
@@ -102,23 +106,6 @@ public static class QuantizedLlamaGguf
         {
             throw new GgufException(e.Message);
         }
-    }
-
-    /// <summary>Whole stored rows of q or k [heads · headDim, ...] from llama.cpp's interleaved rotary order back to Hugging Face's halves.</summary>
-    static byte[] RowsToHalves(byte[] stored, int heads, int headDim, int rows)
-    {
-        int rowBytes = stored.Length / rows;
-        var result = new byte[stored.Length];
-        int halfDim = headDim / 2;
-        for (int h = 0; h < heads; h++)
-            for (int half = 0; half < 2; half++)
-                for (int j = 0; j < halfDim; j++)
-                {
-                    int halvesRow = h * headDim + half * halfDim + j;
-                    int interleavedRow = h * headDim + 2 * j + half;
-                    stored.AsSpan(interleavedRow * rowBytes, rowBytes).CopyTo(result.AsSpan(halvesRow * rowBytes, rowBytes));
-                }
-        return result;
     }
 
     /// <summary>A read-only mapping of the whole file, released when the last matrix over it is collected.</summary>
