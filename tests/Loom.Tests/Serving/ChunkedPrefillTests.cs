@@ -92,25 +92,31 @@ public class ChunkedPrefillTests
     }
 
     /// <summary>
-    /// Starts a greedy stream of <paramref name="runningTokens"/> tokens on a character model, sends a prompt of
-    /// <paramref name="promptTokens"/> letters while it runs, checks that prompt's 3 tokens equal a decoder's alone,
-    /// and returns the decoder's call log.
+    /// Starts a greedy stream on a character model, sends a prompt of <paramref name="promptTokens"/> letters while it
+    /// runs (the stream is long enough never to end first, and is cancelled after), checks that prompt's 3 tokens equal
+    /// a decoder's alone, and returns the decoder's call log.
     /// </summary>
-    static async Task<RecordingDecoder> LongPromptBesideARunningStream(GenerationEngineOptions options, int runningTokens, int promptTokens)
+    static async Task<RecordingDecoder> LongPromptBesideARunningStream(GenerationEngineOptions options, int promptTokens)
     {
-        var (model, tokenizer) = GenerationEngineTests.CharModel(20, maxSeq: 512);
+        var (model, tokenizer) = GenerationEngineTests.CharModel(20, maxSeq: 4096);
         var decoder = new RecordingDecoder(new TransformerDecoder(model, slotCount: 2));
         await using var engine = new GenerationEngine("char", decoder, tokenizer, options);
         var started = new TaskCompletionSource();
+        using var stop = new CancellationTokenSource();
         var running = Task.Run(async () =>
         {
             int updates = 0;
-            await foreach (var update in engine.GenerateAsync(new GenerationRequest { Prompt = "abc", MaxTokens = runningTokens, Sampling = SamplingOptions.Greedy }))
-                if (++updates == 3) started.TrySetResult();
+            try
+            {
+                await foreach (var update in engine.GenerateAsync(new GenerationRequest { Prompt = "abc", MaxTokens = 4000, Sampling = SamplingOptions.Greedy }, stop.Token))
+                    if (++updates == 3) started.TrySetResult();
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
         });
         await started.Task.WaitAsync(TimeSpan.FromSeconds(30));
         string longPrompt = Letters(promptTokens, 21);
         string longText = await Run(engine, new GenerationRequest { Prompt = longPrompt, MaxTokens = 3, Sampling = SamplingOptions.Greedy }).WaitAsync(TimeSpan.FromMinutes(1));
+        stop.Cancel();
         await running.WaitAsync(TimeSpan.FromMinutes(1));
 
         using var alone = new TransformerDecoder(model);
@@ -169,7 +175,7 @@ public class ChunkedPrefillTests
     [Fact]
     public async Task RunningStreamsDecodeBetweenTheSlicesOfALongPrompt()
     {
-        var decoder = await LongPromptBesideARunningStream(new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 0 }, runningTokens: 300, promptTokens: 400);
+        var decoder = await LongPromptBesideARunningStream(new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 0 }, promptTokens: 400);
         // The long prompt's slices (a prefill of 64, appends of 64, 64, 64, 64 and 80) each come after a decode step of the running stream.
         var log = decoder.Log;
         int first = log.FindIndex(e => e == "prefill 64");
@@ -184,7 +190,7 @@ public class ChunkedPrefillTests
     [Fact]
     public async Task ALongPromptRidesAlongTheDecodeStepsOfARunningStream()
     {
-        var decoder = await LongPromptBesideARunningStream(new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 16, PrefillStepBudget = 0 }, runningTokens: 400, promptTokens: 200);
+        var decoder = await LongPromptBesideARunningStream(new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 16, PrefillStepBudget = 0 }, promptTokens: 200);
         // 200 tokens: twelve slices of 16 and one of 8, each inside a decode step of the running stream; no step of its own.
         var log = decoder.Log;
         Assert.Equal([.. Enumerable.Repeat("along 16 with 1", 12), "along 8 with 1"], log.Where(e => e.StartsWith("along", StringComparison.Ordinal)));
@@ -194,7 +200,7 @@ public class ChunkedPrefillTests
     [Fact]
     public async Task PacedSlicesStartWithOneTokenAndCarryTheWholePrompt()
     {
-        var decoder = await LongPromptBesideARunningStream(new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 16 }, runningTokens: 450, promptTokens: 200);
+        var decoder = await LongPromptBesideARunningStream(new GenerationEngineOptions { PrefillChunkTokens = 64, PrefillTokensPerDecodeStep = 16 }, promptTokens: 200);
         // Plain steps were timed before the prompt came, no slice step yet: the first slice measures one token's cost.
         // How many tokens the later ones take depends on the machine's pace; all of them ride along, none above the cap.
         var along = decoder.Log.Where(e => e.StartsWith("along", StringComparison.Ordinal)).Select(e => int.Parse(e.Split(' ')[1])).ToList();
